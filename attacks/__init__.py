@@ -1,0 +1,1 @@
+"""Adaptive membership-inference attacks on tensorflow-privacy result types."""

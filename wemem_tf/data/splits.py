@@ -1,0 +1,163 @@
+"""The data protocol of METHOD.md §2 as a pure function of (fingerprint, seed).
+
+1. Pool / held-out: the dataset's own test records are held out (CIFAR-10);
+   otherwise a fixed 80/20 split of all records.
+2. Pool → victim pool / shadow pool, 50/50.
+3. Victim train = 90% of the victim pool. The other 10% joins the victim's
+   half of the held-out records; that union splits 34% dev / 66% test.
+4. Shadow i train = 90% of the shadow pool (its own stream i); its dev/test
+   come the same way from the rest of the shadow pool and the shadows' half of
+   the held-out records.
+
+Our decision where the authors' code is silent: the held-out records are
+halved between victim and shadows, so no victim member or non-member is ever
+seen by the attacker's shadows (victim and shadow records are disjoint).
+Every array holds record indices into the `Dataset`.
+"""
+
+import dataclasses
+import json
+import os
+from typing import Optional, Tuple
+
+import numpy as np
+
+from wemem_tf import io_utils
+
+
+@dataclasses.dataclass(frozen=True)
+class SplitConfig:
+  """Fractions of the split protocol (defaults: the authors' code)."""
+  heldout_fraction: float = 0.2
+  victim_pool_fraction: float = 0.5
+  train_fraction: float = 0.9
+  dev_fraction: float = 0.34
+
+  def __post_init__(self):
+    for name in ("heldout_fraction", "victim_pool_fraction", "train_fraction",
+                 "dev_fraction"):
+      value = getattr(self, name)
+      if not 0.0 < value < 1.0:
+        raise ValueError(f"SplitConfig.{name} must lie in (0, 1), got {value}.")
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSplit:
+  """Record indices for one model: int64 arrays, pairwise disjoint."""
+  train: np.ndarray
+  dev: np.ndarray
+  test: np.ndarray
+
+
+@dataclasses.dataclass(frozen=True)
+class Splits:
+  """Victim and shadow splits of one dataset for one seed."""
+  fingerprint: str
+  seed: int
+  pool: np.ndarray
+  heldout: np.ndarray
+  victim_pool: np.ndarray
+  shadow_pool: np.ndarray
+  victim: ModelSplit
+  shadows: Tuple[ModelSplit, ...]
+
+  def save(self, path: str) -> None:
+    """Writes the splits atomically as an .npz of index arrays."""
+    arrays = {"pool": self.pool, "heldout": self.heldout,
+              "victim_pool": self.victim_pool, "shadow_pool": self.shadow_pool}
+    for name, split in [("victim", self.victim)] + [
+        (f"shadow{i}", s) for i, s in enumerate(self.shadows)]:
+      for part in ("train", "dev", "test"):
+        arrays[f"{name}_{part}"] = getattr(split, part)
+    meta = {"fingerprint": self.fingerprint, "seed": self.seed,
+            "num_shadows": len(self.shadows)}
+    io_utils.atomic_save_npz(path, meta=np.array(json.dumps(meta)), **arrays)
+
+  @classmethod
+  def load(cls, path: str, fingerprint: Optional[str] = None) -> "Splits":
+    """Reads splits saved by `save`; checks the dataset fingerprint."""
+    arrays = io_utils.load_npz(path)
+    if "meta" not in arrays:
+      raise ValueError(f"{path!r} is not a splits file (no 'meta' array).")
+    meta = json.loads(str(arrays["meta"]))
+    if fingerprint is not None and meta["fingerprint"] != fingerprint:
+      raise ValueError(
+          f"splits in {path!r} belong to dataset fingerprint "
+          f"{meta['fingerprint'][:12]}…, not to this dataset "
+          f"({fingerprint[:12]}…); recompute them with make_splits.")
+    def model_split(name):
+      return ModelSplit(*(arrays[f"{name}_{p}"] for p in ("train", "dev", "test")))
+    return cls(meta["fingerprint"], int(meta["seed"]), arrays["pool"],
+               arrays["heldout"], arrays["victim_pool"], arrays["shadow_pool"],
+               model_split("victim"),
+               tuple(model_split(f"shadow{i}")
+                     for i in range(meta["num_shadows"])))
+
+
+def _rng(fingerprint: str, *stream: int) -> np.random.Generator:
+  return np.random.default_rng([int(fingerprint[:16], 16), *stream])
+
+
+def _cut(indices: np.ndarray, fraction: float) -> Tuple[np.ndarray, np.ndarray]:
+  k = int(round(fraction * len(indices)))
+  return np.sort(indices[:k]), np.sort(indices[k:])
+
+
+def _model_split(rng: np.random.Generator, pool: np.ndarray,
+                 heldout: np.ndarray, config: SplitConfig) -> ModelSplit:
+  train, rest = _cut(rng.permutation(pool), config.train_fraction)
+  dev, test = _cut(rng.permutation(np.concatenate([rest, heldout])),
+                   config.dev_fraction)
+  return ModelSplit(train, dev, test)
+
+
+def make_splits(num_records: int, fingerprint: str, seed: int,
+                num_shadows: int = 5,
+                heldout_mask: Optional[np.ndarray] = None,
+                config: SplitConfig = SplitConfig()) -> Splits:
+  """Splits records for the victim and `num_shadows` shadows (METHOD.md §2).
+
+  A pure function: the same (fingerprint, seed, num_shadows, config) gives the
+  same arrays on any machine.
+
+  Args:
+    num_records: records in the dataset (n).
+    fingerprint: the dataset's hex fingerprint (seeds the generator).
+    seed: run seed.
+    num_shadows: shadow models to split for (>= 0).
+    heldout_mask: optional bool (n,) of records the dataset holds out itself.
+    config: split fractions.
+
+  Returns:
+    `Splits` with int64 record-index arrays.
+  """
+  if num_records < 20:
+    raise ValueError(f"need at least 20 records to split, got {num_records}.")
+  if num_shadows < 0:
+    raise ValueError(f"num_shadows must be >= 0, got {num_shadows}.")
+  if not fingerprint or len(fingerprint) < 16:
+    raise ValueError("fingerprint must be the dataset's hex fingerprint.")
+  seed = int(seed)
+  rng = _rng(fingerprint, seed, 0)
+  all_records = np.arange(num_records, dtype=np.int64)
+  if heldout_mask is not None:
+    pool, heldout = all_records[~heldout_mask], all_records[heldout_mask]
+  else:
+    heldout, pool = _cut(rng.permutation(all_records), config.heldout_fraction)
+  victim_pool, shadow_pool = _cut(rng.permutation(pool),
+                                  config.victim_pool_fraction)
+  victim_heldout, shadow_heldout = _cut(rng.permutation(heldout),
+                                        config.victim_pool_fraction)
+  victim = _model_split(rng, victim_pool, victim_heldout, config)
+  shadows = tuple(_model_split(_rng(fingerprint, seed, 1 + i), shadow_pool,
+                               shadow_heldout, config)
+                  for i in range(num_shadows))
+  return Splits(fingerprint, seed, pool, heldout, victim_pool, shadow_pool,
+                victim, shadows)
+
+
+def splits_for(dataset, seed: int, num_shadows: int = 5,
+               config: SplitConfig = SplitConfig()) -> Splits:
+  """`make_splits` for a `Dataset`."""
+  return make_splits(len(dataset), dataset.fingerprint, seed, num_shadows,
+                     dataset.heldout_mask, config)

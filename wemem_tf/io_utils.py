@@ -1,0 +1,59 @@
+"""Atomic artifact writes (temp file + rename) and pickle-free reads."""
+
+import json
+import os
+import tempfile
+from typing import Any, Dict
+
+import numpy as np
+
+
+def _atomic_write(path: str, write_fn) -> None:
+  directory = os.path.dirname(os.path.abspath(path))
+  os.makedirs(directory, exist_ok=True)
+  fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-",
+                             suffix=os.path.basename(path))
+  try:
+    with os.fdopen(fd, "wb") as f:
+      write_fn(f)
+      f.flush()
+      os.fsync(f.fileno())
+    os.replace(tmp, path)
+  except BaseException:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+    raise
+
+
+def atomic_save_npz(path: str, **arrays: Any) -> None:
+  """Writes arrays to `path` (.npz) so readers never see a partial file."""
+  _atomic_write(path, lambda f: np.savez(f, **arrays))
+
+
+def atomic_write_json(path: str, obj: Any) -> None:
+  """Writes JSON (indented, sorted keys) atomically."""
+  text = json.dumps(obj, indent=2, sort_keys=True, default=_json_default)
+  _atomic_write(path, lambda f: f.write(text.encode() + b"\n"))
+
+
+def atomic_write_bytes(path: str, data: bytes) -> None:
+  _atomic_write(path, lambda f: f.write(data))
+
+
+def _json_default(value):
+  if isinstance(value, np.generic):
+    return value.item()
+  if isinstance(value, np.ndarray):
+    return value.tolist()
+  raise TypeError(f"not JSON serializable: {type(value).__name__}")
+
+
+def load_npz(path: str) -> Dict[str, np.ndarray]:
+  """Reads every array of an .npz without allowing pickled objects."""
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f"{path!r} not found.")
+  try:
+    with np.load(path, allow_pickle=False) as npz:
+      return {k: npz[k] for k in npz.files}
+  except Exception as e:
+    raise ValueError(f"{path!r} is not a readable .npz file: {e}") from e

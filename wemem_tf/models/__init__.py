@@ -1,0 +1,9 @@
+"""Model zoo: ColumnFC, a small CNN, ResNet-18 and VGG-16-BN (logit outputs)."""
+
+from wemem_tf.models.zoo import build_model
+from wemem_tf.models.zoo import BUILDERS
+from wemem_tf.models.zoo import column_fc
+from wemem_tf.models.zoo import DEFAULT_ARCHITECTURE
+from wemem_tf.models.zoo import resnet18
+from wemem_tf.models.zoo import small_cnn
+from wemem_tf.models.zoo import vgg16_bn

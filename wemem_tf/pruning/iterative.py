@@ -1,0 +1,179 @@
+"""Pre-training and the iterative prune / fine-tune procedure (METHOD.md §3)."""
+
+import dataclasses
+import time
+from typing import Dict, List, Optional, Tuple
+
+import numpy as np
+import tensorflow as tf
+from tensorflow_model_optimization.python.core.sparsity.keras import pruning_wrapper
+
+from wemem_tf._keras import keras
+from wemem_tf.pruning import prune as prune_lib
+from wemem_tf.pruning import schedule as schedule_lib
+from wemem_tf.training import loop as loop_lib
+
+Arrays = Tuple[np.ndarray, np.ndarray]
+
+
+@dataclasses.dataclass(frozen=True)
+class PruningConfig:
+  """Iterative pruning settings (defaults: METHOD.md §3).
+
+  Attributes:
+    target_sparsity: final fraction of zero weights per pruned layer, in (0, 1).
+    num_iterations: pruning iterations n >= 2 (iteration 0 stays dense).
+    epochs_per_iteration: fine-tuning epochs at most per iteration.
+    patience: early-stopping patience on dev accuracy.
+    restore_best_weights: True (default): each iteration ends at its best dev
+      checkpoint, and the next iteration's masks come from it. False: the
+      authors' code: continue from the last epoch's weights; only the final
+      model is the last iteration's best checkpoint.
+  """
+  target_sparsity: float = 0.6
+  num_iterations: int = 5
+  epochs_per_iteration: int = 21
+  patience: int = 5
+  restore_best_weights: bool = True
+
+  def __post_init__(self):
+    schedule_lib.validate_target(self.target_sparsity, self.num_iterations)
+    if self.epochs_per_iteration < 1 or self.patience < 1:
+      raise ValueError("epochs_per_iteration and patience must be >= 1, got "
+                       f"{self.epochs_per_iteration}, {self.patience}.")
+
+  def schedule(self) -> schedule_lib.IterativeSparsity:
+    return schedule_lib.IterativeSparsity(self.target_sparsity,
+                                          self.num_iterations)
+
+
+@dataclasses.dataclass
+class IterationRecord:
+  """One pruning iteration, after its chosen checkpoint.
+
+  Attributes:
+    iteration: 0-based index (0 = dense fine-tuning).
+    target_sparsity: the schedule's sparsity for this iteration.
+    layer_sparsity: {layer name: fraction of zero kernel weights}.
+    train_accuracy, dev_accuracy, test_accuracy: accuracies in [0, 1].
+    epochs_run: fine-tuning epochs trained.
+    best_epoch: 0-based epoch of the kept checkpoint.
+    seconds: wall time of the iteration (masking, training, evaluation).
+  """
+  iteration: int
+  target_sparsity: float
+  layer_sparsity: Dict[str, float]
+  train_accuracy: float
+  dev_accuracy: float
+  test_accuracy: float
+  epochs_run: int
+  best_epoch: int
+  seconds: float
+
+  def to_json(self) -> dict:
+    return dataclasses.asdict(self)
+
+
+def _evaluate(loop: loop_lib.TrainingLoop, train: Arrays, dev: Arrays,
+              test: Optional[Arrays]) -> Tuple[float, float, float]:
+  return (loop.accuracy(*train), loop.accuracy(*dev),
+          loop.accuracy(*test) if test is not None else float("nan"))
+
+
+def pretrain(model: keras.Model, train: Arrays, dev: Arrays, seed: int,
+             config: loop_lib.TrainConfig = loop_lib.TrainConfig()
+             ) -> loop_lib.FitResult:
+  """Trains `model` from its current weights with early stopping on dev
+  accuracy and leaves it at the best checkpoint (METHOD.md §3)."""
+  prune_lib.check_model(model)
+  keras.utils.set_random_seed(seed)
+  loop = loop_lib.TrainingLoop(model, config)
+  return loop_lib.fit_with_early_stopping(loop, train, dev, seed)
+
+
+class IterativePruner:
+  """Runs the whole iterative pruning schedule on a wrapped model.
+
+  The model's training function is traced once, when the pruner is built,
+  and reused by every epoch of every iteration.
+
+  Args:
+    pruned_model: output of `prune_low_memorization`.
+    config: pruning settings.
+    train_config: optimizer settings (max_epochs/patience come from config).
+  """
+
+  def __init__(self, pruned_model: keras.Model,
+               config: PruningConfig = PruningConfig(),
+               train_config: loop_lib.TrainConfig = loop_lib.TrainConfig()):
+    self.model = pruned_model
+    self.wrappers = prune_lib.pruned_wrappers(pruned_model)
+    if not self.wrappers:
+      raise ValueError("the model has no pruning wrappers; wrap it with "
+                       "prune_low_memorization first.")
+    self.config = config
+    self.schedule = self.wrappers[0].pruning_schedule
+    if not isinstance(self.schedule, schedule_lib.IterativeSparsity):
+      raise ValueError("IterativePruner needs an IterativeSparsity schedule, "
+                       f"got {type(self.schedule).__name__}.")
+    if (self.schedule.target_sparsity, self.schedule.num_iterations) != (
+        config.target_sparsity, config.num_iterations):
+      raise ValueError(
+          "the model's schedule (s={}, n={}) differs from PruningConfig "
+          "(s={}, n={}); build both from the same settings.".format(
+              self.schedule.target_sparsity, self.schedule.num_iterations,
+              config.target_sparsity, config.num_iterations))
+    self._parked_step = self.schedule.first_step(config.num_iterations) + 1
+    self.loop = loop_lib.TrainingLoop(pruned_model, train_config,
+                                      after_epoch=self.apply_masks)
+
+  def apply_masks(self) -> None:
+    """Sets every pruned kernel to kernel · mask."""
+    for wrapper in self.wrappers:
+      wrapper.pruning_obj.weight_mask_op()
+
+  def start_iteration(self, iteration: int) -> None:
+    """Recomputes the masks for `iteration` once and fixes them."""
+    step = self.schedule.first_step(iteration)
+    for wrapper in self.wrappers:
+      wrapper.pruning_step.assign(step)
+      if iteration > 0:
+        wrapper.pruning_obj.conditional_mask_update()
+      # Park the step past the schedule's end: no mask update while training.
+      wrapper.pruning_step.assign(self._parked_step)
+    self.apply_masks()
+
+  def run(self, train: Arrays, dev: Arrays, test: Optional[Arrays] = None,
+          seed: int = 0) -> List[IterationRecord]:
+    """Fine-tunes through every iteration; returns one record per iteration.
+
+    Args:
+      train: (x float32 (n, ...), y int (n,)) fine-tuning data.
+      dev: (x, y) for early stopping and checkpoint choice.
+      test: optional (x, y) for reporting only.
+      seed: seeds the epoch order of every iteration.
+    """
+    history = []
+    best_weights = None
+    for iteration in range(self.config.num_iterations):
+      start = time.perf_counter()
+      self.start_iteration(iteration)
+      fit = loop_lib.fit_with_early_stopping(
+          self.loop, train, dev, seed=seed * 1000 + iteration,
+          max_epochs=self.config.epochs_per_iteration,
+          patience=self.config.patience,
+          restore_best=self.config.restore_best_weights)
+      best_weights = fit.best_weights
+      if not self.config.restore_best_weights:
+        last_weights = self.model.get_weights()
+        self.model.set_weights(best_weights)
+      train_acc, dev_acc, test_acc = _evaluate(self.loop, train, dev, test)
+      sparsity = prune_lib.layer_sparsity(self.model)
+      if not self.config.restore_best_weights:
+        self.model.set_weights(last_weights)
+      history.append(IterationRecord(
+          iteration, self.schedule.sparsity(iteration), sparsity, train_acc,
+          dev_acc, test_acc, fit.epochs_run, fit.best_epoch,
+          time.perf_counter() - start))
+    self.model.set_weights(best_weights)
+    return history

@@ -1,0 +1,247 @@
+"""A compiled training loop that is traced once per model and reused.
+
+`TrainingLoop` compiles one `tf.function` that runs a whole epoch (every
+batch, inside the graph) from an `EpochPlan`: the record order, the batch
+boundaries and a per-batch L2 weight-decay coefficient. Changing the data, the
+plan or the weights never retraces; only a new model object does.
+"""
+
+import dataclasses
+import time
+from typing import Callable, Dict, List, Optional, Tuple
+
+import numpy as np
+import tensorflow as tf
+
+from wemem_tf._keras import keras
+from wemem_tf.data import datasets
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+  """Optimizer and early-stopping settings (defaults: METHOD.md §3).
+
+  Attributes:
+    learning_rate: Adam learning rate.
+    weight_decay: L2 coefficient added to every gradient (PyTorch-style
+      `weight_decay`), per step.
+    batch_size: records per batch.
+    max_epochs: epochs at most (pre-training: 100).
+    patience: stop after this many epochs without a better dev accuracy.
+    eval_batch_size: records per forward pass when evaluating.
+  """
+  learning_rate: float = 1e-3
+  weight_decay: float = 5e-4
+  batch_size: int = 128
+  max_epochs: int = 100
+  patience: int = 5
+  eval_batch_size: int = 4096
+
+  def __post_init__(self):
+    if self.learning_rate <= 0 or self.weight_decay < 0:
+      raise ValueError("learning_rate must be > 0 and weight_decay >= 0, got "
+                       f"{self.learning_rate}, {self.weight_decay}.")
+    if self.batch_size < 1 or self.max_epochs < 1 or self.patience < 1:
+      raise ValueError("batch_size, max_epochs and patience must be >= 1, got "
+                       f"{self.batch_size}, {self.max_epochs}, {self.patience}.")
+
+
+@dataclasses.dataclass(frozen=True)
+class EpochPlan:
+  """What one epoch trains on.
+
+  Attributes:
+    order: int32 (m,): positions into the training arrays, in visiting order.
+    batch_bounds: int32 (b + 1,): batch j is order[bounds[j]:bounds[j + 1]].
+    batch_weight_decay: float32 (b,): L2 coefficient used for batch j.
+  """
+  order: np.ndarray
+  batch_bounds: np.ndarray
+  batch_weight_decay: np.ndarray
+
+  @property
+  def num_batches(self) -> int:
+    return len(self.batch_weight_decay)
+
+
+def batched_plan(order: np.ndarray, batch_size: int,
+                 weight_decay: float) -> EpochPlan:
+  """Consecutive batches of `batch_size` over `order`, one decay for all."""
+  order = np.asarray(order, np.int32)
+  bounds = np.minimum(np.arange(0, len(order) + batch_size, batch_size),
+                      len(order))
+  bounds = np.unique(bounds).astype(np.int32)
+  if len(bounds) == 1:  # empty order
+    bounds = np.zeros(1, np.int32)
+  return EpochPlan(order, bounds,
+                   np.full(len(bounds) - 1, weight_decay, np.float32))
+
+
+def concat_plans(*plans: EpochPlan) -> EpochPlan:
+  """Runs the plans' batches one after another in one epoch."""
+  orders, bounds, decays, offset = [], [np.zeros(1, np.int32)], [], 0
+  for plan in plans:
+    orders.append(plan.order)
+    bounds.append(plan.batch_bounds[1:] + offset)
+    decays.append(plan.batch_weight_decay)
+    offset += len(plan.order)
+  return EpochPlan(np.concatenate(orders).astype(np.int32),
+                   np.concatenate(bounds).astype(np.int32),
+                   np.concatenate(decays).astype(np.float32))
+
+
+def shuffled_plan(num_records: int, config: TrainConfig,
+                  rng: np.random.Generator) -> EpochPlan:
+  """The ordinary epoch: every record once, in random order."""
+  return batched_plan(rng.permutation(num_records), config.batch_size,
+                      config.weight_decay)
+
+
+LossFn = Callable[[tf.Tensor, tf.Tensor], tf.Tensor]
+
+
+def sparse_ce_from_logits(labels: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
+  """Per-record cross-entropy, shape (batch,)."""
+  return tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits)
+
+
+class TrainingLoop:
+  """Compiled per-epoch training and evaluation for one logit-output model.
+
+  Args:
+    model: a tf_keras model returning logits (batch, classes).
+    config: optimizer settings.
+    loss_fn: per-record loss (labels int64 (b,), logits (b, c)) -> (b,).
+    after_epoch: optional eager callable run after each epoch (e.g. applying
+      pruning masks); receives nothing.
+  """
+
+  def __init__(self, model: keras.Model, config: TrainConfig = TrainConfig(),
+               loss_fn: LossFn = sparse_ce_from_logits,
+               after_epoch: Optional[Callable[[], None]] = None):
+    self.model = model
+    self.config = config
+    self.loss_fn = loss_fn
+    self.after_epoch = after_epoch
+    self.optimizer = keras.optimizers.Adam(config.learning_rate)
+    self.optimizer.build(model.trainable_variables)
+    self.trace_count = 0
+    feature_spec = tf.TensorSpec([None, *model.input_shape[1:]], tf.float32)
+    self._train_epoch = tf.function(self._train_epoch_impl, input_signature=[
+        feature_spec, tf.TensorSpec([None], tf.int64),
+        tf.TensorSpec([None], tf.int32), tf.TensorSpec([None], tf.int32),
+        tf.TensorSpec([None], tf.float32)])
+    self._logits = tf.function(lambda x: model(x, training=False),
+                               input_signature=[feature_spec])
+
+  def _train_epoch_impl(self, x, y, order, bounds, decays):
+    self.trace_count += 1  # Python side effect: runs once per trace.
+    variables = self.model.trainable_variables
+    num_batches = tf.shape(decays)[0]
+    total_loss = tf.constant(0.0)
+    for b in tf.range(num_batches):
+      idx = order[bounds[b]:bounds[b + 1]]
+      xb, yb = tf.gather(x, idx), tf.gather(y, idx)
+      with tf.GradientTape() as tape:
+        loss = tf.reduce_mean(self.loss_fn(yb, self.model(xb, training=True)))
+      grads = tape.gradient(loss, variables)
+      grads = [g + decays[b] * v if g is not None else g
+               for g, v in zip(grads, variables)]
+      self.optimizer.apply_gradients(zip(grads, variables))
+      total_loss += loss
+    return total_loss / tf.maximum(tf.cast(num_batches, tf.float32), 1.0)
+
+  def train_epoch(self, x: tf.Tensor, y: tf.Tensor, plan: EpochPlan) -> float:
+    """Runs one epoch of `plan` over (x, y); returns the mean batch loss."""
+    if plan.num_batches == 0:
+      return float("nan")
+    loss = self._train_epoch(x, y, tf.constant(plan.order, tf.int32),
+                             tf.constant(plan.batch_bounds, tf.int32),
+                             tf.constant(plan.batch_weight_decay, tf.float32))
+    if self.after_epoch is not None:
+      self.after_epoch()
+    return float(loss)
+
+  def logits(self, x) -> np.ndarray:
+    """Logits (n, classes) for float32 features x (n, ...), in batches."""
+    step = self.config.eval_batch_size
+    outs = [self._logits(tf.convert_to_tensor(x[i:i + step], tf.float32))
+            for i in range(0, len(x), step)]
+    return np.concatenate([o.numpy() for o in outs]) if outs else np.zeros(
+        (0, self.model.output_shape[-1]), np.float32)
+
+  def accuracy(self, x, y) -> float:
+    """Fraction of records whose arg-max logit equals the label."""
+    return float(np.mean(np.argmax(self.logits(x), -1) == np.asarray(y)))
+
+
+@dataclasses.dataclass
+class FitResult:
+  """What `fit_with_early_stopping` did.
+
+  Attributes:
+    epochs_run: epochs trained.
+    best_epoch: 0-based epoch with the best dev accuracy.
+    best_dev_accuracy: that accuracy.
+    train_loss: mean batch loss per epoch.
+    dev_accuracy: dev accuracy per epoch.
+    best_weights: model weights at best_epoch.
+    seconds: wall time.
+  """
+  epochs_run: int
+  best_epoch: int
+  best_dev_accuracy: float
+  train_loss: List[float]
+  dev_accuracy: List[float]
+  best_weights: List[np.ndarray]
+  seconds: float
+
+
+PlanFn = Callable[[int, np.random.Generator], EpochPlan]
+
+
+def fit_with_early_stopping(loop: TrainingLoop, train: Tuple[np.ndarray, np.ndarray],
+                            dev: Tuple[np.ndarray, np.ndarray], seed: int,
+                            max_epochs: Optional[int] = None,
+                            patience: Optional[int] = None,
+                            plan_fn: Optional[PlanFn] = None,
+                            restore_best: bool = True) -> FitResult:
+  """Trains up to `max_epochs`, stopping after `patience` epochs without a
+  better dev accuracy; restores the best weights when `restore_best`.
+
+  Args:
+    loop: the model's compiled loop.
+    train: (x float32 (n, ...), y int (n,)).
+    dev: (x, y) used only for early stopping.
+    seed: seeds the epoch plans.
+    max_epochs, patience: override the loop's config.
+    plan_fn: (epoch, rng) -> EpochPlan; default: shuffle all records.
+    restore_best: set the model to the best epoch's weights at the end.
+  """
+  config = loop.config
+  max_epochs = config.max_epochs if max_epochs is None else max_epochs
+  patience = config.patience if patience is None else patience
+  datasets.validate_examples(train[0], train[1],
+                             loop.model.output_shape[-1], "training data")
+  datasets.validate_examples(dev[0], dev[1], loop.model.output_shape[-1],
+                             "dev data")
+  rng = np.random.default_rng(seed)
+  plan_fn = plan_fn or (lambda epoch, r: shuffled_plan(len(train[1]), config, r))
+  x = tf.convert_to_tensor(train[0], tf.float32)
+  y = tf.convert_to_tensor(train[1], tf.int64)
+  start = time.perf_counter()
+  best_acc, best_epoch = -1.0, -1
+  best_weights = loop.model.get_weights()
+  losses, accs = [], []
+  for epoch in range(max_epochs):
+    losses.append(loop.train_epoch(x, y, plan_fn(epoch, rng)))
+    accs.append(loop.accuracy(*dev))
+    if accs[-1] > best_acc:
+      best_acc, best_epoch = accs[-1], epoch
+      best_weights = loop.model.get_weights()
+    elif epoch - best_epoch >= patience:
+      break
+  if restore_best:
+    loop.model.set_weights(best_weights)
+  return FitResult(len(losses), best_epoch, best_acc, losses, accs,
+                   best_weights, time.perf_counter() - start)
