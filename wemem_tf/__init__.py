@@ -15,6 +15,7 @@ from wemem_tf.pruning import export_tflite
 from wemem_tf.pruning import IterativePruner
 from wemem_tf.pruning import IterativeSparsity
 from wemem_tf.pruning import pretrain
+from wemem_tf.pruning import pretrain_and_prune
 from wemem_tf.pruning import prune_low_memorization
 from wemem_tf.pruning import prune_scope
 from wemem_tf.pruning import PruningConfig

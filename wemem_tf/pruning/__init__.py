@@ -6,6 +6,9 @@ from wemem_tf.pruning.iterative import IterationRecord
 from wemem_tf.pruning.iterative import IterativePruner
 from wemem_tf.pruning.iterative import pretrain
 from wemem_tf.pruning.iterative import PruningConfig
+from wemem_tf.pruning.pipeline import clone_with_weights
+from wemem_tf.pruning.pipeline import pretrain_and_prune
+from wemem_tf.pruning.pipeline import PipelineResult
 from wemem_tf.pruning.prune import default_layers_to_prune
 from wemem_tf.pruning.prune import layer_sparsity
 from wemem_tf.pruning.prune import prune_low_memorization
