@@ -11,6 +11,8 @@ from wemem_tf import data
 from wemem_tf import models
 from wemem_tf import pruning
 from wemem_tf import training
+from wemem_tf import io_utils
+from wemem_tf import run_manifest
 from wemem_tf.pruning import export_tflite
 from wemem_tf.pruning import IterativePruner
 from wemem_tf.pruning import IterativeSparsity

@@ -57,3 +57,17 @@ def load_npz(path: str) -> Dict[str, np.ndarray]:
       return {k: npz[k] for k in npz.files}
   except Exception as e:
     raise ValueError(f"{path!r} is not a readable .npz file: {e}") from e
+
+
+def atomic_save_model(model, path: str) -> None:
+  """Saves a Keras model (format from the suffix, e.g. .keras) atomically."""
+  directory = os.path.dirname(os.path.abspath(path))
+  os.makedirs(directory, exist_ok=True)
+  base = os.path.basename(path)
+  tmp = os.path.join(directory, f".tmp-{os.getpid()}-{base}")
+  try:
+    model.save(tmp)
+    os.replace(tmp, path)
+  finally:
+    if os.path.exists(tmp):
+      os.remove(tmp)

@@ -1,0 +1,75 @@
+"""`wemem prune`: pre-train (or load) a victim and prune it iteratively.
+
+Writes to --output_dir: `history.json` (one entry per pruning iteration),
+`summary.json` (pre-training, TFLite export, wall times), `pretrained.keras`,
+`model.keras` (the stripped pruned model), `model.tflite`, `splits.npz` and
+`manifest.json`.
+"""
+
+import os
+
+from absl import flags
+from absl import logging
+
+import wemem_tf
+from wemem_cli import common_flags as cf
+from wemem_cli import flag_utils
+
+PRETRAINED = flags.DEFINE_string(
+    "pretrained", None, "Path of a pre-trained dense .keras model to prune "
+    "instead of pre-training one.")
+DEFENSE = flags.DEFINE_string("defense", "none", "Defense while pruning.")
+
+
+def main(argv) -> None:
+  if len(argv) > 1:
+    raise ValueError(f"unexpected arguments: {argv[1:]}")
+  dataset = flag_utils.load_dataset()
+  out = flag_utils.output_dir()
+  seed = cf.SEED.value
+  wemem_tf.run_manifest.write_manifest(
+      out, seed, flag_utils.flag_values(), dataset.fingerprint,
+      flag_utils.command_line())
+  splits = wemem_tf.data.splits_for(dataset, seed, num_shadows=0)
+  splits.save(os.path.join(out, "splits.npz"))
+  pretrained = None
+  if PRETRAINED.value:
+    pretrained = wemem_tf.keras.models.load_model(PRETRAINED.value)
+    if tuple(pretrained.input_shape[1:]) != dataset.input_shape:
+      raise ValueError(f"--pretrained model expects inputs "
+                       f"{pretrained.input_shape[1:]}, dataset {dataset.name} "
+                       f"has {dataset.input_shape}.")
+  defense = None if DEFENSE.value == "none" else DEFENSE.value
+  result = wemem_tf.pretrain_and_prune(
+      dataset, splits.victim, seed,
+      architecture=flag_utils.architecture(dataset.name),
+      pruning_config=flag_utils.pruning_config(),
+      train_config=flag_utils.train_config(), pretrained=pretrained,
+      defense=defense)
+  io = wemem_tf.io_utils
+  io.atomic_save_model(result.pretrained, os.path.join(out, "pretrained.keras"))
+  io.atomic_save_model(result.pruned, os.path.join(out, "model.keras"))
+  x_test, _ = dataset.take(splits.victim.test)
+  export = wemem_tf.export_tflite(result.pruned,
+                                  os.path.join(out, "model.tflite"), x_test)
+  io.atomic_write_json(os.path.join(out, "history.json"),
+                       [r.to_json() for r in result.history])
+  fit = result.pretrain_fit
+  io.atomic_write_json(os.path.join(out, "summary.json"), {
+      "dataset": dataset.name,
+      "seed": seed,
+      "pretrain": None if fit is None else {
+          "epochs_run": fit.epochs_run, "best_epoch": fit.best_epoch,
+          "best_dev_accuracy": fit.best_dev_accuracy},
+      "pretrain_seconds": result.pretrain_seconds,
+      "prune_seconds": result.prune_seconds,
+      "final_test_accuracy": result.history[-1].test_accuracy,
+      "final_layer_sparsity": wemem_tf.pruning.layer_sparsity(result.pruned),
+      "tflite": {"path": export.path, "size_bytes": export.size_bytes,
+                 "max_abs_deviation": export.max_abs_deviation},
+  })
+  last = result.history[-1]
+  logging.info("pruned %s to %s; test accuracy %.4f; wrote %s",
+               dataset.name, last.layer_sparsity, last.test_accuracy, out)
+  print(f"test accuracy {last.test_accuracy:.4f} at sparsity "
+        f"{last.target_sparsity:.2f}; artifacts in {out}")
