@@ -8,6 +8,7 @@ from wemem_tf._keras import keras  # first: sets TF_USE_LEGACY_KERAS=1
 
 # pylint: disable=g-import-not-at-top,g-bad-import-order
 from wemem_tf import data
+from wemem_tf import defenses
 from wemem_tf import models
 from wemem_tf import pruning
 from wemem_tf import training

@@ -9,6 +9,8 @@ import tensorflow as tf
 from tensorflow_model_optimization.python.core.sparsity.keras import pruning_wrapper
 
 from wemem_tf._keras import keras
+from wemem_tf.defenses import base as defense_base
+from wemem_tf.defenses import registry as defense_registry
 from wemem_tf.pruning import prune as prune_lib
 from wemem_tf.pruning import schedule as schedule_lib
 from wemem_tf.training import loop as loop_lib
@@ -101,12 +103,17 @@ class IterativePruner:
     pruned_model: output of `prune_low_memorization`.
     config: pruning settings.
     train_config: optimizer settings (max_epochs/patience come from config).
+    defense: overrides the model's `wemem_defense` (None: use the model's).
   """
 
   def __init__(self, pruned_model: keras.Model,
                config: PruningConfig = PruningConfig(),
-               train_config: loop_lib.TrainConfig = loop_lib.TrainConfig()):
+               train_config: loop_lib.TrainConfig = loop_lib.TrainConfig(),
+               defense: Optional[defense_base.Defense] = None):
     self.model = pruned_model
+    self.defense = defense_registry.resolve(
+        defense if defense is not None
+        else getattr(pruned_model, "wemem_defense", None))
     self.wrappers = prune_lib.pruned_wrappers(pruned_model)
     if not self.wrappers:
       raise ValueError("the model has no pruning wrappers; wrap it with "
@@ -124,7 +131,9 @@ class IterativePruner:
               self.schedule.target_sparsity, self.schedule.num_iterations,
               config.target_sparsity, config.num_iterations))
     self._parked_step = self.schedule.first_step(config.num_iterations) + 1
+    self.train_config = train_config
     self.loop = loop_lib.TrainingLoop(pruned_model, train_config,
+                                      self.defense.train_step(),
                                       after_epoch=self.apply_masks)
 
   def apply_masks(self) -> None:
@@ -144,15 +153,27 @@ class IterativePruner:
     self.apply_masks()
 
   def run(self, train: Arrays, dev: Arrays, test: Optional[Arrays] = None,
-          seed: int = 0) -> List[IterationRecord]:
+          seed: int = 0, train_index: Optional[np.ndarray] = None
+          ) -> List[IterationRecord]:
     """Fine-tunes through every iteration; returns one record per iteration.
 
     Args:
       train: (x float32 (n, ...), y int (n,)) fine-tuning data.
-      dev: (x, y) for early stopping and checkpoint choice.
+      dev: (x, y) for early stopping and checkpoint choice; also the
+        defender's reference non-members for defenses that need them.
       test: optional (x, y) for reporting only.
       seed: seeds the epoch order of every iteration.
+      train_index: int (n,) dataset record indices of `train` (aligns
+        memorization scores); default 0..n-1.
     """
+    index = (np.arange(len(train[1]), dtype=np.int64) if train_index is None
+             else np.asarray(train_index, np.int64))
+    self.defense.bind(
+        defense_base.TrainingRecords(train[0], train[1], index,
+                                     self.model.output_shape[-1], dev[0],
+                                     dev[1]),
+        self.train_config, self.config.num_iterations,
+        self.config.epochs_per_iteration, seed)
     history = []
     best_weights = None
     for iteration in range(self.config.num_iterations):
@@ -162,6 +183,8 @@ class IterativePruner:
           self.loop, train, dev, seed=seed * 1000 + iteration,
           max_epochs=self.config.epochs_per_iteration,
           patience=self.config.patience,
+          plan_fn=lambda epoch, rng, k=iteration: self.defense.epoch_plan(
+              k, epoch, rng),
           restore_best=self.config.restore_best_weights)
       best_weights = fit.best_weights
       if not self.config.restore_best_weights:

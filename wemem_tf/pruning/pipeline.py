@@ -29,7 +29,11 @@ class PipelineResult:
     pruned: the stripped, iteratively pruned model (logit outputs).
     pretrain_fit: pre-training record (epochs, dev accuracy, seconds).
     history: one `IterationRecord` per pruning iteration.
-    pretrain_seconds, prune_seconds: wall times.
+    pretrain_seconds, prune_seconds: wall times; prune_seconds is the
+      defense time of the comparison (iterative fine-tuning with the defense).
+    defense_report: the defense's facts (`Defense.report()`).
+    served: `pruned` as answered to queries (differs from `pruned` only for
+      defenses that modify outputs at inference).
   """
   pretrained: keras.Model
   pruned: keras.Model
@@ -37,6 +41,8 @@ class PipelineResult:
   history: List[iterative.IterationRecord]
   pretrain_seconds: float
   prune_seconds: float
+  defense_report: dict = dataclasses.field(default_factory=dict)
+  served: Optional[keras.Model] = None
 
 
 def clone_with_weights(model: keras.Model) -> keras.Model:
@@ -64,7 +70,8 @@ def pretrain_and_prune(dataset: datasets.Dataset, split: splits_lib.ModelSplit,
       and fine-tuning.
     pretrained: an already pre-trained dense model to start from (copied,
       not modified).
-    defense: passed to `prune_low_memorization`.
+    defense: passed to `prune_low_memorization` (None, a name or a
+      `Defense`).
   """
   train, dev, test = (dataset.take(split.train), dataset.take(split.dev),
                       dataset.take(split.test))
@@ -81,7 +88,9 @@ def pretrain_and_prune(dataset: datasets.Dataset, split: splits_lib.ModelSplit,
   wrapped = prune_lib.prune_low_memorization(
       working, pruning_config.schedule(), defense=defense)
   pruner = iterative.IterativePruner(wrapped, pruning_config, train_config)
-  history = pruner.run(train, dev, test, seed=seed)
+  history = pruner.run(train, dev, test, seed=seed, train_index=split.train)
   pruned = prune_lib.strip_pruning(wrapped)
+  prune_seconds = time.perf_counter() - start
   return PipelineResult(pretrained, pruned, fit, history, pretrain_seconds,
-                        time.perf_counter() - start)
+                        prune_seconds, pruner.defense.report(),
+                        pruner.defense.inference_model(pruned))

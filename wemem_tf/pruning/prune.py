@@ -12,6 +12,7 @@ import tensorflow_model_optimization as tfmot
 from tensorflow_model_optimization.python.core.sparsity.keras import pruning_wrapper
 
 from wemem_tf._keras import keras
+from wemem_tf.defenses import registry as defense_registry
 from wemem_tf.pruning import schedule as schedule_lib
 
 PRUNABLE_TYPES = (keras.layers.Dense, keras.layers.Conv1D,
@@ -96,14 +97,15 @@ def prune_low_memorization(
       or any TFMOT `PruningSchedule`.
     layers_to_prune: None (every Dense/Conv layer except the last one, the
       classifier), a list of layer names, or a predicate on layers.
-    defense: the WeMem / baseline defense the trainer applies while
-      fine-tuning. Only None or "none" is available in this release.
+    defense: the defense the iterative trainer applies while fine-tuning:
+      None (no defense), a registered name with default settings, or a
+      configured `wemem_tf.defenses.Defense` (e.g. `RSW(scores=...)`).
     block_size, block_pooling_type: as in `prune_low_magnitude`.
 
   Returns:
     A new model sharing weights with `to_prune`, whose selected layers are
     TFMOT `PruneLowMagnitude` wrappers. Its `wemem_defense` attribute holds
-    the defense.
+    the resolved `Defense`, which `IterativePruner` applies.
 
   Raises:
     ValueError: bad model, layer selection, schedule or defense.
@@ -114,9 +116,7 @@ def prune_low_memorization(
   if not isinstance(pruning_schedule, tfmot.sparsity.keras.PruningSchedule):
     raise ValueError("pruning_schedule must be a tfmot PruningSchedule such as "
                      f"IterativeSparsity, got {type(pruning_schedule).__name__}.")
-  if defense not in (None, "none"):
-    raise ValueError(f"defense {defense!r} is not available yet; use "
-                     "defense=None (no defense).")
+  defense = defense_registry.resolve(defense)
   if any(isinstance(l, pruning_wrapper.PruneLowMagnitude)
          for l in to_prune.layers):
     raise ValueError(f"model {to_prune.name!r} is already pruned; call "

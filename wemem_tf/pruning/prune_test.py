@@ -18,7 +18,7 @@ def test_default_prunes_every_dense_but_the_classifier():
   model = zoo.column_fc((10,), 3)
   pruned = prune_lib.prune_low_memorization(model)
   assert _wrapped_names(pruned) == ["fc1", "fc2"]
-  assert pruned.wemem_defense is None
+  assert pruned.wemem_defense.name == "none"
   # Weights are shared with the original model, as in prune_low_magnitude.
   assert pruned.get_layer("classifier") is model.get_layer("classifier")
 
@@ -65,8 +65,8 @@ def test_subclassed_model_is_refused():
 
 def test_bad_arguments_are_refused():
   model = zoo.column_fc((10,), 3)
-  with pytest.raises(ValueError, match="not available yet"):
-    prune_lib.prune_low_memorization(model, defense="rsw")
+  with pytest.raises(ValueError, match="unknown defense"):
+    prune_lib.prune_low_memorization(model, defense="magic")
   with pytest.raises(ValueError, match="not layers of"):
     prune_lib.prune_low_memorization(model, layers_to_prune=["nope"])
   with pytest.raises(ValueError, match="cannot be pruned"):

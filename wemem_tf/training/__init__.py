@@ -9,3 +9,4 @@ from wemem_tf.training.loop import shuffled_plan
 from wemem_tf.training.loop import sparse_ce_from_logits
 from wemem_tf.training.loop import TrainConfig
 from wemem_tf.training.loop import TrainingLoop
+from wemem_tf.training.loop import TrainStep

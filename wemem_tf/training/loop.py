@@ -54,10 +54,27 @@ class EpochPlan:
     order: int32 (m,): positions into the training arrays, in visiting order.
     batch_bounds: int32 (b + 1,): batch j is order[bounds[j]:bounds[j + 1]].
     batch_weight_decay: float32 (b,): L2 coefficient used for batch j.
+    batch_group: int32 (b,) or None (all 0): a tag the `TrainStep` may use,
+      e.g. 1 for risky-record batches that get their own optimizer.
   """
   order: np.ndarray
   batch_bounds: np.ndarray
   batch_weight_decay: np.ndarray
+  batch_group: Optional[np.ndarray] = None
+
+  def __post_init__(self):
+    if self.batch_group is None:
+      object.__setattr__(self, "batch_group",
+                         np.zeros(len(self.batch_weight_decay), np.int32))
+    b = len(self.batch_weight_decay)
+    if len(self.batch_bounds) != b + 1 or len(self.batch_group) != b:
+      raise ValueError(f"EpochPlan: {b} batches need {b + 1} bounds and {b} "
+                       f"groups, got {len(self.batch_bounds)} and "
+                       f"{len(self.batch_group)}.")
+    if b and (self.batch_bounds[0] != 0 or self.batch_bounds[-1] != len(
+        self.order) or np.any(np.diff(self.batch_bounds) <= 0)):
+      raise ValueError("EpochPlan: batch_bounds must rise strictly from 0 to "
+                       "len(order).")
 
   @property
   def num_batches(self) -> int:
@@ -65,8 +82,8 @@ class EpochPlan:
 
 
 def batched_plan(order: np.ndarray, batch_size: int,
-                 weight_decay: float) -> EpochPlan:
-  """Consecutive batches of `batch_size` over `order`, one decay for all."""
+                 weight_decay: float, group: int = 0) -> EpochPlan:
+  """Consecutive batches of `batch_size` over `order`, one decay and group."""
   order = np.asarray(order, np.int32)
   bounds = np.minimum(np.arange(0, len(order) + batch_size, batch_size),
                       len(order))
@@ -74,20 +91,23 @@ def batched_plan(order: np.ndarray, batch_size: int,
   if len(bounds) == 1:  # empty order
     bounds = np.zeros(1, np.int32)
   return EpochPlan(order, bounds,
-                   np.full(len(bounds) - 1, weight_decay, np.float32))
+                   np.full(len(bounds) - 1, weight_decay, np.float32),
+                   np.full(len(bounds) - 1, group, np.int32))
 
 
 def concat_plans(*plans: EpochPlan) -> EpochPlan:
   """Runs the plans' batches one after another in one epoch."""
-  orders, bounds, decays, offset = [], [np.zeros(1, np.int32)], [], 0
+  orders, bounds, decays, groups, offset = [], [np.zeros(1, np.int32)], [], [], 0
   for plan in plans:
     orders.append(plan.order)
     bounds.append(plan.batch_bounds[1:] + offset)
     decays.append(plan.batch_weight_decay)
+    groups.append(plan.batch_group)
     offset += len(plan.order)
   return EpochPlan(np.concatenate(orders).astype(np.int32),
                    np.concatenate(bounds).astype(np.int32),
-                   np.concatenate(decays).astype(np.float32))
+                   np.concatenate(decays).astype(np.float32),
+                   np.concatenate(groups).astype(np.int32))
 
 
 def shuffled_plan(num_records: int, config: TrainConfig,
@@ -105,50 +125,77 @@ def sparse_ce_from_logits(labels: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
   return tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits)
 
 
+class TrainStep:
+  """One batch update inside the compiled epoch; defenses subclass it.
+
+  The default: mean per-record loss, plus `weight_decay · w` added to every
+  gradient (PyTorch-style L2), applied with Adam. `build` creates every
+  variable (optimizer slots, auxiliary networks) before tracing.
+  """
+
+  def __init__(self, loss_fn: LossFn = sparse_ce_from_logits):
+    self.loss_fn = loss_fn
+    self.optimizer = None
+
+  def build(self, model: keras.Model, config: TrainConfig) -> None:
+    self.optimizer = keras.optimizers.Adam(config.learning_rate)
+    self.optimizer.build(model.trainable_variables)
+
+  def gradients(self, model: keras.Model, xb: tf.Tensor, yb: tf.Tensor,
+                weight_decay: tf.Tensor):
+    """(mean loss, [gradient + weight_decay · variable]) for one batch."""
+    variables = model.trainable_variables
+    with tf.GradientTape() as tape:
+      loss = tf.reduce_mean(self.loss_fn(yb, model(xb, training=True)))
+    grads = tape.gradient(loss, variables)
+    return loss, [g + weight_decay * v if g is not None else g
+                  for g, v in zip(grads, variables)]
+
+  def __call__(self, model: keras.Model, xb: tf.Tensor, yb: tf.Tensor,
+               weight_decay: tf.Tensor, group: tf.Tensor) -> tf.Tensor:
+    """Updates the model on batch (xb, yb); returns the batch loss."""
+    del group
+    loss, grads = self.gradients(model, xb, yb, weight_decay)
+    self.optimizer.apply_gradients(zip(grads, model.trainable_variables))
+    return loss
+
+
 class TrainingLoop:
   """Compiled per-epoch training and evaluation for one logit-output model.
 
   Args:
     model: a tf_keras model returning logits (batch, classes).
     config: optimizer settings.
-    loss_fn: per-record loss (labels int64 (b,), logits (b, c)) -> (b,).
+    train_step: the batch update (default `TrainStep()`: CE + L2, Adam).
     after_epoch: optional eager callable run after each epoch (e.g. applying
       pruning masks); receives nothing.
   """
 
   def __init__(self, model: keras.Model, config: TrainConfig = TrainConfig(),
-               loss_fn: LossFn = sparse_ce_from_logits,
+               train_step: Optional[TrainStep] = None,
                after_epoch: Optional[Callable[[], None]] = None):
     self.model = model
     self.config = config
-    self.loss_fn = loss_fn
     self.after_epoch = after_epoch
-    self.optimizer = keras.optimizers.Adam(config.learning_rate)
-    self.optimizer.build(model.trainable_variables)
+    self.train_step = train_step or TrainStep()
+    self.train_step.build(model, config)
     self.trace_count = 0
     feature_spec = tf.TensorSpec([None, *model.input_shape[1:]], tf.float32)
     self._train_epoch = tf.function(self._train_epoch_impl, input_signature=[
         feature_spec, tf.TensorSpec([None], tf.int64),
         tf.TensorSpec([None], tf.int32), tf.TensorSpec([None], tf.int32),
-        tf.TensorSpec([None], tf.float32)])
+        tf.TensorSpec([None], tf.float32), tf.TensorSpec([None], tf.int32)])
     self._logits = tf.function(lambda x: model(x, training=False),
                                input_signature=[feature_spec])
 
-  def _train_epoch_impl(self, x, y, order, bounds, decays):
+  def _train_epoch_impl(self, x, y, order, bounds, decays, groups):
     self.trace_count += 1  # Python side effect: runs once per trace.
-    variables = self.model.trainable_variables
     num_batches = tf.shape(decays)[0]
     total_loss = tf.constant(0.0)
     for b in tf.range(num_batches):
       idx = order[bounds[b]:bounds[b + 1]]
-      xb, yb = tf.gather(x, idx), tf.gather(y, idx)
-      with tf.GradientTape() as tape:
-        loss = tf.reduce_mean(self.loss_fn(yb, self.model(xb, training=True)))
-      grads = tape.gradient(loss, variables)
-      grads = [g + decays[b] * v if g is not None else g
-               for g, v in zip(grads, variables)]
-      self.optimizer.apply_gradients(zip(grads, variables))
-      total_loss += loss
+      total_loss += self.train_step(self.model, tf.gather(x, idx),
+                                    tf.gather(y, idx), decays[b], groups[b])
     return total_loss / tf.maximum(tf.cast(num_batches, tf.float32), 1.0)
 
   def train_epoch(self, x: tf.Tensor, y: tf.Tensor, plan: EpochPlan) -> float:
@@ -157,7 +204,8 @@ class TrainingLoop:
       return float("nan")
     loss = self._train_epoch(x, y, tf.constant(plan.order, tf.int32),
                              tf.constant(plan.batch_bounds, tf.int32),
-                             tf.constant(plan.batch_weight_decay, tf.float32))
+                             tf.constant(plan.batch_weight_decay, tf.float32),
+                             tf.constant(plan.batch_group, tf.int32))
     if self.after_epoch is not None:
       self.after_epoch()
     return float(loss)

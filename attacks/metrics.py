@@ -1,0 +1,248 @@
+"""Attack metrics and their tensorflow-privacy result objects.
+
+Convention: a membership score is higher for "member"; an attack with
+threshold t predicts member iff score >= t.
+
+* Balanced accuracy (the paper's metric) is (TPR + TNR) / 2 on the victim's
+  members vs non-members at a threshold chosen on the attacker's own
+  (shadow) data, never on the victim's. It is insensitive to the member /
+  non-member ratio, unlike plain accuracy (METHOD.md §10).
+* ROC, AUC, TPR at a fixed FPR (the largest TPR of a ROC point whose FPR is
+  <= the target) and the advantage max |TPR − FPR| (tensorflow-privacy's
+  definition) are threshold-free.
+
+`AttackResult` holds all of them; `to_single_attack_result` and
+`to_attack_results` give tensorflow-privacy `SingleAttackResult` /
+`AttackResults`, so `summary()`, its plots and privacy reports work unchanged.
+"""
+
+import dataclasses
+from typing import Any, Dict, Optional, Sequence
+
+import numpy as np
+from sklearn import metrics as sk_metrics
+from tensorflow_privacy.privacy.privacy_tests import epsilon_lower_bound as elb
+from tensorflow_privacy.privacy.privacy_tests.membership_inference_attack import data_structures as tfp_ds
+
+LOW_FPRS = (0.001, 0.01)
+
+
+@dataclasses.dataclass(frozen=True)
+class SuiteAttackType:
+  """An attack's type, duck-typing tensorflow-privacy's `AttackType` enum.
+
+  `AttackType` is a closed enum without our attacks; tensorflow-privacy only
+  uses `str()` (the upper-case name), `.name`, `.value` and
+  `.is_trained_attack` of an attack type, which this provides.
+  """
+  value: str
+  is_trained_attack: bool = False
+
+  @property
+  def name(self) -> str:
+    return self.value.upper()
+
+  def __str__(self) -> str:
+    return self.name
+
+
+def _check_scores(member_scores, non_member_scores):
+  pos = np.asarray(member_scores, np.float64).ravel()
+  neg = np.asarray(non_member_scores, np.float64).ravel()
+  if pos.size == 0 or neg.size == 0:
+    raise ValueError("need at least one member and one non-member score, got "
+                     f"{pos.size} and {neg.size}.")
+  if not (np.all(np.isfinite(pos)) and np.all(np.isfinite(neg))):
+    raise ValueError("membership scores contain NaN or infinite values.")
+  return pos, neg
+
+
+def rates_at(member_scores, non_member_scores, threshold: float):
+  """(TPR, FPR) of "member iff score >= threshold"."""
+  pos, neg = _check_scores(member_scores, non_member_scores)
+  return float(np.mean(pos >= threshold)), float(np.mean(neg >= threshold))
+
+
+def balanced_accuracy(member_scores, non_member_scores,
+                      threshold: float) -> float:
+  """(TPR + TNR) / 2 of "member iff score >= threshold", in [0, 1]."""
+  tpr, fpr = rates_at(member_scores, non_member_scores, threshold)
+  return 0.5 * (tpr + 1.0 - fpr)
+
+
+@dataclasses.dataclass(frozen=True)
+class ThresholdChoice:
+  """A threshold and the balanced accuracy it reaches on the data it was
+  chosen on."""
+  threshold: float
+  balanced_accuracy: float
+
+
+def best_threshold(member_scores, non_member_scores) -> ThresholdChoice:
+  """The threshold maximizing balanced accuracy on these scores.
+
+  Every distinct partition "score >= t" is considered (t = each distinct
+  score, and t above all scores), in O(n log n). The returned threshold lies
+  halfway between the chosen score and the next lower distinct score, so it
+  makes the same decisions on these scores and generalizes symmetrically.
+  Ties in balanced accuracy go to the higher threshold.
+  """
+  pos, neg = _check_scores(member_scores, non_member_scores)
+  values = np.unique(np.concatenate([pos, neg]))[::-1]  # descending
+  pos_sorted, neg_sorted = np.sort(pos), np.sort(neg)
+  tp = pos.size - np.searchsorted(pos_sorted, values, side="left")
+  fp = neg.size - np.searchsorted(neg_sorted, values, side="left")
+  ba = 0.5 * (tp / pos.size + 1.0 - fp / neg.size)
+  k = int(np.argmax(ba))
+  if ba[k] <= 0.5:  # nothing beats "nobody is a member"
+    top = values[0]
+    return ThresholdChoice(float(top + max(1.0, abs(top))), 0.5)
+  if k + 1 < values.size:
+    threshold = 0.5 * (values[k] + values[k + 1])
+    if not threshold > values[k + 1]:  # adjacent floats: no midpoint
+      threshold = values[k]
+  else:
+    threshold = values[k] - max(1.0, abs(values[k]))
+  return ThresholdChoice(float(threshold), float(ba[k]))
+
+
+def roc_curve(member_scores, non_member_scores) -> tfp_ds.RocCurve:
+  """The full ROC (every distinct threshold) as tensorflow-privacy's
+  `RocCurve`; its test_train_ratio is #non-members / #members."""
+  pos, neg = _check_scores(member_scores, non_member_scores)
+  y = np.concatenate([np.ones(pos.size), np.zeros(neg.size)])
+  fpr, tpr, thresholds = sk_metrics.roc_curve(
+      y, np.concatenate([pos, neg]), drop_intermediate=False)
+  return tfp_ds.RocCurve(thresholds=thresholds, tpr=tpr, fpr=fpr,
+                         test_train_ratio=np.float64(neg.size / pos.size))
+
+
+def tpr_at_fpr(roc: tfp_ds.RocCurve, max_fpr: float) -> float:
+  """Largest TPR over ROC points with FPR <= max_fpr (0 if none)."""
+  ok = np.asarray(roc.fpr) <= max_fpr + 1e-12
+  return float(np.max(np.asarray(roc.tpr)[ok])) if np.any(ok) else 0.0
+
+
+def epsilon_lower_bound(member_scores, non_member_scores
+                        ) -> tfp_ds.EpsilonLowerBoundValue:
+  """tensorflow-privacy's DP epsilon lower bound of these scores."""
+  pos, neg = _check_scores(member_scores, non_member_scores)
+  bound = elb.EpsilonLowerBound(pos, neg, alpha=tfp_ds.EPSILON_ALPHA,
+                                two_sided_threshold=True)
+  return tfp_ds.EpsilonLowerBoundValue(bounds=bound.compute_epsilon_lower_bounds(
+      methods=tfp_ds.EPSILON_METHODS, k=tfp_ds.EPSILON_K))
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class AttackResult:
+  """One attack on one victim model.
+
+  Attributes:
+    attack: registry name, e.g. "mentr".
+    attack_type: its `SuiteAttackType`.
+    member_scores, non_member_scores: float64 scores of the victim's members
+      (n_in,) and non-members (n_out,).
+    threshold: decision threshold, chosen on the attacker's data.
+    balanced_accuracy: (TPR + TNR) / 2 at `threshold` on the victim.
+    tpr_at_threshold, fpr_at_threshold: the rates behind it.
+    calibration_balanced_accuracy: the same on the attacker's calibration
+      data (shadow or reference models).
+    auc: ROC AUC on the victim.
+    tpr_at_low_fpr: {0.001: TPR at 0.1% FPR, 0.01: TPR at 1% FPR}.
+    advantage: max over thresholds of |TPR − FPR|.
+    roc: the ROC as tensorflow-privacy `RocCurve`.
+    seconds: wall time of fitting and scoring the attack (shared model
+      training not included).
+    member_ids, non_member_ids: optional record indices of the scores.
+  """
+  attack: str
+  attack_type: SuiteAttackType
+  member_scores: np.ndarray
+  non_member_scores: np.ndarray
+  threshold: float
+  balanced_accuracy: float
+  tpr_at_threshold: float
+  fpr_at_threshold: float
+  calibration_balanced_accuracy: float
+  auc: float
+  tpr_at_low_fpr: Dict[float, float]
+  advantage: float
+  roc: tfp_ds.RocCurve
+  seconds: float
+  member_ids: Optional[np.ndarray] = None
+  non_member_ids: Optional[np.ndarray] = None
+
+  @property
+  def advantage_at_threshold(self) -> float:
+    """TPR − FPR at the chosen threshold (= 2 · balanced accuracy − 1)."""
+    return self.tpr_at_threshold - self.fpr_at_threshold
+
+  def to_single_attack_result(self) -> tfp_ds.SingleAttackResult:
+    """tensorflow-privacy's result for the entire victim dataset."""
+    return tfp_ds.SingleAttackResult(
+        slice_spec=tfp_ds.SingleSliceSpec(),
+        data_size=tfp_ds.DataSize(ntrain=len(self.member_scores),
+                                  ntest=len(self.non_member_scores)),
+        attack_type=self.attack_type,
+        roc_curve=self.roc,
+        epsilon_lower_bound_value=epsilon_lower_bound(self.member_scores,
+                                                      self.non_member_scores),
+        membership_scores_train=self.member_scores,
+        membership_scores_test=self.non_member_scores,
+        train_indices=self.member_ids,
+        test_indices=self.non_member_ids)
+
+  def to_json(self) -> Dict[str, Any]:
+    """The attacks.json row (fractions in [0, 1], seconds)."""
+    return {
+        "attack": self.attack,
+        "balanced_accuracy": self.balanced_accuracy,
+        "auc": self.auc,
+        "tpr_at_0.1pct_fpr": self.tpr_at_low_fpr[0.001],
+        "tpr_at_1pct_fpr": self.tpr_at_low_fpr[0.01],
+        "advantage": self.advantage,
+        "advantage_at_threshold": self.advantage_at_threshold,
+        "threshold": self.threshold,
+        "tpr_at_threshold": self.tpr_at_threshold,
+        "fpr_at_threshold": self.fpr_at_threshold,
+        "calibration_balanced_accuracy": self.calibration_balanced_accuracy,
+        "num_members": int(len(self.member_scores)),
+        "num_non_members": int(len(self.non_member_scores)),
+        "seconds": self.seconds,
+    }
+
+
+def evaluate(attack: str, member_scores, non_member_scores, threshold: float,
+             calibration_balanced_accuracy: float = float("nan"),
+             seconds: float = 0.0,
+             attack_type: Optional[SuiteAttackType] = None,
+             member_ids=None, non_member_ids=None) -> AttackResult:
+  """Every metric of an attack's victim scores at a given threshold."""
+  pos, neg = _check_scores(member_scores, non_member_scores)
+  if not np.isfinite(threshold):
+    raise ValueError(f"threshold must be finite, got {threshold}.")
+  roc = roc_curve(pos, neg)
+  tpr, fpr = rates_at(pos, neg, threshold)
+  return AttackResult(
+      attack=attack,
+      attack_type=attack_type or SuiteAttackType(attack),
+      member_scores=pos, non_member_scores=neg, threshold=float(threshold),
+      balanced_accuracy=0.5 * (tpr + 1.0 - fpr), tpr_at_threshold=tpr,
+      fpr_at_threshold=fpr,
+      calibration_balanced_accuracy=float(calibration_balanced_accuracy),
+      auc=float(sk_metrics.roc_auc_score(
+          np.concatenate([np.ones(pos.size), np.zeros(neg.size)]),
+          np.concatenate([pos, neg]))),
+      tpr_at_low_fpr={f: tpr_at_fpr(roc, f) for f in LOW_FPRS},
+      advantage=float(roc.get_attacker_advantage()), roc=roc,
+      seconds=float(seconds), member_ids=member_ids,
+      non_member_ids=non_member_ids)
+
+
+def to_attack_results(results: Sequence[AttackResult],
+                      metadata: Optional[tfp_ds.PrivacyReportMetadata] = None
+                      ) -> tfp_ds.AttackResults:
+  """tensorflow-privacy `AttackResults` with one result per attack."""
+  return tfp_ds.AttackResults(
+      single_attack_results=[r.to_single_attack_result() for r in results],
+      privacy_report_metadata=metadata)

@@ -1,0 +1,43 @@
+"""Defense names → defense classes, and resolution of user arguments."""
+
+from typing import Callable, Dict, Union
+
+from wemem_tf.defenses import base
+
+_REGISTRY: Dict[str, Callable[..., base.Defense]] = {"none": base.Defense}
+
+
+def register_defense(name: str, factory: Callable[..., base.Defense]) -> None:
+  """Makes `factory(**settings)` available as defense `name`."""
+  if not name or name in _REGISTRY:
+    raise ValueError(f"defense name {name!r} is empty or already registered.")
+  _REGISTRY[name] = factory
+
+
+def available_defenses():
+  return sorted(_REGISTRY)
+
+
+def get_defense(name: str, **settings) -> base.Defense:
+  """Builds the registered defense `name` with `settings`."""
+  if name not in _REGISTRY:
+    raise ValueError(f"unknown defense {name!r}; choose one of "
+                     f"{available_defenses()}.")
+  return _REGISTRY[name](**settings)
+
+
+def resolve(defense: Union[None, str, base.Defense]) -> base.Defense:
+  """None / a name / a Defense instance → a Defense instance."""
+  if defense is None:
+    return base.Defense()
+  if isinstance(defense, base.Defense):
+    return defense
+  if isinstance(defense, str):
+    try:
+      return get_defense(defense)
+    except TypeError as e:  # a defense whose settings have no defaults
+      raise ValueError(f"defense {defense!r} needs settings ({e}); pass a "
+                       "configured instance, e.g. wemem_tf.defenses.RSW(...)."
+                       ) from e
+  raise ValueError(f"defense must be None, a name or a Defense, got "
+                   f"{type(defense).__name__}.")
