@@ -65,8 +65,9 @@ class ModelOutputs:
     logits: optional float64 (n, c); when given, softmax(logits) == probs.
     sensitivity: optional float64 (n, c) >= 0: SAMIA's per-class mean
       |Δ posterior| / ε (see `ModelQuery.sensitivity`).
-    record_ids: optional int64 (n,), distinct dataset record indices (needed
-      by LiRA and RMIA to match records with reference models).
+    record_ids: optional int64 (n,), dataset record indices (needed by LiRA
+      and RMIA to match records with reference models; they may repeat when
+      outputs of several models are pooled).
   """
   probs: np.ndarray
   labels: np.ndarray
@@ -125,8 +126,6 @@ class ModelOutputs:
       if ids.shape != (n,) or not np.issubdtype(ids.dtype, np.integer):
         raise ValueError(f"record_ids must be integers of shape ({n},), got "
                          f"{ids.dtype} {ids.shape}.")
-      if len(np.unique(ids)) != n:
-        raise ValueError("record_ids must be distinct within one ModelOutputs.")
       object.__setattr__(self, "record_ids", ids.astype(np.int64))
 
   @classmethod
@@ -225,6 +224,8 @@ class ModelOutputs:
     if self.record_ids is None:
       raise ValueError("these outputs carry no record_ids; build them with "
                        "record_ids to align records across models.")
+    if len(np.unique(self.record_ids)) != len(self):
+      raise ValueError("these outputs repeat record_ids; cannot align them.")
     return _positions(self.record_ids, np.asarray(record_ids, np.int64),
                       "outputs")
 

@@ -127,10 +127,12 @@ def epsilon_lower_bound(member_scores, non_member_scores
                         ) -> tfp_ds.EpsilonLowerBoundValue:
   """tensorflow-privacy's DP epsilon lower bound of these scores."""
   pos, neg = _check_scores(member_scores, non_member_scores)
-  bound = elb.EpsilonLowerBound(pos, neg, alpha=tfp_ds.EPSILON_ALPHA,
-                                two_sided_threshold=True)
-  return tfp_ds.EpsilonLowerBoundValue(bounds=bound.compute_epsilon_lower_bounds(
-      methods=tfp_ds.EPSILON_METHODS, k=tfp_ds.EPSILON_K))
+  with np.errstate(divide="ignore", invalid="ignore"):  # 0 / 0 rates
+    bound = elb.EpsilonLowerBound(pos, neg, alpha=tfp_ds.EPSILON_ALPHA,
+                                  two_sided_threshold=True)
+    bounds = bound.compute_epsilon_lower_bounds(
+        methods=tfp_ds.EPSILON_METHODS, k=tfp_ds.EPSILON_K)
+  return tfp_ds.EpsilonLowerBoundValue(bounds=bounds)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

@@ -6,3 +6,11 @@ from wemem_tf.defenses.registry import available_defenses
 from wemem_tf.defenses.registry import get_defense
 from wemem_tf.defenses.registry import register_defense
 from wemem_tf.defenses.registry import resolve
+from wemem_tf.defenses.window import Order
+from wemem_tf.defenses.wemem import from_preset
+from wemem_tf.defenses.wemem import PRESETS
+from wemem_tf.defenses.wemem import RandomWindow
+from wemem_tf.defenses.wemem import RMR
+from wemem_tf.defenses.wemem import RSW
+from wemem_tf.defenses.wemem import SWMR
+from wemem_tf.defenses.wemem import WeMem

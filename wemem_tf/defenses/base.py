@@ -56,6 +56,9 @@ class Defense:
     self.train_config = loop_lib.TrainConfig()
     self.seed = 0
 
+  def check_ready(self) -> None:
+    """Raises ValueError if a required input (e.g. scores) is missing."""
+
   def bind(self, records: TrainingRecords, train_config: loop_lib.TrainConfig,
            num_iterations: int, epochs_per_iteration: int, seed: int) -> None:
     """Prepares for fine-tuning on `records`; validates settings.

@@ -31,13 +31,27 @@ def resolve(defense: Union[None, str, base.Defense]) -> base.Defense:
   if defense is None:
     return base.Defense()
   if isinstance(defense, base.Defense):
+    defense.check_ready()
     return defense
   if isinstance(defense, str):
     try:
-      return get_defense(defense)
-    except TypeError as e:  # a defense whose settings have no defaults
-      raise ValueError(f"defense {defense!r} needs settings ({e}); pass a "
-                       "configured instance, e.g. wemem_tf.defenses.RSW(...)."
-                       ) from e
+      built = get_defense(defense)
+      built.check_ready()
+      return built
+    except (TypeError, ValueError) as e:
+      if "unknown defense" in str(e):
+        raise
+      raise ValueError(f"defense {defense!r} needs settings: {e} Pass a "
+                       "configured instance, e.g. wemem_tf.defenses.RSW("
+                       "scores=...).") from e
   raise ValueError(f"defense must be None, a name or a Defense, got "
                    f"{type(defense).__name__}.")
+
+
+def _register_builtin():
+  from wemem_tf.defenses import wemem  # pylint: disable=g-import-not-at-top
+  for name, cls in wemem.METHODS.items():
+    _REGISTRY[name] = cls
+
+
+_register_builtin()

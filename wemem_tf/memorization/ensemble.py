@@ -313,7 +313,7 @@ class MLPEnsemble:
     seg = tf.cast(rows.value_rowids(), tf.int32)
     member = seg // b
     cols = rows.flat_values + member * d
-    flat = tf.math.sparse_segment_sum(
+    flat = tf.sparse.segment_sum(
         tf.reshape(kernel, [k * d, units]), cols, seg,
         num_segments=k * b)
     return tf.reshape(flat, [k, b, units])

@@ -263,7 +263,8 @@ def fit_with_early_stopping(loop: TrainingLoop, train: Tuple[np.ndarray, np.ndar
     dev: (x, y) used only for early stopping.
     seed: seeds the epoch plans.
     max_epochs, patience: override the loop's config.
-    plan_fn: (epoch, rng) -> EpochPlan; default: shuffle all records.
+    plan_fn: (epoch, rng) -> EpochPlan; default: shuffle all records. An
+      empty plan (no batch) ends training: there is nothing left to visit.
     restore_best: set the model to the best epoch's weights at the end.
   """
   config = loop.config
@@ -282,7 +283,10 @@ def fit_with_early_stopping(loop: TrainingLoop, train: Tuple[np.ndarray, np.ndar
   best_weights = loop.model.get_weights()
   losses, accs = [], []
   for epoch in range(max_epochs):
-    losses.append(loop.train_epoch(x, y, plan_fn(epoch, rng)))
+    plan = plan_fn(epoch, rng)
+    if plan.num_batches == 0:
+      break
+    losses.append(loop.train_epoch(x, y, plan))
     accs.append(loop.accuracy(*dev))
     if accs[-1] > best_acc:
       best_acc, best_epoch = accs[-1], epoch

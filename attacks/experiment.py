@@ -1,0 +1,182 @@
+"""A whole attack experiment: victim, attacker's models, attacks, artifacts.
+
+`run_experiment` trains the victim and only the attacker models the chosen
+attacks need (shadows for the shadow-trained attacks, random-halves
+reference models for LiRA / RMIA), queries them once, runs the attacks and
+returns results that `write_artifacts` stores as attacks.json, a ROC plot and
+an .npz of the raw scores.
+"""
+
+import dataclasses
+import os
+import time
+from typing import Any, Dict, Optional, Sequence, Tuple
+
+import numpy as np
+from tensorflow_privacy.privacy.privacy_tests.membership_inference_attack import data_structures as tfp_ds
+
+from attacks import base
+from attacks import plotting
+from attacks import registry
+from attacks import shadows as shadows_lib
+from attacks import suite as suite_lib
+from wemem_tf import io_utils
+from wemem_tf.data import datasets
+from wemem_tf.data import splits as splits_lib
+
+MIN_REFERENCE_MODELS = 4
+
+
+@dataclasses.dataclass(frozen=True)
+class ExperimentConfig:
+  """Settings of one attack experiment.
+
+  Attributes:
+    recipe: how the victim is trained (and, adaptively, the attacker's
+      models); its `target` picks the pruned or the unpruned model.
+    attacks: registry names to run.
+    num_shadows: shadow models (shadow protocol).
+    num_reference_models: random-halves reference models for LiRA / RMIA;
+      0 = max(4, num_shadows rounded up to even).
+    adaptive: train the attacker's models with the victim's defense.
+    seed: run seed (splits, models, attacks).
+    options: attack settings (its seed is replaced by `seed`).
+  """
+  recipe: shadows_lib.ModelRecipe = shadows_lib.ModelRecipe()
+  attacks: Tuple[str, ...] = tuple(registry.attack_names())
+  num_shadows: int = 5
+  num_reference_models: int = 0
+  adaptive: bool = True
+  seed: int = 0
+  options: base.AttackOptions = base.AttackOptions()
+
+  def __post_init__(self):
+    object.__setattr__(self, "attacks",
+                       tuple(registry.parse_attack_names(self.attacks)))
+    if self.num_shadows < 0 or self.num_reference_models < 0:
+      raise ValueError("num_shadows and num_reference_models must be >= 0.")
+
+  def reference_count(self) -> int:
+    if self.num_reference_models:
+      return self.num_reference_models
+    return max(MIN_REFERENCE_MODELS, self.num_shadows + self.num_shadows % 2)
+
+
+@dataclasses.dataclass
+class ExperimentResult:
+  """What `run_experiment` produced."""
+  config: ExperimentConfig
+  dataset: str
+  suite: suite_lib.SuiteResult
+  victim: shadows_lib.TrainedModel
+  timing: Dict[str, float]
+  num_shadows_trained: int
+  num_reference_trained: int
+
+  def to_json(self) -> Dict[str, Any]:
+    """The attacks.json document."""
+    config = self.config
+    recipe = config.recipe
+    return {
+        "dataset": self.dataset,
+        "target": recipe.target,
+        "adaptive": config.adaptive,
+        "defense": None if recipe.defense is None else str(recipe.defense),
+        "seed": config.seed,
+        "victim_test_accuracy": self.victim.test_accuracy,
+        "victim_train_accuracy": self.victim.train_accuracy,
+        "num_shadows": self.num_shadows_trained,
+        "num_reference_models": self.num_reference_trained,
+        "attacks": self.suite.rows(),
+        "settings": {
+            "architecture": recipe.architecture,
+            "pruning": dataclasses.asdict(recipe.pruning_config),
+            "training": dataclasses.asdict(recipe.train_config),
+            "attack_options": dataclasses.asdict(config.options),
+        },
+        "timing_seconds": self.timing,
+        "tf_privacy_summary": self.suite.attack_results().summary(),
+    }
+
+
+def run_experiment(dataset: datasets.Dataset,
+                   config: ExperimentConfig) -> ExperimentResult:
+  """Trains what the attacks need, runs them on the victim."""
+  start = time.perf_counter()
+  options = dataclasses.replace(config.options, seed=config.seed)
+  attacks = [registry.make_attack(n, options) for n in config.attacks]
+  need_shadows = any(a.needs_shadows for a in attacks)
+  need_reference = any(a.needs_reference for a in attacks)
+  need_sensitivity = any(a.needs_sensitivity for a in attacks)
+  if need_shadows and config.num_shadows < 1:
+    raise ValueError("the chosen attacks need shadow models; set "
+                     "num_shadows >= 1.")
+  splits = splits_lib.make_splits(
+      len(dataset), dataset.fingerprint, config.seed,
+      config.num_shadows if need_shadows else 0, dataset.heldout_mask)
+  timing = {}
+
+  t = time.perf_counter()
+  victim = shadows_lib.train_victim(dataset, splits, config.recipe,
+                                    config.seed)
+  timing["victim_training"] = time.perf_counter() - t
+
+  t = time.perf_counter()
+  shadow_models = []
+  if need_shadows:
+    shadow_models = shadows_lib.train_shadow_models(
+        dataset, splits, config.recipe, config.adaptive, config.seed)
+  timing["shadow_training"] = time.perf_counter() - t
+
+  t = time.perf_counter()
+  reference, plan = [], None
+  if need_reference:
+    plan = shadows_lib.plan_for(splits, config.reference_count(), config.seed)
+    reference = shadows_lib.train_reference_models(
+        dataset, plan, config.recipe, config.adaptive, config.seed)
+  timing["reference_training"] = time.perf_counter() - t
+
+  t = time.perf_counter()
+  attacker = shadows_lib.attacker_data(
+      dataset, shadow_models, (reference, plan) if need_reference else None,
+      need_sensitivity, seed=config.seed + 1000)
+  target = shadows_lib.target_data(
+      dataset, victim, plan.population if need_reference else None,
+      need_sensitivity, seed=config.seed)
+  timing["querying"] = time.perf_counter() - t
+
+  t = time.perf_counter()
+  metadata = tfp_ds.PrivacyReportMetadata(
+      accuracy_train=victim.train_accuracy, accuracy_test=victim.test_accuracy,
+      model_variant_label=f"{dataset.name} {config.recipe.target}")
+  suite = suite_lib.run_attacks(attacks, attacker, target, options, metadata)
+  timing["attacks"] = time.perf_counter() - t
+  timing["total"] = time.perf_counter() - start
+  return ExperimentResult(config, dataset.name, suite, victim, timing,
+                          len(shadow_models), len(reference))
+
+
+def write_artifacts(result: ExperimentResult, output_dir: str) -> Dict[str, str]:
+  """Writes attacks.json, attacks_roc.png and attack_scores.npz.
+
+  Returns:
+    {"json": path, "roc": path, "scores": path}.
+  """
+  os.makedirs(output_dir, exist_ok=True)
+  paths = {"json": os.path.join(output_dir, "attacks.json"),
+           "roc": os.path.join(output_dir, "attacks_roc.png"),
+           "scores": os.path.join(output_dir, "attack_scores.npz")}
+  io_utils.atomic_write_json(paths["json"], result.to_json())
+  plotting.plot_roc_curves(
+      result.suite.results, paths["roc"],
+      title=f"{result.dataset}, {result.config.recipe.target} victim "
+      f"(test acc {100 * result.victim.test_accuracy:.1f}%)")
+  arrays = {}
+  for r in result.suite.results:
+    arrays[f"{r.attack}_member_scores"] = r.member_scores
+    arrays[f"{r.attack}_non_member_scores"] = r.non_member_scores
+    if r.member_ids is not None:
+      arrays[f"{r.attack}_member_ids"] = r.member_ids
+      arrays[f"{r.attack}_non_member_ids"] = r.non_member_ids
+  io_utils.atomic_save_npz(paths["scores"], **arrays)
+  return paths

@@ -1,0 +1,311 @@
+"""The attacker's models: shadow protocol and random-halves protocol.
+
+Shadow protocol (METHOD.md §1–§2): shadow model i is trained on
+`splits.shadows[i]` (records disjoint from the victim's) by the victim's own
+pipeline, `wemem_tf.pretrain_and_prune`, with the victim's defense when the
+attack is adaptive and without it otherwise. Its members are its training
+records, its non-members its test records.
+
+Random-halves protocol (LiRA, RMIA): reference models are trained on random
+halves of a pool made of the *target records* (the victim's training and
+test records, as one unlabelled, sorted set: the attacker only knows which
+records it will query, never which of them the victim trained on) and the
+shadow pool. Models come in complementary pairs (model 2k trains on one half,
+2k+1 on the other), so every pool record has as many IN as OUT models. The
+records held out on the attacker's side (the shadows' half of the held-out
+set) are split into a dev set (early stopping of the reference models) and
+RMIA's population.
+
+`target="unpruned"` attacks the pre-trained dense model instead; shadows and
+reference models then stop after pre-training too (pre-training is the first
+stage of the same pipeline: same build, seeding and `wemem_tf.pretrain`).
+"""
+
+import dataclasses
+import time
+from typing import Any, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from attacks import base
+from attacks import inputs as inputs_lib
+from wemem_tf._keras import keras
+from wemem_tf.data import datasets
+from wemem_tf.data import splits as splits_lib
+from wemem_tf.models import zoo
+from wemem_tf.pruning import iterative
+from wemem_tf.pruning import pipeline
+from wemem_tf.training import loop as loop_lib
+
+TARGETS = ("pruned", "unpruned")
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelRecipe:
+  """How a model (victim, shadow or reference) is trained.
+
+  Attributes:
+    architecture: a `wemem_tf.models.BUILDERS` name.
+    pruning_config: iterative pruning settings.
+    train_config: optimizer and pre-training settings.
+    defense: the defense passed to `pretrain_and_prune` (None: none).
+    target: "pruned" (the iteratively pruned model) or "unpruned" (the
+      pre-trained dense model; no pruning is run).
+  """
+  architecture: str = "column_fc"
+  pruning_config: iterative.PruningConfig = iterative.PruningConfig()
+  train_config: loop_lib.TrainConfig = loop_lib.TrainConfig()
+  defense: Any = None
+  target: str = "pruned"
+
+  def __post_init__(self):
+    if self.target not in TARGETS:
+      raise ValueError(f"target must be one of {TARGETS}, got "
+                       f"{self.target!r}.")
+
+  def for_attacker(self, adaptive: bool) -> "ModelRecipe":
+    """The shadows' recipe: the victim's, without its defense unless
+    `adaptive`."""
+    return dataclasses.replace(self, defense=self.defense if adaptive else None)
+
+
+@dataclasses.dataclass
+class TrainedModel:
+  """A trained model and how it came about.
+
+  Attributes:
+    model: tf_keras model returning logits.
+    split: its record indices.
+    seed: its training seed.
+    seconds: wall time of its training.
+    test_accuracy: accuracy on split.test, in [0, 1].
+    train_accuracy: accuracy on split.train, in [0, 1].
+    pipeline_result: the `PipelineResult` when pruned (None when unpruned).
+    query: the model's compiled `ModelQuery` (reuse it: one trace per model).
+  """
+  model: keras.Model
+  split: splits_lib.ModelSplit
+  seed: int
+  seconds: float
+  test_accuracy: float
+  train_accuracy: float
+  pipeline_result: Optional[pipeline.PipelineResult] = None
+  query: Optional[inputs_lib.ModelQuery] = None
+
+  def __post_init__(self):
+    if self.query is None:
+      self.query = inputs_lib.ModelQuery(self.model)
+
+
+def derived_seed(seed: int, role: int, index: int) -> int:
+  """A seed for model `index` of `role` (0 victim, 1 shadow, 2 reference)."""
+  state = np.random.SeedSequence([int(seed), role, index]).generate_state(1)
+  return int(state[0] % (2**31 - 1))
+
+
+def train_model(dataset: datasets.Dataset, split: splits_lib.ModelSplit,
+                seed: int, recipe: ModelRecipe) -> TrainedModel:
+  """Trains one model through the shared pipeline."""
+  start = time.perf_counter()
+  result = None
+  if recipe.target == "pruned":
+    result = pipeline.pretrain_and_prune(
+        dataset, split, seed, architecture=recipe.architecture,
+        pruning_config=recipe.pruning_config,
+        train_config=recipe.train_config, defense=recipe.defense)
+    model = result.pruned
+  else:
+    # The pipeline's pre-training stage, without the pruning stage.
+    keras.utils.set_random_seed(seed)
+    model = zoo.build_model(recipe.architecture, dataset.input_shape,
+                            dataset.num_classes)
+    iterative.pretrain(model, dataset.take(split.train),
+                       dataset.take(split.dev), seed, recipe.train_config)
+  seconds = time.perf_counter() - start
+  query = inputs_lib.ModelQuery(model)
+  accuracy = lambda ids: float(np.mean(
+      np.argmax(query.logits(dataset.x[ids]), 1) == dataset.y[ids]))
+  return TrainedModel(model, split, seed, seconds, accuracy(split.test),
+                      accuracy(split.train), result, query)
+
+
+def train_victim(dataset: datasets.Dataset, splits: splits_lib.Splits,
+                 recipe: ModelRecipe, seed: int) -> TrainedModel:
+  """The victim (for experiments; a real attacker is handed it)."""
+  return train_model(dataset, splits.victim, derived_seed(seed, 0, 0), recipe)
+
+
+def train_shadow_models(dataset: datasets.Dataset, splits: splits_lib.Splits,
+                        victim_recipe: ModelRecipe, adaptive: bool, seed: int,
+                        num_shadows: Optional[int] = None
+                        ) -> List[TrainedModel]:
+  """Shadow models on `splits.shadows`, through the victim's pipeline.
+
+  Args:
+    dataset: the data.
+    splits: victim/shadow splits; shadows use only `splits.shadows`.
+    victim_recipe: the victim's recipe; its defense is kept iff `adaptive`.
+    adaptive: train shadows with the victim's defense.
+    seed: run seed (each shadow derives its own).
+    num_shadows: how many (default: all of `splits.shadows`).
+  """
+  count = len(splits.shadows) if num_shadows is None else num_shadows
+  if count < 1 or count > len(splits.shadows):
+    raise ValueError(f"num_shadows must lie in [1, {len(splits.shadows)}] "
+                     f"(the splits' shadows), got {count}.")
+  recipe = victim_recipe.for_attacker(adaptive)
+  return [train_model(dataset, splits.shadows[i], derived_seed(seed, 1, i),
+                      recipe) for i in range(count)]
+
+
+def target_records(splits: splits_lib.Splits) -> np.ndarray:
+  """The records the attacker queries: the victim's training and test
+  records as one sorted set (which are members is not part of it)."""
+  return np.union1d(splits.victim.train, splits.victim.test).astype(np.int64)
+
+
+def attacker_heldout(splits: splits_lib.Splits) -> np.ndarray:
+  """Held-out records on the attacker's side (none of the victim's)."""
+  victim = np.concatenate([splits.victim.train, splits.victim.dev,
+                           splits.victim.test])
+  return np.setdiff1d(splits.heldout, victim).astype(np.int64)
+
+
+@dataclasses.dataclass(frozen=True)
+class ReferencePlan:
+  """Record indices of the random-halves reference models.
+
+  Attributes:
+    pool: int64 (n,) sorted pool records (targets ∪ shadow pool).
+    in_mask: bool (R, n): model r trains on pool[in_mask[r]].
+    dev: int64 records for early stopping (outside the pool).
+    population: int64 records for RMIA (outside the pool, disjoint from dev).
+  """
+  pool: np.ndarray
+  in_mask: np.ndarray
+  dev: np.ndarray
+  population: np.ndarray
+
+  @property
+  def num_models(self) -> int:
+    return self.in_mask.shape[0]
+
+  def split(self, r: int) -> splits_lib.ModelSplit:
+    """Model r's split: its half, dev, and the other half as test."""
+    return splits_lib.ModelSplit(self.pool[self.in_mask[r]], self.dev,
+                                 self.pool[~self.in_mask[r]])
+
+
+def random_halves(targets: np.ndarray, attacker_pool: np.ndarray,
+                  attacker_holdout: np.ndarray, num_models: int,
+                  seed: int) -> ReferencePlan:
+  """Plans `num_models` reference models on random halves.
+
+  Args:
+    targets: record indices the attacker will query (membership unknown).
+    attacker_pool: the attacker's own training records (shadow pool).
+    attacker_holdout: records no reference model trains on; halved into dev
+      and RMIA population.
+    num_models: R >= 2; pairs (2k, 2k+1) train on complementary halves (an
+      odd last model gets a random half of its own).
+    seed: seeds the halves.
+  """
+  if num_models < 2:
+    raise ValueError(f"the random-halves protocol needs >= 2 reference "
+                     f"models, got {num_models}.")
+  pool = np.union1d(targets, attacker_pool).astype(np.int64)
+  holdout = np.setdiff1d(attacker_holdout, pool).astype(np.int64)
+  if holdout.size < 2:
+    raise ValueError("need at least 2 attacker held-out records outside the "
+                     "pool (for dev and population).")
+  rng = np.random.default_rng([int(seed), 7919])
+  in_mask = np.zeros((num_models, pool.size), bool)
+  for r in range(0, num_models, 2):
+    half = rng.permutation(pool.size)[:pool.size // 2]
+    in_mask[r, half] = True
+    if r + 1 < num_models:
+      in_mask[r + 1] = ~in_mask[r]
+  shuffled = rng.permutation(holdout)
+  cut = holdout.size // 2
+  return ReferencePlan(pool, in_mask, np.sort(shuffled[:cut]),
+                       np.sort(shuffled[cut:]))
+
+
+def plan_for(splits: splits_lib.Splits, num_models: int,
+             seed: int) -> ReferencePlan:
+  """`random_halves` for the victim's targets and the attacker's records."""
+  return random_halves(target_records(splits), splits.shadow_pool,
+                       attacker_heldout(splits), num_models, seed)
+
+
+def train_reference_models(dataset: datasets.Dataset, plan: ReferencePlan,
+                           victim_recipe: ModelRecipe, adaptive: bool,
+                           seed: int) -> List[TrainedModel]:
+  """Reference models through the victim's pipeline (defense iff adaptive)."""
+  recipe = victim_recipe.for_attacker(adaptive)
+  return [train_model(dataset, plan.split(r), derived_seed(seed, 2, r), recipe)
+          for r in range(plan.num_models)]
+
+
+# ---- model outputs ----------------------------------------------------------
+
+
+def outputs_on(dataset: datasets.Dataset, query: inputs_lib.ModelQuery,
+               record_ids: np.ndarray, with_sensitivity: bool = False,
+               seed: int = 0) -> inputs_lib.ModelOutputs:
+  """A model's `ModelOutputs` on dataset records `record_ids`."""
+  x, y = dataset.take(np.asarray(record_ids, np.int64))
+  return query.outputs(x, y, np.asarray(record_ids, np.int64),
+                       with_sensitivity, seed)
+
+
+def membership_outputs(dataset: datasets.Dataset, model: TrainedModel,
+                       with_sensitivity: bool = False,
+                       seed: int = 0) -> inputs_lib.MembershipOutputs:
+  """A model's outputs on its members (train) and non-members (test)."""
+  query = model.query
+  return inputs_lib.MembershipOutputs(
+      outputs_on(dataset, query, model.split.train, with_sensitivity, seed),
+      outputs_on(dataset, query, model.split.test, with_sensitivity, seed + 1))
+
+
+def reference_outputs(dataset: datasets.Dataset, models: Sequence[TrainedModel],
+                      plan: ReferencePlan) -> inputs_lib.ReferenceOutputs:
+  """Every reference model's outputs on the pool and the population."""
+  if len(models) != plan.num_models:
+    raise ValueError(f"{len(models)} reference models for a plan of "
+                     f"{plan.num_models}.")
+  outputs, population = [], []
+  for model in models:
+    query = model.query
+    outputs.append(outputs_on(dataset, query, plan.pool))
+    population.append(outputs_on(dataset, query, plan.population))
+  return inputs_lib.ReferenceOutputs(plan.pool, plan.in_mask, tuple(outputs),
+                                     tuple(population))
+
+
+def target_data(dataset: datasets.Dataset, victim: TrainedModel,
+                population: Optional[np.ndarray] = None,
+                with_sensitivity: bool = False,
+                seed: int = 0) -> base.TargetData:
+  """The victim's outputs on its members, non-members and population."""
+  query = victim.query
+  members = outputs_on(dataset, query, victim.split.train, with_sensitivity,
+                       seed)
+  non_members = outputs_on(dataset, query, victim.split.test, with_sensitivity,
+                           seed + 1)
+  pop = None if population is None else outputs_on(dataset, query, population)
+  return base.TargetData(members, non_members, pop)
+
+
+def attacker_data(dataset: datasets.Dataset, shadows: Sequence[TrainedModel],
+                  reference: Optional[Tuple[Sequence[TrainedModel],
+                                            ReferencePlan]] = None,
+                  with_sensitivity: bool = False,
+                  seed: int = 0) -> base.AttackerData:
+  """`AttackerData` from trained shadow and (optional) reference models."""
+  shadow_outputs = tuple(
+      membership_outputs(dataset, s, with_sensitivity, seed + 10 * i)
+      for i, s in enumerate(shadows))
+  ref = None if reference is None else reference_outputs(dataset, *reference)
+  return base.AttackerData(shadow_outputs, ref)

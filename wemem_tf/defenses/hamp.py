@@ -1,0 +1,243 @@
+"""HAMP (Chen & Pattabiraman, NDSS 2024), applied while fine-tuning.
+
+"Overconfidence is a Dangerous Thing: Mitigating Membership Inference Attacks
+by Enforcing Less Confident Prediction." HAMP has three parts, all here:
+
+1. **High-entropy soft labels.** Every training label y becomes the vector
+   with probability p* on y and (1 − p*) / (C − 1) on each other class, where
+   p* is chosen so that the label's entropy equals γ · log C (γ is the
+   "entropy threshold", a fraction of the largest possible entropy). The
+   authors find p* by lowering it in steps of 0.01 until the entropy reaches
+   the threshold; we solve for it exactly (bisection), so p* may differ from
+   theirs by < 0.01.
+2. **Entropy regularization.** The training loss is
+   KL(soft label ‖ prediction) − α' · H(prediction), averaged over the batch.
+   The authors' code takes PyTorch's `kl_div` with its default element-wise
+   mean, i.e. the KL divided by C; we keep the KL per record and scale the
+   entropy weight instead, α' = α · C, so `alpha` means the same as the
+   `--alpha` of their scripts (the objective differs from theirs by the
+   constant factor C only).
+3. **Output modification at inference** (`inference_model`). For each query
+   x, a random input r is drawn from the feature domain; the served scores
+   are the model's scores on r, rearranged so that their ranking over the
+   classes equals the ranking of the model's scores on x. The predicted
+   label (top-1) is unchanged while the confidence values carry no
+   information about x. The served model outputs these rearranged *logits*
+   (softmax of them = the rearranged probabilities). The random inputs are
+   uniform bits when every training feature is 0 or 1 (the authors'
+   Location/Purchase/Texas setting), otherwise uniform in each feature's
+   training range [min, max] (`random_inputs` overrides the choice). A fresh
+   r is drawn per query, so repeated queries get different scores, as in the
+   authors' evaluation.
+
+Defaults: γ = 0.5 and α = 0.001, the authors' Location settings (their
+CIFAR-10 run uses γ = 0.5, α = 0.005; Texas γ = 0.6, α = 0.01). L2
+`weight_decay · w` is added to the gradients; Adam as elsewhere.
+"""
+
+import dataclasses
+import math
+from typing import Any, Dict, Optional
+
+import numpy as np
+import tensorflow as tf
+
+from wemem_tf._keras import keras
+from wemem_tf.defenses import base
+from wemem_tf.training import loop as loop_lib
+
+RANDOM_INPUTS = ("auto", "bits", "uniform")
+
+
+def soft_label_entropy(p_true: float, num_classes: int) -> float:
+  """Entropy (nats) of the label with p_true on one class, the rest even."""
+  rest = (1.0 - p_true) / (num_classes - 1)
+  terms = [p_true, *([rest] * (num_classes - 1))]
+  return float(-sum(p * math.log(p) for p in terms if p > 0))
+
+
+def top1_probability(num_classes: int, entropy_threshold: float) -> float:
+  """p* in [1/C, 1] whose soft label has entropy γ · log C."""
+  if num_classes < 2:
+    raise ValueError(f"HAMP needs >= 2 classes, got {num_classes}.")
+  target = entropy_threshold * math.log(num_classes)
+  lo, hi = 1.0 / num_classes, 1.0  # entropy falls from log C to 0 on [lo, hi]
+  for _ in range(100):
+    mid = 0.5 * (lo + hi)
+    if soft_label_entropy(mid, num_classes) >= target:
+      lo = mid
+    else:
+      hi = mid
+  return lo
+
+
+class HAMPStep(loop_lib.TrainStep):
+  """KL to the high-entropy soft labels − α·C · prediction entropy, + L2.
+
+  Returns the batch's mean cross-entropy to the hard labels.
+  """
+
+  def __init__(self, entropy_threshold: float, alpha: float):
+    super().__init__()
+    self.entropy_threshold = float(entropy_threshold)
+    self.alpha = float(alpha)
+    self.p_true = None
+    self.num_classes = None
+
+  def build(self, model, config):
+    super().build(model, config)
+    self.num_classes = int(model.output_shape[-1])
+    self.p_true = top1_probability(self.num_classes, self.entropy_threshold)
+
+  def __call__(self, model, xb, yb, weight_decay, group):
+    del group
+    c = self.num_classes
+    onehot = tf.one_hot(yb, c)
+    soft = onehot * self.p_true + (1.0 - onehot) * ((1.0 - self.p_true) /
+                                                    (c - 1))
+    log_soft = tf.math.log(soft)
+    variables = model.trainable_variables
+    with tf.GradientTape() as tape:
+      logits = model(xb, training=True)
+      log_p = tf.nn.log_softmax(logits, axis=-1)
+      kl = tf.reduce_sum(soft * (log_soft - log_p), axis=-1)
+      entropy = -tf.reduce_sum(tf.exp(log_p) * log_p, axis=-1)
+      loss = tf.reduce_mean(kl) - self.alpha * c * tf.reduce_mean(entropy)
+    grads = tape.gradient(loss, variables)
+    grads = [g + weight_decay * v if g is not None else g
+             for g, v in zip(grads, variables)]
+    self.optimizer.apply_gradients(zip(grads, variables))
+    return tf.reduce_mean(self.loss_fn(yb, logits))
+
+
+def rearrange_like(scores: tf.Tensor, template: tf.Tensor) -> tf.Tensor:
+  """`template`'s values per row, permuted to rank like `scores`' values.
+
+  Row i of the result holds the values of template[i], placed so that the
+  k-th smallest goes to the class where scores[i] has its k-th smallest.
+  """
+  ranks = tf.argsort(tf.argsort(scores, axis=-1, stable=True), axis=-1,
+                     stable=True)
+  return tf.gather(tf.sort(template, axis=-1), ranks, batch_dims=1)
+
+
+class HAMPOutputModification(keras.layers.Layer):
+  """Serves `model`'s scores on random inputs, ranked like its scores on x.
+
+  Args:
+    model: a logit-output model.
+    low, high: float arrays of the input's shape (without batch): each random
+      feature is drawn uniformly from [low, high], or, with `bits`, is low or
+      high with probability 1/2 each.
+    bits: draw two-valued features instead of uniform ones.
+  """
+
+  def __init__(self, model: keras.Model, low: np.ndarray, high: np.ndarray,
+               bits: bool, **kwargs):
+    super().__init__(**kwargs)
+    self.model = model
+    self.low = tf.constant(np.asarray(low, np.float32))
+    self.high = tf.constant(np.asarray(high, np.float32))
+    self.bits = bool(bits)
+
+  def call(self, inputs):
+    logits = self.model(inputs, training=False)
+    shape = tf.shape(inputs)
+    u = tf.random.uniform(shape, dtype=tf.float32)
+    if self.bits:
+      u = tf.cast(u < 0.5, tf.float32)
+    random_inputs = self.low + u * (self.high - self.low)
+    random_logits = self.model(random_inputs, training=False)
+    return rearrange_like(logits, random_logits)
+
+  def compute_output_shape(self, input_shape):
+    return self.model.compute_output_shape(input_shape)
+
+
+@dataclasses.dataclass
+class HAMP(base.Defense):
+  """HAMP (Chen & Pattabiraman 2024): high-entropy soft labels, entropy
+  regularization and output modification.
+
+  Attributes:
+    entropy_threshold: γ in (0, 1): the soft labels' entropy as a fraction
+      of log C (default 0.5).
+    alpha: entropy-regularization weight α >= 0 in the authors' convention
+      (default 0.001); see the module docstring.
+    random_inputs: "auto", "bits" or "uniform": how the inference-time random
+      inputs are drawn (see the module docstring).
+    modify_output: serve the output-modified model (True, HAMP) or the
+      trained model itself (False: training-time parts only, an ablation).
+  """
+  entropy_threshold: float = 0.5
+  alpha: float = 0.001
+  random_inputs: str = "auto"
+  modify_output: bool = True
+
+  name = "hamp"
+
+  def __post_init__(self):
+    base.Defense.__init__(self)
+    if not (isinstance(self.entropy_threshold, (int, float))
+            and 0 < self.entropy_threshold < 1):
+      raise ValueError("HAMP entropy_threshold γ must lie in (0, 1) (a "
+                       "fraction of the largest entropy log C), got "
+                       f"{self.entropy_threshold!r}.")
+    if not (isinstance(self.alpha, (int, float)) and math.isfinite(self.alpha)
+            and self.alpha >= 0):
+      raise ValueError(f"HAMP alpha must be a finite number >= 0, got "
+                       f"{self.alpha!r}.")
+    if self.random_inputs not in RANDOM_INPUTS:
+      raise ValueError(f"HAMP random_inputs must be one of {RANDOM_INPUTS}, "
+                       f"got {self.random_inputs!r}.")
+    self.entropy_threshold = float(self.entropy_threshold)
+    self.alpha = float(self.alpha)
+    self._low: Optional[np.ndarray] = None
+    self._high: Optional[np.ndarray] = None
+    self._bits = False
+    self._p_true: Optional[float] = None
+
+  def bind(self, records, train_config, num_iterations, epochs_per_iteration,
+           seed):
+    super().bind(records, train_config, num_iterations, epochs_per_iteration,
+                 seed)
+    if records.num_classes < 2:
+      raise ValueError(f"HAMP needs >= 2 classes, got {records.num_classes}.")
+    if len(records.y) == 0:
+      raise ValueError("HAMP needs training records (the random inputs of "
+                       "output modification span their feature range).")
+    self._p_true = top1_probability(records.num_classes,
+                                    self.entropy_threshold)
+    x = np.asarray(records.x, np.float32)
+    if self.random_inputs == "auto":
+      self._bits = bool(np.all((x == 0) | (x == 1)))
+    else:
+      self._bits = self.random_inputs == "bits"
+    if self._bits:
+      self._low, self._high = (np.zeros(x.shape[1:], np.float32),
+                               np.ones(x.shape[1:], np.float32))
+    else:
+      self._low, self._high = x.min(axis=0), x.max(axis=0)
+
+  def train_step(self) -> loop_lib.TrainStep:
+    return HAMPStep(self.entropy_threshold, self.alpha)
+
+  def inference_model(self, model: keras.Model) -> keras.Model:
+    """`model` behind HAMP's output modification (a new functional model that
+    shares `model`'s weights and outputs logits)."""
+    if not self.modify_output:
+      return model
+    if self._low is None:
+      raise ValueError("HAMP.inference_model needs the training records' "
+                       "feature range: call bind (the pruner does) first.")
+    inputs = keras.Input(model.input_shape[1:])
+    outputs = HAMPOutputModification(model, self._low, self._high, self._bits,
+                                     name="hamp_output_modification")(inputs)
+    return keras.Model(inputs, outputs, name=f"{model.name}_hamp")
+
+  def report(self) -> Dict[str, Any]:
+    out = {"defense": self.name, **self.config()}
+    if self._p_true is not None:
+      out["soft_label_top1"] = self._p_true
+      out["random_inputs_drawn"] = "bits" if self._bits else "uniform"
+    return out

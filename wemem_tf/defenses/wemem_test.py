@@ -1,0 +1,196 @@
+"""Tests of RSW / RMR / SWMR / RandomWindow and of P3's procedure."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from wemem_tf._keras import keras
+from wemem_tf.data import datasets
+from wemem_tf.data import splits as splits_lib
+from wemem_tf.defenses import base
+from wemem_tf.defenses import registry
+from wemem_tf.defenses import risky
+from wemem_tf.defenses import wemem
+from wemem_tf.models import zoo
+from wemem_tf.pruning import iterative
+from wemem_tf.pruning import pipeline
+from wemem_tf.pruning import prune as prune_lib
+from wemem_tf.training import loop as loop_lib
+
+
+@pytest.fixture(scope="module")
+def digits():
+  ds = datasets.load_dataset("digits")
+  split = splits_lib.splits_for(ds, seed=0, num_shadows=0).victim
+  scores = np.random.default_rng(0).uniform(-0.1, 1.0, len(split.train))
+  return ds, split, scores
+
+
+def _bind(defense, ds, split, epochs=21):
+  x, y = ds.take(split.train)
+  defense.bind(base.TrainingRecords(x, y, split.train, ds.num_classes),
+               loop_lib.TrainConfig(), 5, epochs, seed=0)
+  return defense
+
+
+def _no_dropout_model(ds):
+  inputs = keras.Input(ds.input_shape)
+  h = keras.layers.Dense(32, activation="relu", name="fc1")(inputs)
+  h = keras.layers.Dense(16, activation="relu", name="fc2")(h)
+  return keras.Model(inputs, keras.layers.Dense(10, name="classifier")(h))
+
+
+def _prune_weights(ds, split, defense, seed=3):
+  keras.utils.set_random_seed(seed)
+  model = _no_dropout_model(ds)
+  result = pipeline.pretrain_and_prune(
+      ds, split, seed, pretrained=model, defense=defense,
+      pruning_config=iterative.PruningConfig(0.5, 3, epochs_per_iteration=3,
+                                             patience=10))
+  return result.pruned.get_weights()
+
+
+def test_rmr_without_risky_records_trains_exactly_like_plain(digits):
+  ds, split, scores = digits
+  plain = _prune_weights(ds, split, None)
+  with pytest.warns(UserWarning, match="no training record is risky"):
+    rmr = _prune_weights(ds, split, wemem.RMR(scores=scores * 0.5, tau=0.9))
+  for a, b in zip(plain, rmr):
+    np.testing.assert_array_equal(a, b)
+
+
+def test_only_risky_batches_get_lambda_mem(digits):
+  ds, split, scores = digits
+  d = _bind(wemem.RMR(scores=scores, tau=0.6, lambda_mem=0.1), ds, split)
+  risky_mask = scores >= 0.6
+  plan = d.epoch_plan(0, 0, np.random.default_rng(0))
+  assert sorted(plan.order) == list(range(len(scores)))
+  for b in range(plan.num_batches):
+    idx = plan.order[plan.batch_bounds[b]:plan.batch_bounds[b + 1]]
+    if plan.batch_group[b] == risky.RISKY_GROUP:
+      assert risky_mask[idx].all() and plan.batch_weight_decay[b] == pytest.approx(0.1)
+    else:
+      assert not risky_mask[idx].any()
+      assert plan.batch_weight_decay[b] == pytest.approx(5e-4)
+  # Risky batches come first, as in the authors' code.
+  groups = list(plan.batch_group)
+  assert groups == sorted(groups, reverse=True)
+  assert d.report()["risky_share"] == pytest.approx(risky_mask.mean())
+
+
+def test_compiled_p3_matches_the_authors_two_optimizer_procedure(digits):
+  ds, split, scores = digits
+  x, y = ds.take(split.train)
+  d = _bind(wemem.RMR(scores=scores, tau=0.6, lambda_mem=0.1), ds, split)
+  plan = d.epoch_plan(0, 0, np.random.default_rng(5))
+  keras.utils.set_random_seed(0)
+  model = _no_dropout_model(ds)
+  start = model.get_weights()
+  loop = loop_lib.TrainingLoop(model, loop_lib.TrainConfig(), d.train_step())
+  loop.train_epoch(tf.constant(x), tf.constant(y), plan)
+  compiled = model.get_weights()
+  # Reference: eager loop, one Adam for risky batches and one for the rest.
+  model.set_weights(start)
+  opt_ordinary, opt_risky = keras.optimizers.Adam(1e-3), keras.optimizers.Adam(1e-3)
+  for b in range(plan.num_batches):
+    idx = plan.order[plan.batch_bounds[b]:plan.batch_bounds[b + 1]]
+    with tf.GradientTape() as tape:
+      loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(
+          y[idx], model(x[idx], training=True)))
+    decay = 0.1 if plan.batch_group[b] == 1 else 5e-4
+    grads = [g + decay * v for g, v in zip(
+        tape.gradient(loss, model.trainable_variables), model.trainable_variables)]
+    opt = opt_risky if plan.batch_group[b] == 1 else opt_ordinary
+    opt.apply_gradients(zip(grads, model.trainable_variables))
+  for a, b in zip(compiled, model.get_weights()):
+    np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+def test_window_defenses_visit_the_window(digits):
+  ds, split, scores = digits
+  d = _bind(wemem.RSW(scores=scores, stride=2, width=5), ds, split)
+  x, y = ds.take(split.train)
+  positions = d.epoch_positions(0, 1)
+  for c in range(10):
+    in_class = positions[y[positions] == c]
+    members = np.flatnonzero(y == c)
+    expected = members[np.argsort(scores[members], kind="stable")][2:7]
+    assert sorted(in_class) == sorted(expected)
+  assert d.report()["records_used_per_iteration"]["0"] == min(
+      len(y), 10 * (20 * 2 + 5))
+
+
+def test_swmr_splits_the_window_into_risky_and_ordinary(digits):
+  ds, split, scores = digits
+  d = _bind(wemem.SWMR(scores=scores, tau_share=0.2), ds, split)
+  plan = d.epoch_plan(0, 0, np.random.default_rng(0))
+  window_positions = d.epoch_positions(0, 0)
+  assert sorted(plan.order) == sorted(window_positions)
+  risky_mask = d._risky
+  for b in range(plan.num_batches):
+    idx = plan.order[plan.batch_bounds[b]:plan.batch_bounds[b + 1]]
+    assert (risky_mask[idx] == (plan.batch_group[b] == 1)).all()
+
+
+def test_exhausted_windows_end_the_iteration(digits):
+  ds, split, scores = digits
+  defense = wemem.RSW(scores=scores, stride=40, width=40)
+  keras.utils.set_random_seed(0)
+  pruned = prune_lib.prune_low_memorization(
+      zoo.column_fc(ds.input_shape, 10), defense=defense,
+      pruning_schedule=iterative.PruningConfig(0.5, 2).schedule())
+  pruner = iterative.IterativePruner(
+      pruned, iterative.PruningConfig(0.5, 2, epochs_per_iteration=21,
+                                      patience=30))
+  history = pruner.run(ds.take(split.train), ds.take(split.dev), seed=0,
+                       train_index=split.train)
+  # Classes have ~65 records: windows at 0 and 40 only, then nothing.
+  assert all(r.epochs_run == 2 for r in history)
+
+
+def test_random_window_needs_no_scores_and_all_others_do(digits):
+  ds, split, scores = digits
+  _bind(wemem.RandomWindow(), ds, split)
+  for cls in (wemem.RSW, wemem.SWMR, wemem.RMR):
+    with pytest.raises(ValueError, match="needs memorization scores"):
+      _bind(cls(), ds, split)
+  with pytest.raises(ValueError, match="needs settings"):
+    registry.resolve("rsw")
+  with pytest.raises(ValueError, match="needs memorization scores"):
+    prune_lib.prune_low_memorization(zoo.column_fc((4,), 2),
+                                     defense=wemem.SWMR())
+
+
+def test_edge_cases_are_refused_before_training(digits):
+  ds, split, scores = digits
+  with pytest.raises(ValueError, match=r"tau must lie in \[-1, 1\]"):
+    wemem.RMR(scores=scores, tau=1.5)
+  with pytest.raises(ValueError, match="exactly one of tau"):
+    wemem.RMR(scores=scores, tau=0.5, tau_share=0.1)
+  with pytest.raises(ValueError, match="stride"):
+    wemem.RSW(scores=scores, stride=0)
+  with pytest.raises(ValueError, match="one score per training record"):
+    _bind(wemem.RSW(scores=scores[:-1]), ds, split)
+  bad = scores.copy()
+  bad[3] = np.nan
+  with pytest.raises(ValueError, match="NaN"):
+    _bind(wemem.RMR(scores=bad), ds, split)
+
+
+def test_every_record_risky_makes_every_batch_risky(digits):
+  ds, split, scores = digits
+  d = _bind(wemem.RMR(scores=scores, tau=-1.0), ds, split)
+  plan = d.epoch_plan(0, 0, np.random.default_rng(0))
+  assert (plan.batch_group == 1).all()
+
+
+def test_presets_are_the_authors_settings(digits):
+  _, _, scores = digits
+  swmr = wemem.from_preset("swmr", "location", scores)
+  assert (swmr.order, swmr.stride, swmr.width, swmr.lambda_mem, swmr.tau) == (
+      wemem.Order.HIGH_TO_LOW, 1, 15, 0.1, 0.6)
+  rsw = wemem.from_preset("rsw", "cifar10", scores)
+  assert (rsw.order, rsw.stride, rsw.width) == (wemem.Order.LOW_TO_HIGH, 50, 500)
+  assert wemem.from_preset("rmr", "cifar10", scores).tau == 0.5
+  with pytest.raises(ValueError, match="no preset"):
+    wemem.from_preset("rsw", "texas100", scores)
