@@ -3,6 +3,7 @@
 import io
 from typing import Optional, Sequence
 
+from matplotlib import colormaps
 from matplotlib import figure as mpl_figure
 import numpy as np
 
@@ -29,10 +30,12 @@ def plot_roc_curves(results: Sequence[metrics_lib.AttackResult],
   low_y = min(1.0 / len(r.member_scores) for r in results)
   grid = np.logspace(np.log10(low_x), 0, 100)
   ax.plot(grid, grid, "k--", lw=0.8, label="chance")
-  for r in results:
+  colors = colormaps["tab20"].colors
+  for i, r in enumerate(results):
     fpr = np.maximum(np.asarray(r.roc.fpr), low_x)
     tpr = np.maximum(np.asarray(r.roc.tpr), low_y)
-    ax.plot(fpr, tpr, lw=1.3,
+    ax.plot(fpr, tpr, lw=1.3, color=colors[(2 * i) % 20 + (i // 10) % 2],
+            linestyle=("-", "--", "-.", ":")[i // 5 % 4],
             label=f"{r.attack} (AUC {r.auc:.3f}, bal.acc {r.balanced_accuracy:.3f})")
   ax.set_xscale("log")
   ax.set_yscale("log")

@@ -1,6 +1,7 @@
 """Defenses applied while fine-tuning during iterative pruning."""
 
 from wemem_tf.defenses.base import Defense
+from wemem_tf.defenses.keras_fit import DefenseFeed
 from wemem_tf.defenses.base import TrainingRecords
 from wemem_tf.defenses.registry import available_defenses
 from wemem_tf.defenses.registry import get_defense

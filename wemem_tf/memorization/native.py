@@ -35,6 +35,8 @@ from typing import Optional
 import tensorflow as tf
 
 _SOURCE = r"""
+#include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <cstring>
 
@@ -49,19 +51,22 @@ namespace {
 using shape_inference::InferenceContext;
 using shape_inference::ShapeHandle;
 
-// Checks shapes shared by both row-sum kernels; returns false on error.
-bool CheckRowSumInputs(OpKernelContext* ctx, const Tensor& weights,
-                       const Tensor& cols, const Tensor& splits,
-                       const Tensor& idx) {
-  OP_REQUIRES(ctx, weights.dims() == 3,
-              errors::InvalidArgument("weights must be (K, F, H)"));
-  OP_REQUIRES(ctx, cols.dims() == 1 && splits.dims() == 1 &&
-                   splits.dim_size(0) >= 1,
-              errors::InvalidArgument("cols and splits must be vectors"));
-  OP_REQUIRES(ctx, idx.dims() == 2 &&
-                   idx.dim_size(0) == weights.dim_size(0),
-              errors::InvalidArgument("idx must be (K, B) with K members"));
-  return true;
+// dst[0:H] += src[0:H] (no overlap).
+inline void AddRow(float* __restrict dst, const float* __restrict src,
+                   int64_t H) {
+  for (int64_t h = 0; h < H; ++h) dst[h] += src[h];
+}
+
+// Checks shapes shared by both row-sum kernels.
+Status CheckRowSumInputs(const Tensor& weights, const Tensor& cols,
+                         const Tensor& splits, const Tensor& idx) {
+  if (weights.dims() != 3)
+    return errors::InvalidArgument("weights must be (K, F, H)");
+  if (cols.dims() != 1 || splits.dims() != 1 || splits.dim_size(0) < 1)
+    return errors::InvalidArgument("cols and splits must be vectors");
+  if (idx.dims() != 2 || idx.dim_size(0) != weights.dim_size(0))
+    return errors::InvalidArgument("idx must be (K, B) with K members");
+  return OkStatus();
 }
 
 class RowSumOp : public OpKernel {
@@ -72,7 +77,7 @@ class RowSumOp : public OpKernel {
     const Tensor& cols = ctx->input(1);
     const Tensor& splits = ctx->input(2);
     const Tensor& idx = ctx->input(3);
-    if (!CheckRowSumInputs(ctx, weights, cols, splits, idx)) return;
+    OP_REQUIRES_OK(ctx, CheckRowSumInputs(weights, cols, splits, idx));
     const int64_t K = weights.dim_size(0), F = weights.dim_size(1),
                   H = weights.dim_size(2), B = idx.dim_size(1),
                   n = splits.dim_size(0) - 1, nnz = cols.dim_size(0);
@@ -86,19 +91,18 @@ class RowSumOp : public OpKernel {
     std::atomic<bool> bad(false);
     auto work = [&](int64_t begin, int64_t end) {
       for (int64_t u = begin; u < end; ++u) {
-        float* orow = o + u * H;
+        float* __restrict orow = o + u * H;
         std::memset(orow, 0, sizeof(float) * H);
         const int64_t r = id[u];
         if (r < 0 || r >= n || s[r] < 0 || s[r + 1] > nnz || s[r] > s[r + 1]) {
           bad = true;
           continue;
         }
-        const float* wk = w + (u / B) * F * H;
+        const float* __restrict wk = w + (u / B) * F * H;
         for (int64_t j = s[r]; j < s[r + 1]; ++j) {
           const int64_t f = c[j];
           if (f < 0 || f >= F) { bad = true; continue; }
-          const float* wrow = wk + f * H;
-          for (int64_t h = 0; h < H; ++h) orow[h] += wrow[h];
+          AddRow(orow, wk + f * H, H);
         }
       }
     };
@@ -120,7 +124,7 @@ class RowSumGradOp : public OpKernel {
     const Tensor& splits = ctx->input(3);
     const Tensor& idx = ctx->input(4);
     const Tensor& decay_t = ctx->input(5);
-    if (!CheckRowSumInputs(ctx, weights, cols, splits, idx)) return;
+    OP_REQUIRES_OK(ctx, CheckRowSumInputs(weights, cols, splits, idx));
     const int64_t K = weights.dim_size(0), F = weights.dim_size(1),
                   H = weights.dim_size(2), B = idx.dim_size(1),
                   n = splits.dim_size(0) - 1, nnz = cols.dim_size(0);
@@ -142,8 +146,8 @@ class RowSumGradOp : public OpKernel {
     // Members are independent: one member per work unit, no races.
     auto work = [&](int64_t begin, int64_t end) {
       for (int64_t k = begin; k < end; ++k) {
-        float* ok = o + k * F * H;
-        const float* wk = w + k * F * H;
+        float* __restrict ok = o + k * F * H;
+        const float* __restrict wk = w + k * F * H;
         for (int64_t i = 0; i < F * H; ++i) ok[i] = decay * wk[i];
         for (int64_t b = 0; b < B; ++b) {
           const int64_t r = id[k * B + b];
@@ -156,8 +160,7 @@ class RowSumGradOp : public OpKernel {
           for (int64_t j = s[r]; j < s[r + 1]; ++j) {
             const int64_t f = c[j];
             if (f < 0 || f >= F) { bad = true; continue; }
-            float* orow = ok + f * H;
-            for (int64_t h = 0; h < H; ++h) orow[h] += grow[h];
+            AddRow(ok + f * H, grow, H);
           }
         }
       }
@@ -202,14 +205,23 @@ class DropoutMaskOp : public OpKernel {
     const uint32_t threshold =
         static_cast<uint32_t>(static_cast<double>(rate_) * 16777216.0 + 0.5);
     const float scale = 1.f / (1.f - rate_);
+    // Work units are blocks of 4096 elements (a vectorizable inner loop).
+    constexpr int64_t kBlock = 4096;
     auto work = [&](int64_t begin, int64_t end) {
-      for (int64_t i = begin; i < end; ++i) {
-        const uint32_t h = Mix32(Mix32(static_cast<uint32_t>(i) ^ k1) + k2);
-        o[i] = (h >> 8) >= threshold ? scale : 0.f;
+      for (int64_t blk = begin; blk < end; ++blk) {
+        const int64_t lo = blk * kBlock;
+        const int64_t hi = std::min(total, lo + kBlock);
+        float* __restrict ob = o + lo;
+        const uint32_t base = static_cast<uint32_t>(lo);
+        for (int64_t i = 0; i < hi - lo; ++i) {
+          const uint32_t h =
+              Mix32(Mix32((base + static_cast<uint32_t>(i)) ^ k1) + k2);
+          ob[i] = (h >> 8) >= threshold ? scale : 0.f;
+        }
       }
     };
     ctx->device()->tensorflow_cpu_worker_threads()->workers->ParallelFor(
-        total, 4, work);
+        (total + kBlock - 1) / kBlock, kBlock * 8, work);
   }
 
  private:

@@ -1,0 +1,108 @@
+"""Known-answer tests of every attack through the whole suite.
+
+A memorizing (lookup) model must be detected with AUC >= 0.99 by every
+score-based attack; a membership-independent model must give AUC 0.5 ± 0.05
+on >= 2,000 victim records. Models are queried through `attacks.shadows`
+exactly like trained ones.
+"""
+
+import numpy as np
+import pytest
+
+from attacks import base
+from attacks import registry
+from attacks import suite
+from attacks import testing_utils
+from tensorflow_privacy.privacy.privacy_tests.membership_inference_attack import data_structures as tfp_ds
+
+FAST = base.AttackOptions(max_epochs=8, patience=3, samia_width=16,
+                          samia_heads=2, samia_layers=1)
+SCORE_BASED = [n for n in registry.attack_names() if n != "gap"]
+
+
+@pytest.fixture(scope="module")
+def memorizing():
+  setup = testing_utils.synthetic_setup(testing_utils.lookup_model)
+  return setup, suite.run_attacks(registry.attack_names(), setup.attacker,
+                                  setup.target, FAST)
+
+
+@pytest.fixture(scope="module")
+def independent():
+  setup = testing_utils.synthetic_setup(
+      testing_utils.independent_model, num_records=5000, members=1500,
+      non_members=1500, shadow_pool=1600, num_shadows=2, holdout=300)
+  return setup, suite.run_attacks(registry.attack_names(), setup.attacker,
+                                  setup.target, FAST)
+
+
+@pytest.mark.parametrize("name", SCORE_BASED)
+def test_memorizing_model_is_detected(memorizing, name):
+  result = memorizing[1].by_name()[name]
+  assert result.auc >= 0.99, (name, result.auc)
+  assert result.balanced_accuracy >= 0.9, (name, result.balanced_accuracy)
+
+
+def test_gap_on_memorizing_model_matches_accuracy_gap(memorizing):
+  setup, results = memorizing
+  gap = results.by_name()["gap"]
+  acc_in = setup.target.members.correct().mean()
+  acc_out = setup.target.non_members.correct().mean()
+  assert acc_in == 1.0
+  assert gap.auc == pytest.approx(0.5 * (1 + acc_in - acc_out))
+  assert gap.balanced_accuracy == pytest.approx(0.5 * (1 + acc_in - acc_out))
+
+
+@pytest.mark.parametrize("name", registry.attack_names())
+def test_independent_model_gives_chance(independent, name):
+  setup, results = independent
+  assert len(setup.target.members) + len(setup.target.non_members) >= 2000
+  result = results.by_name()[name]
+  assert abs(result.auc - 0.5) <= 0.05, (name, result.auc)
+  assert abs(result.balanced_accuracy - 0.5) <= 0.05, (
+      name, result.balanced_accuracy)
+
+
+def test_results_work_in_tensorflow_privacy(memorizing):
+  _, results = memorizing
+  attack_results = results.attack_results()
+  assert isinstance(attack_results, tfp_ds.AttackResults)
+  summary = attack_results.summary(by_slices=True)
+  assert "achieved an AUC of" in summary
+  frame = attack_results.calculate_pd_dataframe()
+  assert sorted(frame["attack type"]) == sorted(
+      n.upper() for n in registry.attack_names())
+  best = attack_results.get_result_with_max_auc()
+  assert best.get_auc() >= 0.99
+  rows = results.rows()
+  assert [r["attack"] for r in rows] == registry.attack_names()
+  for row in rows:
+    for key in ("balanced_accuracy", "auc", "tpr_at_0.1pct_fpr",
+                "tpr_at_1pct_fpr", "advantage", "seconds"):
+      assert np.isfinite(row[key]), (row["attack"], key)
+  assert "conf" in results.table()
+
+
+def test_attacks_never_see_victim_labels_order(memorizing):
+  # The query is shuffled: members are not simply first.
+  setup, _ = memorizing
+  _, is_member = setup.target.query(seed=0)
+  assert 0 < is_member[:len(setup.target.members)].mean() < 1
+
+
+def test_missing_inputs_are_reported():
+  setup = testing_utils.synthetic_setup(
+      testing_utils.independent_model, num_records=900, members=100,
+      non_members=100, shadow_pool=200, holdout=100, with_sensitivity=False)
+  with pytest.raises(ValueError, match="sensitivity"):
+    suite.run_attacks(["samia"], setup.attacker, setup.target, FAST)
+  no_reference = base.AttackerData(setup.attacker.shadows)
+  with pytest.raises(ValueError, match="reference models"):
+    suite.run_attacks(["lira_online"], no_reference, setup.target, FAST)
+  no_shadows = base.AttackerData((), setup.attacker.reference)
+  with pytest.raises(ValueError, match="shadow models"):
+    suite.run_attacks(["conf"], no_shadows, setup.target, FAST)
+  no_population = base.TargetData(setup.target.members,
+                                  setup.target.non_members)
+  with pytest.raises(ValueError, match="population"):
+    suite.run_attacks(["rmia"], setup.attacker, no_population, FAST)
