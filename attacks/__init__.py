@@ -1,5 +1,20 @@
 """Adaptive membership-inference attacks on tensorflow-privacy result types.
 
+Attacks (registry names): conf, entr, mentr, hconf (threshold), nn, nn_top3,
+nn_cls (MLP), samia (transformer), lira_online, lira_offline, gap (label
+only), rmia. Typical use:
+
+  attacker = attacks.shadows.attacker_data(dataset, shadow_models,
+                                           (reference_models, plan))
+  target = attacks.shadows.target_data(dataset, victim, plan.population)
+  result = attacks.run_attacks(attacks.attack_names(), attacker, target)
+  result.attack_results().summary()   # tensorflow-privacy AttackResults
+
+or `attacks.run_experiment(dataset, attacks.ExperimentConfig(...))` to train
+the victim, shadows and reference models through `wemem_tf.pretrain_and_prune`
+as well. Thresholds and attack models are fitted on the attacker's own models
+only; the victim's members and non-members are used only for evaluation.
+
 Importing `attacks` imports `wemem_tf` first (Keras 2 behind tf.keras).
 """
 
@@ -26,6 +41,7 @@ from attacks.registry import attack_names
 from attacks.registry import make_attack
 from attacks.registry import parse_attack_names
 from attacks.registry import register_attack
+from attacks import shadows
 from attacks.shadows import ModelRecipe
 from attacks.suite import run_attack
 from attacks.suite import run_attacks

@@ -10,9 +10,8 @@ an .npz of the raw scores.
 import dataclasses
 import os
 import time
-from typing import Any, Dict, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Tuple
 
-import numpy as np
 from tensorflow_privacy.privacy.privacy_tests.membership_inference_attack import data_structures as tfp_ds
 
 from attacks import base
@@ -70,8 +69,8 @@ class ExperimentResult:
   suite: suite_lib.SuiteResult
   victim: shadows_lib.TrainedModel
   timing: Dict[str, float]
-  num_shadows_trained: int
-  num_reference_trained: int
+  shadow_models: List[shadows_lib.TrainedModel]
+  reference_models: List[shadows_lib.TrainedModel]
 
   def to_json(self) -> Dict[str, Any]:
     """The attacks.json document."""
@@ -85,9 +84,14 @@ class ExperimentResult:
         "seed": config.seed,
         "victim_test_accuracy": self.victim.test_accuracy,
         "victim_train_accuracy": self.victim.train_accuracy,
-        "num_shadows": self.num_shadows_trained,
-        "num_reference_models": self.num_reference_trained,
+        "num_shadows": len(self.shadow_models),
+        "num_reference_models": len(self.reference_models),
         "attacks": self.suite.rows(),
+        "models": {
+            "victim": self.victim.summary(),
+            "shadows": [m.summary() for m in self.shadow_models],
+            "reference": [m.summary() for m in self.reference_models],
+        },
         "settings": {
             "architecture": recipe.architecture,
             "pruning": dataclasses.asdict(recipe.pruning_config),
@@ -153,7 +157,7 @@ def run_experiment(dataset: datasets.Dataset,
   timing["attacks"] = time.perf_counter() - t
   timing["total"] = time.perf_counter() - start
   return ExperimentResult(config, dataset.name, suite, victim, timing,
-                          len(shadow_models), len(reference))
+                          shadow_models, reference)
 
 
 def write_artifacts(result: ExperimentResult, output_dir: str) -> Dict[str, str]:

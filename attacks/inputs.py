@@ -11,6 +11,7 @@ LiRA / RMIA with their IN/OUT masks.
 """
 
 import dataclasses
+import functools
 from typing import Optional, Sequence, Tuple
 
 import numpy as np
@@ -399,9 +400,14 @@ class ModelQuery:
     self.epsilon = epsilon
     self.trace_count = 0
     spec = tf.TensorSpec([None, *model.input_shape[1:]], tf.float32)
-    self._logits_fn = tf.function(self._logits_impl, input_signature=[spec])
+    # functools.partial: TF's retracing detector then keys each instance's
+    # function separately (a bound method would share one key across models
+    # and warn about "retracing" when many models are each traced once).
+    self._logits_fn = tf.function(
+        functools.partial(ModelQuery._logits_impl, self),
+        input_signature=[spec])
     self._sensitivity_fn = tf.function(
-        self._sensitivity_impl,
+        functools.partial(ModelQuery._sensitivity_impl, self),
         input_signature=[spec, tf.TensorSpec([2], tf.int32)])
 
   def _logits_impl(self, x):

@@ -21,6 +21,7 @@ reference models then stop after pre-training too (pre-training is the first
 stage of the same pipeline: same build, seeding and `wemem_tf.pretrain`).
 """
 
+import copy
 import dataclasses
 import time
 from typing import Any, List, Optional, Sequence, Tuple
@@ -48,7 +49,11 @@ class ModelRecipe:
     architecture: a `wemem_tf.models.BUILDERS` name.
     pruning_config: iterative pruning settings.
     train_config: optimizer and pre-training settings.
-    defense: the defense passed to `pretrain_and_prune` (None: none).
+    defense: the defense passed to `pretrain_and_prune` (None, a name or a
+      `wemem_tf.defenses.Defense`; every model gets its own deep copy of an
+      instance, since defenses keep per-run state). Defenses that need
+      memorization scores must hold scores for every record a model trains
+      on (for shadows: the attacker's records).
     target: "pruned" (the iteratively pruned model) or "unpruned" (the
       pre-trained dense model; no pruning is run).
   """
@@ -74,13 +79,16 @@ class TrainedModel:
   """A trained model and how it came about.
 
   Attributes:
-    model: tf_keras model returning logits.
+    model: tf_keras model returning logits, as served to queries (the
+      defense's `inference_model` of the pruned model; the dense model when
+      unpruned).
     split: its record indices.
     seed: its training seed.
     seconds: wall time of its training.
     test_accuracy: accuracy on split.test, in [0, 1].
     train_accuracy: accuracy on split.train, in [0, 1].
     pipeline_result: the `PipelineResult` when pruned (None when unpruned).
+    pretrain_fit: the pre-training `FitResult`.
     query: the model's compiled `ModelQuery` (reuse it: one trace per model).
   """
   model: keras.Model
@@ -90,11 +98,26 @@ class TrainedModel:
   test_accuracy: float
   train_accuracy: float
   pipeline_result: Optional[pipeline.PipelineResult] = None
+  pretrain_fit: Optional[loop_lib.FitResult] = None
   query: Optional[inputs_lib.ModelQuery] = None
 
   def __post_init__(self):
     if self.query is None:
       self.query = inputs_lib.ModelQuery(self.model)
+
+  def summary(self) -> dict:
+    """JSON-ready facts: sizes, accuracies, epochs, seconds."""
+    info = {"seed": self.seed, "train_records": int(len(self.split.train)),
+            "test_records": int(len(self.split.test)),
+            "train_accuracy": self.train_accuracy,
+            "test_accuracy": self.test_accuracy, "seconds": self.seconds}
+    if self.pretrain_fit is not None:
+      info["pretrain_epochs"] = self.pretrain_fit.epochs_run
+      info["pretrain_best_epoch"] = self.pretrain_fit.best_epoch
+    if self.pipeline_result is not None:
+      info["prune_epochs"] = [h.epochs_run
+                              for h in self.pipeline_result.history]
+    return info
 
 
 def derived_seed(seed: int, role: int, index: int) -> int:
@@ -109,24 +132,30 @@ def train_model(dataset: datasets.Dataset, split: splits_lib.ModelSplit,
   start = time.perf_counter()
   result = None
   if recipe.target == "pruned":
+    defense = recipe.defense
+    if defense is not None and not isinstance(defense, str):
+      defense = copy.deepcopy(defense)  # fresh state for every model
     result = pipeline.pretrain_and_prune(
         dataset, split, seed, architecture=recipe.architecture,
         pruning_config=recipe.pruning_config,
-        train_config=recipe.train_config, defense=recipe.defense)
-    model = result.pruned
+        train_config=recipe.train_config, defense=defense)
+    served = getattr(result, "served", None)
+    model = served if served is not None else result.pruned
+    fit = result.pretrain_fit
   else:
     # The pipeline's pre-training stage, without the pruning stage.
     keras.utils.set_random_seed(seed)
     model = zoo.build_model(recipe.architecture, dataset.input_shape,
                             dataset.num_classes)
-    iterative.pretrain(model, dataset.take(split.train),
-                       dataset.take(split.dev), seed, recipe.train_config)
+    fit = iterative.pretrain(model, dataset.take(split.train),
+                             dataset.take(split.dev), seed,
+                             recipe.train_config)
   seconds = time.perf_counter() - start
   query = inputs_lib.ModelQuery(model)
   accuracy = lambda ids: float(np.mean(
       np.argmax(query.logits(dataset.x[ids]), 1) == dataset.y[ids]))
   return TrainedModel(model, split, seed, seconds, accuracy(split.test),
-                      accuracy(split.train), result, query)
+                      accuracy(split.train), result, fit, query)
 
 
 def train_victim(dataset: datasets.Dataset, splits: splits_lib.Splits,

@@ -46,9 +46,11 @@ ATTACK_PATIENCE = flags.DEFINE_integer(
 
 
 def _defense():
-  """The victim's defense from a shared --defense flag, once one exists."""
-  holder = getattr(common_flags, "DEFENSE", None)
-  value = None if holder is None else holder.value
+  """The victim's defense: the value of a --defense flag when some module
+  (prune_cmd today, common_flags ideally) defines one; else None."""
+  if "defense" not in flags.FLAGS:
+    return None
+  value = flags.FLAGS["defense"].value
   return None if value in (None, "", "none") else value
 
 
@@ -100,3 +102,8 @@ def main(argv) -> int:
   print(result.suite.table())
   print(f"wrote {paths['json']}, {paths['roc']}, {paths['scores']}")
   return 0
+
+
+if __name__ == "__main__":
+  from absl import app  # pylint: disable=g-import-not-at-top
+  app.run(main)

@@ -32,11 +32,11 @@ Settings: noise multiplier ∈ {0.01, 0.1, 1} in WeMem (METHOD.md §6; default
 
 import dataclasses
 import math
-from typing import Any, Dict, List, Optional
+import numbers
+import weakref
+from typing import Any, Dict, Optional
 
-import dp_accounting
 import tensorflow as tf
-import tensorflow_privacy
 
 from wemem_tf.defenses import base
 from wemem_tf.training import loop as loop_lib
@@ -45,6 +45,7 @@ from wemem_tf.training import loop as loop_lib
 def epsilon_per_epoch(noise_multiplier: float, epochs: int,
                       delta: float) -> float:
   """ε when every record is in exactly one batch per epoch, over `epochs`."""
+  import dp_accounting  # pylint: disable=g-import-not-at-top
   if epochs <= 0:
     return 0.0
   event = dp_accounting.SelfComposedDpEvent(
@@ -56,6 +57,7 @@ def epsilon_per_epoch(noise_multiplier: float, epochs: int,
 def epsilon_poisson(noise_multiplier: float, sampling_rate: float, steps: int,
                     delta: float) -> float:
   """ε assuming Poisson sampling at `sampling_rate` for `steps` steps."""
+  import dp_accounting  # pylint: disable=g-import-not-at-top
   if steps <= 0:
     return 0.0
   event = dp_accounting.SelfComposedDpEvent(
@@ -80,6 +82,8 @@ class DPSGDStep(loop_lib.TrainStep):
     self.steps: Optional[tf.Variable] = None
 
   def build(self, model, config):
+    # Imported here: tensorflow-privacy takes seconds to import.
+    import tensorflow_privacy  # pylint: disable=g-import-not-at-top
     self.optimizer = tensorflow_privacy.DPKerasAdamOptimizer(
         l2_norm_clip=self.l2_norm_clip,
         noise_multiplier=self.noise_multiplier,
@@ -126,14 +130,15 @@ class DPSGD(base.Defense):
     base.Defense.__init__(self)
     for field in ("noise_multiplier", "l2_norm_clip"):
       value = getattr(self, field)
-      if not (isinstance(value, (int, float)) and math.isfinite(value)
-              and value > 0):
+      if not (isinstance(value, numbers.Real) and not isinstance(value, bool)
+              and math.isfinite(value) and value > 0):
         raise ValueError(f"DP-SGD {field} must be a finite number > 0, got "
                          f"{value!r}.")
       setattr(self, field, float(value))
-    if self.delta is not None and not 0 < self.delta < 1:
+    if self.delta is not None and not (isinstance(self.delta, numbers.Real)
+                                       and 0 < self.delta < 1):
       raise ValueError(f"DP-SGD delta must lie in (0, 1), got {self.delta!r}.")
-    self._steps: List[DPSGDStep] = []
+    self._step_ref = None  # weak reference to the latest DPSGDStep
 
   def bind(self, records, train_config, num_iterations, epochs_per_iteration,
            seed):
@@ -142,9 +147,9 @@ class DPSGD(base.Defense):
     n = len(records.y)
     if n < 2:
       raise ValueError(f"DP-SGD needs >= 2 training records, got {n}.")
-    for step in self._steps:  # count only what runs after this bind
-      if step.steps is not None:
-        step.steps.assign(0)
+    step = self._latest_step()
+    if step is not None and step.steps is not None:
+      step.steps.assign(0)  # count only what runs after this bind
 
   def epoch_plan(self, iteration, epoch, rng):
     # Every record once per epoch: what `epsilon` (per-epoch accounting)
@@ -153,14 +158,18 @@ class DPSGD(base.Defense):
 
   def train_step(self) -> loop_lib.TrainStep:
     step = DPSGDStep(self.l2_norm_clip, self.noise_multiplier)
-    self._steps.append(step)
+    self._step_ref = weakref.ref(step)
     return step
 
+  def _latest_step(self) -> Optional[DPSGDStep]:
+    return self._step_ref() if self._step_ref is not None else None
+
   def steps_run(self) -> int:
-    """Optimizer steps of the most recently created step since bind."""
-    if not self._steps or self._steps[-1].steps is None:
+    """DP steps the most recently created step ran since `bind`."""
+    step = self._latest_step()
+    if step is None or step.steps is None:
       return 0
-    return int(self._steps[-1].steps.numpy())
+    return int(step.steps.numpy())
 
   def privacy(self, steps: Optional[int] = None) -> Dict[str, Any]:
     """ε at δ for `steps` DP steps (default: the steps run) on the records."""
@@ -188,6 +197,7 @@ class DPSGD(base.Defense):
                       "the DP fine-tuning only, not pre-training.",
     }
     if steps > 0:
+      import tensorflow_privacy  # pylint: disable=g-import-not-at-top
       out["statement"] = tensorflow_privacy.compute_dp_sgd_privacy_statement(
           number_of_examples=n, batch_size=batch,
           num_epochs=steps * batch / n, noise_multiplier=self.noise_multiplier,

@@ -37,6 +37,7 @@ CIFAR-10 run uses γ = 0.5, α = 0.005; Texas γ = 0.6, α = 0.01). L2
 
 import dataclasses
 import math
+import numbers
 from typing import Any, Dict, Optional
 
 import numpy as np
@@ -47,6 +48,10 @@ from wemem_tf.defenses import base
 from wemem_tf.training import loop as loop_lib
 
 RANDOM_INPUTS = ("auto", "bits", "uniform")
+
+
+def _is_real(value) -> bool:
+  return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
 def soft_label_entropy(p_true: float, num_classes: int) -> float:
@@ -178,12 +183,12 @@ class HAMP(base.Defense):
 
   def __post_init__(self):
     base.Defense.__init__(self)
-    if not (isinstance(self.entropy_threshold, (int, float))
+    if not (_is_real(self.entropy_threshold)
             and 0 < self.entropy_threshold < 1):
       raise ValueError("HAMP entropy_threshold γ must lie in (0, 1) (a "
                        "fraction of the largest entropy log C), got "
                        f"{self.entropy_threshold!r}.")
-    if not (isinstance(self.alpha, (int, float)) and math.isfinite(self.alpha)
+    if not (_is_real(self.alpha) and math.isfinite(self.alpha)
             and self.alpha >= 0):
       raise ValueError(f"HAMP alpha must be a finite number >= 0, got "
                        f"{self.alpha!r}.")

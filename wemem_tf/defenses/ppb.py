@@ -23,12 +23,17 @@ the gradients, Adam.
 
 import dataclasses
 import math
+import numbers
 from typing import Any, Dict
 
 import tensorflow as tf
 
 from wemem_tf.defenses import base
 from wemem_tf.training import loop as loop_lib
+
+
+def _is_real(value) -> bool:
+  return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
 def sorted_pair_kl(logits: tf.Tensor) -> tf.Tensor:
@@ -84,7 +89,7 @@ class PPB(base.Defense):
 
   def __post_init__(self):
     base.Defense.__init__(self)
-    if not (isinstance(self.alpha, (int, float)) and math.isfinite(self.alpha)
+    if not (_is_real(self.alpha) and math.isfinite(self.alpha)
             and self.alpha >= 0):
       raise ValueError(f"PPB alpha must be a finite number >= 0, got "
                        f"{self.alpha!r}.")

@@ -28,6 +28,7 @@ default).
 
 import dataclasses
 import math
+import numbers
 from typing import Any, Dict
 
 import numpy as np
@@ -38,6 +39,10 @@ from wemem_tf.training import loop as loop_lib
 
 ASCENT_GROUP = 0    # even epochs: |L − α|
 FLATTEN_GROUP = 1   # odd epochs: descent above α, flattening below
+
+
+def _is_real(value) -> bool:
+  return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
 def flattened_targets(logits: tf.Tensor, labels: tf.Tensor,
@@ -98,11 +103,11 @@ class RelaxLoss(base.Defense):
 
   def __post_init__(self):
     base.Defense.__init__(self)
-    if not (isinstance(self.alpha, (int, float)) and math.isfinite(self.alpha)
+    if not (_is_real(self.alpha) and math.isfinite(self.alpha)
             and self.alpha > 0):
       raise ValueError(f"RelaxLoss alpha (the target loss) must be a finite "
                        f"number > 0, got {self.alpha!r}.")
-    if not (isinstance(self.upper, (int, float)) and 0 < self.upper <= 1):
+    if not (_is_real(self.upper) and 0 < self.upper <= 1):
       raise ValueError(f"RelaxLoss upper must lie in (0, 1], got "
                        f"{self.upper!r}.")
     self.alpha, self.upper = float(self.alpha), float(self.upper)

@@ -41,7 +41,8 @@ def align_scores(scores: Any, index: np.ndarray) -> np.ndarray:
                      "scores=MemScores (wemem_tf.memorization.estimate) or an "
                      "array with one score per training record.")
   if hasattr(scores, "align"):
-    aligned = np.asarray(scores.align(index), np.float64)
+    aligned = scores.align(index)  # MemScores: raises on missing records
+    aligned = np.asarray(getattr(aligned, "score", aligned), np.float64)
   else:
     aligned = np.asarray(scores, np.float64)
     if aligned.shape != (len(index),):

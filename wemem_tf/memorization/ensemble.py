@@ -35,11 +35,13 @@ import numpy as np
 import tensorflow as tf
 
 from wemem_tf._keras import keras
+from wemem_tf.memorization import native
 from wemem_tf.training import loop as loop_lib
 
 _EPSILON = 1e-7  # keras.optimizers.Adam's default.
 _BETA_1 = 0.9
 _BETA_2 = 0.999
+FIRST_LAYER_MODES = ("auto", "native", "sparse", "dense")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -213,26 +215,41 @@ class MLPEnsemble:
     num_members: K, members held (and trained) together.
     config: learning rate, weight decay, batch size (`TrainConfig`).
     seed: seeds initialization and dropout.
-    first_layer: how the first layer is computed in training: "dense"
-      (batched matmul), "sparse" (sum of the weight rows of the active
-      features, for binary inputs given as CSR to `train_epoch`), or "auto"
-      (sparse when `csr` is given to `set_data`).
+    first_layer: how the first layer is computed in training:
+      "native": the native row-sum kernel (`native.row_sum`; binary inputs);
+      "sparse": `tf.sparse.segment_sum` over the active features' weight rows
+        (binary inputs; plain TensorFlow, no faster than "dense" on CPU);
+      "dense": batched matmul;
+      "auto": "native" for sparse binary inputs when the kernels load, else
+        "dense".
+    native_kernels: use the native kernels (`native.load()`) when they load:
+      the fused first-layer Adam step, the fused Adam + L2 step of the other
+      layers and dropout masks (TensorFlow's generators cost ~8 ns per number
+      here). False: plain TensorFlow ops only (ResourceApplyAdam,
+      stateless_uniform).
   """
 
   def __init__(self, spec: MLPSpec, num_members: int,
                config: loop_lib.TrainConfig = loop_lib.TrainConfig(),
-               seed: int = 0, first_layer: str = "auto"):
+               seed: int = 0, first_layer: str = "auto",
+               native_kernels: bool = True):
     if num_members < 1:
       raise ValueError(f"num_members must be >= 1, got {num_members}.")
-    if first_layer not in ("auto", "dense", "sparse"):
-      raise ValueError("first_layer must be 'auto', 'dense' or 'sparse', got "
+    if first_layer not in FIRST_LAYER_MODES:
+      raise ValueError(f"first_layer must be one of {FIRST_LAYER_MODES}, got "
                        f"{first_layer!r}.")
     self.spec = spec
     self.num_members = num_members
     self.config = config
     self.first_layer = first_layer
     self.trace_count = 0
-    self._generator = tf.random.Generator.from_seed(int(seed) & (2**63 - 1))
+    self._native = native.load() if native_kernels else None
+    if first_layer == "native" and self._native is None:
+      raise RuntimeError(
+          "first_layer='native' but the native kernels are unavailable: "
+          f"{native.unavailable_reason() or 'native_kernels=False'}")
+    self._seed = int(seed)
+    self._generator = tf.random.Generator.from_seed(self._seed)
     self.kernels, self.biases = [], []
     for i, (fan_in, fan_out) in enumerate(spec.layer_dims):
       self.kernels.append(tf.Variable(
@@ -244,28 +261,35 @@ class MLPEnsemble:
     self._m = [tf.Variable(tf.zeros_like(v)) for v in self.variables]
     self._v = [tf.Variable(tf.zeros_like(v)) for v in self.variables]
     self._step = tf.Variable(0, dtype=tf.int64, name="step")
-    ints, floats = tf.TensorSpec([num_members, None], tf.int32), tf.TensorSpec(
-        [num_members, None], tf.float32)
-    self._train_epoch = tf.function(self._train_epoch_impl, input_signature=[
-        tf.TensorSpec([None, spec.input_dim], tf.float32),
-        tf.TensorSpec([None], tf.int64), tf.TensorSpec([None], tf.int32),
-        tf.TensorSpec([None], tf.int64), ints, floats])
-    self._logits = tf.function(self._logits_impl, input_signature=[
+    self._dropout_seed = tf.Variable(0, dtype=tf.int64, name="dropout_seed")
+    self._mode = None  # Set by set_data.
+    self._train_epoch = None
+    # Per-instance closures: tf.function's retracing warning counts traces
+    # per Python function, and every ensemble traces its own graphs once.
+    def logits_fn(x):
+      return self._logits_impl(x)
+    self._logits = tf.function(logits_fn, input_signature=[
         tf.TensorSpec([None, spec.input_dim], tf.float32)])
-    self._sparse = False
-    self._traced_sparse = False
     self.reset()
+
+  @property
+  def mode(self) -> Optional[str]:
+    """The first-layer mode in use ("native", "sparse" or "dense")."""
+    return self._mode
 
   def reset(self, seed: Optional[int] = None) -> None:
     """New glorot-uniform kernels, zero biases and a fresh optimizer state."""
     if seed is not None:
-      self._generator.reset_from_seed(int(seed) & (2**63 - 1))
+      self._seed = int(seed)
+      self._generator.reset_from_seed(self._seed)
     for kernel, (fan_in, fan_out) in zip(self.kernels, self.spec.layer_dims):
       limit = math.sqrt(6.0 / (fan_in + fan_out))
       kernel.assign(self._generator.uniform(kernel.shape, -limit, limit))
     for v in self.biases + self._m + self._v:
       v.assign(tf.zeros_like(v))
     self._step.assign(0)
+    self._dropout_seed.assign(
+        np.random.default_rng([self._seed, 7]).integers(2**62))
 
   def set_data(self, x: np.ndarray, y: np.ndarray,
                csr: Optional[Tuple[np.ndarray, np.ndarray]] = None) -> None:
@@ -274,78 +298,148 @@ class MLPEnsemble:
     Args:
       x: float32 (n, input_dim) features (flattened).
       y: int (n,) labels.
-      csr: optional (columns, row_splits) of x's ones (`binary_csr`), used by
-        the sparse first layer.
+      csr: optional (columns, row_splits) of x's ones (`binary_csr`); computed
+        here when needed and not given.
     """
     x = np.asarray(x, np.float32).reshape(len(x), -1)
     if x.shape[1] != self.spec.input_dim:
       raise ValueError(f"x has {x.shape[1]} features; the model takes "
                        f"{self.spec.input_dim}.")
+    mode = self.first_layer
+    if mode != "dense" and csr is None:
+      csr = binary_csr(x, max_density=1.0 if mode != "auto" else 0.35)
+      if csr is None and mode != "auto":
+        raise ValueError(f"first_layer={mode!r} needs binary (0/1) inputs.")
+    if mode == "auto":
+      mode = "native" if (csr is not None and self._native is not None) else (
+          "dense")
     self._x = tf.constant(x)
     self._y = tf.constant(np.asarray(y, np.int64))
-    use_sparse = (self.first_layer == "sparse" or
-                  (self.first_layer == "auto" and csr is not None))
-    if use_sparse and csr is None:
-      csr = binary_csr(x, max_density=1.0)
-      if csr is None:
-        raise ValueError("first_layer='sparse' needs binary (0/1) inputs.")
-    if use_sparse:
+    if mode == "dense":
+      self._cols, self._splits = tf.zeros([0], tf.int32), tf.zeros([1],
+                                                                   tf.int64)
+    else:
       self._cols = tf.constant(csr[0], tf.int32)
       self._splits = tf.constant(csr[1], tf.int64)
-    else:
-      self._cols = tf.zeros([0], tf.int32)
-      self._splits = tf.zeros([1], tf.int64)
-    self._sparse = use_sparse
+    if mode != self._mode:  # The mode is fixed at trace time.
+      self._mode = mode
+      ints = tf.TensorSpec([self.num_members, None], tf.int32)
+      def train_epoch_fn(*args):
+        return self._train_epoch_impl(*args)
+      self._train_epoch = tf.function(train_epoch_fn, input_signature=[
+          tf.TensorSpec([None, self.spec.input_dim], tf.float32),
+          tf.TensorSpec([None], tf.int64), tf.TensorSpec([None], tf.int32),
+          tf.TensorSpec([None], tf.int64), ints,
+          tf.TensorSpec([self.num_members, None], tf.float32)])
 
   # -- training --------------------------------------------------------------
 
-  def _first_layer(self, data, idx):
-    """Pre-activations of layer 0 for batch positions idx (k, b)."""
+  def _first_layer(self, data, idx, weight_decay):
+    """Pre-activations of layer 0 for batch positions idx (k, b).
+
+    Returns (pre-activations (k, b, units), whether the kernel's gradient
+    already includes the L2 term).
+    """
     x, cols, splits = data
     kernel = self.kernels[0]
-    if not self._sparse:
-      return tf.matmul(tf.gather(x, idx), kernel)
+    del weight_decay  # Only the native kernels fold it into the gradient.
+    if self._mode == "dense":
+      return tf.matmul(tf.gather(x, idx), kernel), False
     k = self.num_members
     b = tf.shape(idx)[1]
     d, units = self.spec.input_dim, self.spec.layer_dims[0][1]
     ragged = tf.RaggedTensor.from_row_splits(cols, splits, validate=False)
     rows = tf.gather(ragged, tf.reshape(idx, [-1]))
     seg = tf.cast(rows.value_rowids(), tf.int32)
-    member = seg // b
-    cols = rows.flat_values + member * d
     flat = tf.sparse.segment_sum(
-        tf.reshape(kernel, [k * d, units]), cols, seg,
-        num_segments=k * b)
-    return tf.reshape(flat, [k, b, units])
+        tf.reshape(kernel, [k * d, units]),
+        rows.flat_values + (seg // b) * d, seg, num_segments=k * b)
+    return tf.reshape(flat, [k, b, units]), False
 
-  def _forward(self, data, idx, training: bool):
-    h = self._first_layer(data, idx) + self.biases[0]
+  def _dropout(self, h, rate, seed):
+    if self._native is not None:
+      return h * self._native.wemem_dropout_mask(h, seed, rate=rate)
+    keep = tf.random.stateless_uniform(
+        tf.shape(h), tf.stack([seed, tf.constant(0, tf.int64)])) >= rate
+    return tf.where(keep, h * (1.0 / (1.0 - rate)), 0.0)
+
+  def _adam_coefficients(self):
+    self._step.assign_add(1)
+    t = tf.cast(self._step, tf.float32)
+    return tf.pow(_BETA_1, t), tf.pow(_BETA_2, t)
+
+  def _apply_adam(self, variables, moments, grads, weight_decay, b1_power,
+                  b2_power, decayed=()):
+    lr = tf.constant(self.config.learning_rate, tf.float32)
+    for var, (m, v), g in zip(variables, moments, grads):
+      already = any(var is d for d in decayed)
+      if self._native is not None:
+        native.adam_l2(self._native, var, m, v, g, lr, b1_power, b2_power,
+                       tf.constant(0.0) if already else weight_decay,
+                       _BETA_1, _BETA_2, _EPSILON)
+      else:
+        if not already:
+          g = g + weight_decay * var
+        tf.raw_ops.ResourceApplyAdam(
+            var=var.handle, m=m.handle, v=v.handle, beta1_power=b1_power,
+            beta2_power=b2_power, lr=lr, beta1=_BETA_1, beta2=_BETA_2,
+            epsilon=_EPSILON, grad=g)
+
+  def _rest_of_forward(self, pre, training: bool):
+    """Layers 1.. from the first layer's pre-activations (without bias)."""
+    h = pre + self.biases[0]
     for i in range(1, len(self.kernels)):
       h = tf.nn.relu(h)
       rate = self.spec.dropout_rates[i - 1]
       if training and rate > 0:
-        keep = self._generator.uniform(tf.shape(h)) >= rate
-        h = tf.where(keep, h * (1.0 / (1.0 - rate)), 0.0)
+        self._dropout_seed.assign_add(1)
+        h = self._dropout(h, rate, self._dropout_seed.read_value())
       h = tf.matmul(h, self.kernels[i]) + self.biases[i]
     return h
 
-  def _apply_adam(self, grads, weight_decay):
-    self._step.assign_add(1)
-    t = tf.cast(self._step, tf.float32)
-    b1_power = tf.pow(_BETA_1, t)
-    b2_power = tf.pow(_BETA_2, t)
-    for var, m, v, g in zip(self.variables, self._m, self._v, grads):
-      tf.raw_ops.ResourceApplyAdam(
-          var=var.handle, m=m.handle, v=v.handle, beta1_power=b1_power,
-          beta2_power=b2_power, lr=self.config.learning_rate, beta1=_BETA_1,
-          beta2=_BETA_2, epsilon=_EPSILON, grad=g + weight_decay * var)
+  def _train_step(self, x, y, cols, splits, idx, w, weight_decay):
+    """One batch of every member; returns the per-member mean loss (k,)."""
+    yb = tf.gather(y, idx)
+    moments = list(zip(self._m, self._v))
+
+    def loss_of(logits):
+      ce = tf.nn.sparse_softmax_cross_entropy_with_logits(yb, logits)
+      per_member = tf.reduce_sum(ce * w, 1) / tf.reduce_sum(w, 1)
+      return tf.reduce_sum(per_member), per_member
+
+    if self._mode == "native":
+      # The first layer's weights get their gradient and Adam step from one
+      # fused kernel; the tape stops at the layer's output.
+      pre = self._native.wemem_row_sum(self.kernels[0], cols, splits, idx)
+      rest = self.variables[1:]
+      with tf.GradientTape(watch_accessed_variables=False) as tape:
+        tape.watch(pre)
+        tape.watch(rest)
+        loss, per_member = loss_of(self._rest_of_forward(pre, True))
+      grads = tape.gradient(loss, [pre] + rest)
+      b1_power, b2_power = self._adam_coefficients()
+      native.row_sum_adam(
+          self._native, self.kernels[0], self._m[0], self._v[0], grads[0],
+          cols, splits, idx, tf.constant(self.config.learning_rate),
+          b1_power, b2_power, weight_decay, _BETA_1, _BETA_2, _EPSILON)
+      self._apply_adam(rest, moments[1:], grads[1:], weight_decay, b1_power,
+                       b2_power)
+      return per_member
+    with tf.GradientTape() as tape:
+      pre, decayed = self._first_layer((x, cols, splits), idx, weight_decay)
+      loss, per_member = loss_of(self._rest_of_forward(pre, True))
+    grads = tape.gradient(loss, self.variables)
+    b1_power, b2_power = self._adam_coefficients()
+    self._apply_adam(self.variables, moments, grads, weight_decay, b1_power,
+                     b2_power, decayed=[self.kernels[0]] if decayed else [])
+    return per_member
 
   def _train_epoch_impl(self, x, y, cols, splits, order, weight):
     """One epoch of all members.
 
     Args:
       x, y: the pool (n, input_dim) and labels (n,).
-      cols, splits: CSR of x's ones (sparse first layer) or placeholders.
+      cols, splits: CSR of x's ones (sparse first layers) or placeholders.
       order, weight: (k, s*B) batches of record positions and their weights.
     """
     self.trace_count += 1  # Python side effect: once per trace.
@@ -354,34 +448,21 @@ class MLPEnsemble:
     weight_decay = tf.constant(self.config.weight_decay, tf.float32)
     total = tf.zeros([self.num_members])
     for s in tf.range(steps):
-      idx = order[:, s * batch:(s + 1) * batch]
-      w = weight[:, s * batch:(s + 1) * batch]
-      yb = tf.gather(y, idx)
-      with tf.GradientTape() as tape:
-        logits = self._forward((x, cols, splits), idx, training=True)
-        ce = tf.nn.sparse_softmax_cross_entropy_with_logits(yb, logits)
-        per_member = tf.reduce_sum(ce * w, 1) / tf.reduce_sum(w, 1)
-        loss = tf.reduce_sum(per_member)
-      grads = tape.gradient(loss, self.variables)
-      self._apply_adam(grads, weight_decay)
-      total += per_member
+      total += self._train_step(x, y, cols, splits,
+                                order[:, s * batch:(s + 1) * batch],
+                                weight[:, s * batch:(s + 1) * batch],
+                                weight_decay)
     return total / tf.cast(tf.maximum(steps, 1), tf.float32)
 
   def train_epoch(self, order: np.ndarray, weight: np.ndarray) -> np.ndarray:
     """One epoch of every member (see `epoch_schedule`); mean loss (k,)."""
+    if self._train_epoch is None:
+      raise ValueError("call set_data before train_epoch.")
     if order.shape != weight.shape or order.shape[0] != self.num_members or (
         order.shape[1] % self.config.batch_size):
       raise ValueError(f"order and weight must have shape ({self.num_members},"
                        f" steps * {self.config.batch_size}); got "
                        f"{order.shape} and {weight.shape}.")
-    if not hasattr(self, "_x"):
-      raise ValueError("call set_data before train_epoch.")
-    if self._sparse != self._traced_sparse:
-      # The first-layer kind is fixed at trace time.
-      self._traced_sparse = self._sparse
-      self._train_epoch = tf.function(
-          self._train_epoch_impl,
-          input_signature=self._train_epoch.input_signature)
     return self._train_epoch(self._x, self._y, self._cols, self._splits,
                              tf.constant(order, tf.int32),
                              tf.constant(weight, tf.float32)).numpy()
@@ -406,3 +487,192 @@ class MLPEnsemble:
     outs = [self._logits(tf.constant(x[i:i + batch_size])).numpy()
             for i in range(0, len(x), batch_size)]
     return np.concatenate(outs, axis=1)
+
+
+# -- K members of any model ----------------------------------------------------
+
+
+@dataclasses.dataclass
+class MemberPredictions:
+  """What K members trained on K subsets predict for every pool record.
+
+  Attributes:
+    correct: bool (k, n): member c classifies record i correctly at the end.
+    true_prob: float32 (k, n): member c's softmax probability of i's label.
+    dynamics: float32 (k, n) or None: mean over epochs of the true-label
+      probability after each epoch (when asked for; a training-dynamics
+      signal).
+    method: "vectorized" or "sequential".
+    first_layer: the vectorized first-layer mode, or "" (sequential).
+    seconds: wall time of training and prediction.
+    trace_count: tf.function traces of the training graph(s).
+  """
+  correct: np.ndarray
+  true_prob: np.ndarray
+  dynamics: Optional[np.ndarray]
+  method: str
+  first_layer: str
+  seconds: float
+  trace_count: int
+
+
+ModelFn = Callable[[Tuple[int, ...], int], keras.Model]
+
+
+def _softmax_true_prob(logits: np.ndarray, y: np.ndarray) -> np.ndarray:
+  """Softmax probability of label y (n,) from logits (..., n, classes)."""
+  z = logits - logits.max(-1, keepdims=True)
+  e = np.exp(z)
+  picked = np.take_along_axis(e, y.reshape((1,) * (logits.ndim - 2) + (-1, 1)),
+                              -1)[..., 0]
+  return (picked / e.sum(-1)).astype(np.float32)
+
+
+def chunk_sizes(total: int, max_chunk: int) -> List[int]:
+  """Splits `total` members into near-equal chunks of at most `max_chunk`.
+
+  At most two distinct sizes occur, so at most two graphs are traced.
+  """
+  count = max(1, math.ceil(total / max(1, max_chunk)))
+  base, extra = divmod(total, count)
+  return [base + 1] * extra + [base] * (count - extra)
+
+
+def _progress_bar(progress, total: int, desc: str):
+  if not progress:
+    return None
+  from tqdm import auto as tqdm_auto  # pylint: disable=g-import-not-at-top
+  return tqdm_auto.tqdm(total=total, desc=desc, unit="epoch", leave=False)
+
+
+def train_vectorized(spec: MLPSpec, x: np.ndarray, y: np.ndarray,
+                     membership: np.ndarray, epochs: int,
+                     config: loop_lib.TrainConfig, seed: int,
+                     chunk_size: int = 64, first_layer: str = "auto",
+                     record_dynamics: bool = False, progress=False
+                     ) -> MemberPredictions:
+  """Trains K plain-MLP members in chunks of one compiled graph each.
+
+  Args:
+    spec: the architecture (`mlp_spec`).
+    x: float32 (n, ...) pool features; y: int (n,) labels.
+    membership: bool (k, n); member c trains on the records where row c is
+      True. All rows must hold the same number of records.
+    epochs: training epochs of every member.
+    config: learning rate, weight decay, batch size.
+    seed: seeds initialization, dropout and record order.
+    chunk_size: members trained together (memory ~ 1.9 MB per member for
+      ColumnFC on Location, plus activations).
+    first_layer: see `MLPEnsemble`.
+    record_dynamics: also return the mean true-label probability over
+      epochs (costs one evaluation pass per epoch).
+    progress: show a tqdm bar (True) or not.
+  """
+  start = time.perf_counter()
+  k, n = membership.shape
+  counts = membership.sum(1)
+  if np.any(counts != counts[0]) or counts[0] < 1:
+    raise ValueError("every member must train on the same number (>= 1) of "
+                     f"records; got counts {np.unique(counts)[:5]}.")
+  x = np.asarray(x, np.float32).reshape(n, -1)
+  y = np.asarray(y, np.int64)
+  csr = binary_csr(x) if first_layer in ("auto", "native", "sparse") else None
+  ensembles = {}
+  correct = np.zeros((k, n), bool)
+  true_prob = np.zeros((k, n), np.float32)
+  dynamics = np.zeros((k, n), np.float32) if record_dynamics else None
+  sizes = chunk_sizes(k, chunk_size)
+  bar = _progress_bar(progress, len(sizes) * epochs, "memorization models")
+  mode = ""
+  offset = 0
+  try:
+    for chunk, size in enumerate(sizes):
+      members = slice(offset, offset + size)
+      offset += size
+      chunk_seed = int(np.random.default_rng([seed, 2, chunk]).integers(2**62))
+      if size not in ensembles:
+        ensembles[size] = MLPEnsemble(spec, size, config, chunk_seed,
+                                      first_layer=first_layer)
+        ensembles[size].set_data(x, y, csr)
+      ens = ensembles[size]
+      ens.reset(chunk_seed)
+      mode = ens.mode
+      rng = np.random.default_rng([seed, 3, chunk])
+      for _ in range(epochs):
+        order, weight = epoch_schedule(membership[members],
+                                       config.batch_size, rng)
+        losses = ens.train_epoch(order, weight)
+        if record_dynamics:
+          dynamics[members] += _softmax_true_prob(ens.logits(x), y) / epochs
+        if bar is not None:
+          bar.update(1)
+          bar.set_postfix(loss=f"{float(np.mean(losses)):.3f}")
+      logits = ens.logits(x)
+      correct[members] = logits.argmax(-1) == y
+      true_prob[members] = _softmax_true_prob(logits, y)
+  finally:
+    if bar is not None:
+      bar.close()
+  traces = sum(e.trace_count for e in ensembles.values())
+  return MemberPredictions(correct, true_prob, dynamics, "vectorized", mode,
+                           time.perf_counter() - start, traces)
+
+
+def _optimizer_of(loop: loop_lib.TrainingLoop):
+  step = getattr(loop, "train_step", None)
+  return getattr(step, "optimizer", None) or getattr(loop, "optimizer")
+
+
+def train_sequential(model_fn: ModelFn, input_shape: Tuple[int, ...],
+                     num_classes: int, x: np.ndarray, y: np.ndarray,
+                     membership: np.ndarray, epochs: int,
+                     config: loop_lib.TrainConfig, seed: int,
+                     record_dynamics: bool = False, progress=False
+                     ) -> MemberPredictions:
+  """Trains K members one by one with ONE model object and ONE TrainingLoop.
+
+  Each member starts from fresh weights (a new `model_fn` model built under a
+  per-member seed, whose weights are copied in) and a zeroed optimizer state,
+  so the loop's compiled epoch is traced once for all members.
+  """
+  start = time.perf_counter()
+  k, n = membership.shape
+  keras.utils.set_random_seed(int(seed) % 2**31)
+  model = model_fn(input_shape, num_classes)
+  loop = loop_lib.TrainingLoop(model, config)
+  optimizer = _optimizer_of(loop)
+  x = np.asarray(x, np.float32)
+  y = np.asarray(y, np.int64)
+  correct = np.zeros((k, n), bool)
+  true_prob = np.zeros((k, n), np.float32)
+  dynamics = np.zeros((k, n), np.float32) if record_dynamics else None
+  bar = _progress_bar(progress, k * epochs, "memorization models")
+  try:
+    for c in range(k):
+      member_seed = int(np.random.default_rng([seed, 4, c]).integers(2**31))
+      keras.utils.set_random_seed(member_seed)
+      fresh = model_fn(input_shape, num_classes)
+      model.set_weights(fresh.get_weights())
+      del fresh
+      for var in optimizer.variables:
+        var.assign(tf.zeros_like(var))
+      subset = np.nonzero(membership[c])[0]
+      xs = tf.constant(x[subset])
+      ys = tf.constant(y[subset])
+      rng = np.random.default_rng([seed, 5, c])
+      for _ in range(epochs):
+        loss = loop.train_epoch(xs, ys, loop_lib.shuffled_plan(len(subset),
+                                                               config, rng))
+        if record_dynamics:
+          dynamics[c] += _softmax_true_prob(loop.logits(x), y) / epochs
+        if bar is not None:
+          bar.update(1)
+          bar.set_postfix(loss=f"{loss:.3f}")
+      logits = loop.logits(x)
+      correct[c] = logits.argmax(-1) == y
+      true_prob[c] = _softmax_true_prob(logits, y)
+  finally:
+    if bar is not None:
+      bar.close()
+  return MemberPredictions(correct, true_prob, dynamics, "sequential", "",
+                           time.perf_counter() - start, loop.trace_count)

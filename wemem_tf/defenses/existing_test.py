@@ -1,0 +1,411 @@
+"""Tests of the five existing defenses (PPB, AdvReg, DP-SGD, RelaxLoss, HAMP).
+
+The "does its job" tests fine-tune one small overfit digits model (150
+members, trained 30 epochs without defense) for a few more epochs with each
+defense and with no defense, same seed, and compare the member/non-member
+separation. The pipeline tests run every defense through the library's
+iterative pruner on digits with tiny settings.
+"""
+
+import json
+import math
+
+import numpy as np
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from wemem_tf._keras import keras  # first: Keras 2 behind tf.keras
+import tensorflow as tf  # pylint: disable=g-bad-import-order
+
+from wemem_tf.data import datasets
+from wemem_tf.data import splits as splits_lib
+from wemem_tf.defenses import advreg
+from wemem_tf.defenses import base
+from wemem_tf.defenses import dp_sgd
+from wemem_tf.defenses import existing
+from wemem_tf.defenses import hamp
+from wemem_tf.defenses import ppb
+from wemem_tf.defenses import registry
+from wemem_tf.defenses import relaxloss
+from wemem_tf.models import zoo
+from wemem_tf.pruning import iterative
+from wemem_tf.pruning import pipeline
+from wemem_tf.pruning import prune as prune_lib
+from wemem_tf.training import loop as loop_lib
+
+NAMES = ("ppb", "advreg", "dp", "relaxloss", "hamp")
+SMALL_ADVREG = dict(attack_hidden=(64, 32, 16))
+FT_CONFIG = loop_lib.TrainConfig(batch_size=32)
+
+
+# ---------------------------------------------------------------- settings
+
+
+def test_registered_by_name_with_defaults():
+  for name in NAMES:
+    assert name in registry.available_defenses()
+    defense = registry.get_defense(name)
+    assert isinstance(defense, existing.EXISTING[name])
+    assert defense.name == name
+    json.dumps(defense.config())
+  assert registry.get_defense("ppb").alpha == 4.0
+  assert registry.get_defense("advreg").attack_steps == 7
+  assert registry.get_defense("dp").l2_norm_clip == 1.0
+  assert registry.get_defense("relaxloss").alpha == 1.0
+  assert registry.get_defense("hamp").entropy_threshold == 0.5
+
+
+@pytest.mark.parametrize("cls,kwargs,match", [
+    (ppb.PPB, dict(alpha=-1.0), "alpha"),
+    (ppb.PPB, dict(alpha=float("nan")), "alpha"),
+    (advreg.AdvReg, dict(weight=-2.0), "weight"),
+    (advreg.AdvReg, dict(attack_steps=0), "attack_steps"),
+    (advreg.AdvReg, dict(attack_hidden=()), "attack_hidden"),
+    (advreg.AdvReg, dict(attack_learning_rate=0.0), "attack_learning_rate"),
+    (dp_sgd.DPSGD, dict(noise_multiplier=0.0), "noise_multiplier"),
+    (dp_sgd.DPSGD, dict(noise_multiplier=-0.1), "noise_multiplier"),
+    (dp_sgd.DPSGD, dict(l2_norm_clip=0.0), "l2_norm_clip"),
+    (dp_sgd.DPSGD, dict(l2_norm_clip=-1.0), "l2_norm_clip"),
+    (dp_sgd.DPSGD, dict(delta=1.5), "delta"),
+    (relaxloss.RelaxLoss, dict(alpha=-1.0), "alpha"),
+    (relaxloss.RelaxLoss, dict(alpha=0.0), "alpha"),
+    (relaxloss.RelaxLoss, dict(upper=1.5), "upper"),
+    (hamp.HAMP, dict(entropy_threshold=1.0), "entropy_threshold"),
+    (hamp.HAMP, dict(entropy_threshold=0.0), "entropy_threshold"),
+    (hamp.HAMP, dict(alpha=-0.001), "alpha"),
+    (hamp.HAMP, dict(random_inputs="gaussian"), "random_inputs"),
+])
+def test_bad_settings_are_rejected(cls, kwargs, match):
+  with pytest.raises(ValueError, match=match):
+    cls(**kwargs)
+
+
+def _records(n=40, num_classes=3, reference=True, dim=5):
+  rng = np.random.default_rng(0)
+  x = rng.random((n, dim)).astype(np.float32)
+  y = np.arange(n) % num_classes
+  ref = (x[:10], y[:10]) if reference else (None, None)
+  return base.TrainingRecords(x, y, np.arange(n), num_classes, *ref)
+
+
+def _bind(defense, records, config=loop_lib.TrainConfig(batch_size=8)):
+  defense.bind(records, config, 2, 3, 0)
+
+
+def test_bind_rejects_impossible_settings():
+  with pytest.raises(ValueError, match="reference non-member"):
+    _bind(advreg.AdvReg(), _records(reference=False))
+  bad_shape = _records()
+  bad_shape = base.TrainingRecords(bad_shape.x, bad_shape.y, bad_shape.index,
+                                   3, bad_shape.x[:4, :2], bad_shape.y[:4])
+  with pytest.raises(ValueError, match="feature shape"):
+    _bind(advreg.AdvReg(), bad_shape)
+  bad_labels = _records()
+  bad_labels = base.TrainingRecords(bad_labels.x, bad_labels.y,
+                                    bad_labels.index, 3, bad_labels.x[:4],
+                                    np.array([0, 1, 2, 3]))
+  with pytest.raises(ValueError, match="reference labels"):
+    _bind(advreg.AdvReg(), bad_labels)
+  with pytest.raises(ValueError, match="batch_size"):
+    _bind(ppb.PPB(), _records(), loop_lib.TrainConfig(batch_size=1))
+  with pytest.raises(ValueError, match="classes"):
+    _bind(relaxloss.RelaxLoss(), _records(num_classes=1))
+  with pytest.raises(ValueError, match="classes"):
+    _bind(hamp.HAMP(), _records(num_classes=1))
+  with pytest.raises(ValueError, match="bind"):
+    hamp.HAMP().inference_model(zoo.column_fc((5,), 3))
+  with pytest.raises(ValueError, match="bind"):
+    dp_sgd.DPSGD().privacy()
+
+
+# -------------------------------------------------------- building blocks
+
+
+def test_sorted_pair_kl_matches_numpy():
+  rng = np.random.default_rng(1)
+  logits = rng.normal(size=(7, 4)).astype(np.float32)
+  p = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
+  s = -np.sort(-p, axis=-1)
+  expected = np.mean([np.sum(s[3 + i] * np.log(s[3 + i] / s[i]))
+                      for i in range(3)])  # the 7th record is unpaired
+  assert float(ppb.sorted_pair_kl(tf.constant(logits))) == pytest.approx(
+      expected, rel=1e-5)
+  # Only the sorted values count: permuting classes within rows changes
+  # nothing, and equal sorted posteriors give 0.
+  twin = np.concatenate([logits[:3], logits[:3][:, ::-1]])
+  assert float(ppb.sorted_pair_kl(tf.constant(twin))) == pytest.approx(
+      0.0, abs=1e-6)
+  assert float(ppb.sorted_pair_kl(tf.constant(logits[:1]))) == 0.0
+
+
+def test_advreg_default_inference_network_is_nasr_et_al():
+  net = advreg.inference_network(30, advreg.AdvReg().attack_hidden)
+  widths = [l.units for l in net.layers if isinstance(l, keras.layers.Dense)]
+  assert sorted(widths) == sorted([1024, 512, 64, 512, 64, 256, 64, 1])
+  out = net([tf.zeros((2, 30)), tf.zeros((2, 30))])
+  assert out.shape == (2, 1)
+
+
+def test_relaxloss_plan_alternates_epoch_parity():
+  defense = relaxloss.RelaxLoss()
+  _bind(defense, _records())
+  rng = np.random.default_rng(0)
+  for epoch in range(4):
+    plan = defense.epoch_plan(1, epoch, rng)
+    assert np.all(plan.batch_group == epoch % 2)
+    assert sorted(plan.order) == list(range(40))
+
+
+def test_relaxloss_flattened_targets():
+  logits = tf.constant([[3.0, 1.0, 0.0], [0.0, 2.0, 0.0]])
+  soft = relaxloss.flattened_targets(logits, tf.constant([0, 0]), 1.0).numpy()
+  p = tf.nn.softmax(logits).numpy()
+  np.testing.assert_allclose(soft.sum(-1), 1.0, rtol=1e-6)
+  np.testing.assert_allclose(soft[:, 0], p[:, 0], rtol=1e-6)
+  np.testing.assert_allclose(soft[:, 1], soft[:, 2])
+  clipped = relaxloss.flattened_targets(logits, tf.constant([0, 0]), 0.5)
+  assert float(clipped[0, 0]) == pytest.approx(0.5)
+
+
+def test_hamp_soft_labels_reach_the_entropy_threshold():
+  for c in (2, 10, 30, 100):
+    previous = 1.0
+    for gamma in (0.1, 0.5, 0.9):
+      p = hamp.top1_probability(c, gamma)
+      assert 1.0 / c < p < previous
+      assert hamp.soft_label_entropy(p, c) == pytest.approx(
+          gamma * math.log(c), rel=1e-6)
+      previous = p
+
+
+def test_hamp_rearrange_keeps_ranking_and_template_values():
+  rng = np.random.default_rng(2)
+  scores = rng.normal(size=(6, 5)).astype(np.float32)
+  template = rng.normal(size=(6, 5)).astype(np.float32)
+  out = hamp.rearrange_like(tf.constant(scores), tf.constant(template)).numpy()
+  np.testing.assert_array_equal(np.argsort(out, -1), np.argsort(scores, -1))
+  np.testing.assert_allclose(np.sort(out, -1), np.sort(template, -1))
+
+
+def test_hamp_random_inputs_follow_the_feature_domain():
+  bits = _records()
+  bits = base.TrainingRecords((bits.x > 0.5).astype(np.float32), bits.y,
+                              bits.index, 3)
+  defense = hamp.HAMP()
+  _bind(defense, bits)
+  assert defense.report()["random_inputs_drawn"] == "bits"
+  _bind(defense, _records())
+  assert defense.report()["random_inputs_drawn"] == "uniform"
+  model = zoo.column_fc((5,), 3)
+  assert hamp.HAMP(modify_output=False).inference_model(model) is model
+
+
+def test_dp_optimizer_clips_each_record():
+  """With negligible noise the update direction is the mean clipped gradient."""
+  keras.utils.set_random_seed(0)
+  model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+  x = tf.constant([[1.0, 2.0, 3.0], [0.1, 0.0, 0.2], [-4.0, 1.0, 0.0]])
+  y = tf.constant([0, 1, 1], tf.int64)
+  step = dp_sgd.DPSGDStep(l2_norm_clip=0.5, noise_multiplier=1e-9)
+  step.build(model, loop_lib.TrainConfig())
+  variables = model.trainable_variables
+  with tf.GradientTape() as tape:
+    per_record = loop_lib.sparse_ce_from_logits(y, model(x))
+  got = [g.numpy() for g, _ in step.optimizer._compute_gradients(  # pylint: disable=protected-access
+      per_record, variables, tape=tape)]
+  expected = [np.zeros(v.shape) for v in variables]
+  for i in range(3):
+    with tf.GradientTape() as tape:
+      loss = loop_lib.sparse_ce_from_logits(y[i:i + 1], model(x[i:i + 1]))[0]
+    grads = [g.numpy() for g in tape.gradient(loss, variables)]
+    norm = math.sqrt(sum(float(np.sum(g ** 2)) for g in grads))
+    for e, g in zip(expected, grads):
+      e += g * min(1.0, 0.5 / norm) / 3
+  for g, e in zip(got, expected):
+    np.testing.assert_allclose(g, e, rtol=1e-4, atol=1e-6)
+
+
+def test_dp_epsilon_is_finite_and_shrinks_as_noise_grows():
+  epsilons = []
+  for sigma in (0.01, 0.1, 1.0, 2.0):
+    defense = dp_sgd.DPSGD(noise_multiplier=sigma)
+    _bind(defense, _records(n=400), loop_lib.TrainConfig(batch_size=40))
+    report = defense.privacy(steps=200)  # 20 epochs of 10 batches
+    assert report["delta"] == pytest.approx(1 / 400)
+    assert report["epochs"] == 20
+    assert math.isfinite(report["epsilon"]) and report["epsilon"] > 0
+    assert math.isfinite(report["epsilon_poisson"])
+    epsilons.append(report["epsilon"])
+  assert all(a > b for a, b in zip(epsilons, epsilons[1:]))
+  fewer = dp_sgd.DPSGD(noise_multiplier=1.0)
+  _bind(fewer, _records(n=400), loop_lib.TrainConfig(batch_size=40))
+  assert fewer.privacy(steps=50)["epsilon"] < epsilons[2]
+
+
+# --------------------------------------------- a small overfit case (digits)
+
+
+@pytest.fixture(scope="module")
+def overfit():
+  """150 digits members, 400 non-members, 200 reference records, and the
+  weights of a model trained 30 epochs on the members (no defense)."""
+  ds = datasets.load_dataset("digits")
+  perm = np.random.default_rng(0).permutation(len(ds.y))
+  mem, non, ref = perm[:150], perm[150:550], perm[550:750]
+  keras.utils.set_random_seed(3)
+  model = zoo.column_fc(ds.input_shape, 10)
+  loop = loop_lib.TrainingLoop(model, FT_CONFIG)
+  x, y = tf.constant(ds.x[mem]), tf.constant(ds.y[mem])
+  rng = np.random.default_rng(1)
+  for _ in range(30):
+    loop.train_epoch(x, y, loop_lib.shuffled_plan(len(mem), FT_CONFIG, rng))
+  return dict(ds=ds, mem=mem, non=non, ref=ref, weights=model.get_weights())
+
+
+def _finetune(case, defense, epochs=10):
+  """Fine-tunes the overfit model with `defense` (None: none); returns
+  (trained model, served model, per-epoch mean batch losses)."""
+  ds, mem, ref = case["ds"], case["mem"], case["ref"]
+  defense = defense or base.Defense()
+  keras.utils.set_random_seed(3)
+  model = zoo.column_fc(ds.input_shape, 10)
+  model.set_weights(case["weights"])
+  defense.bind(base.TrainingRecords(ds.x[mem], ds.y[mem], mem, 10, ds.x[ref],
+                                    ds.y[ref]), FT_CONFIG, 1, epochs, 3)
+  loop = loop_lib.TrainingLoop(model, FT_CONFIG, defense.train_step())
+  x, y = tf.constant(ds.x[mem]), tf.constant(ds.y[mem])
+  rng = np.random.default_rng(3)
+  losses = [loop.train_epoch(x, y, defense.epoch_plan(0, e, rng))
+            for e in range(epochs)]
+  assert loop.trace_count == 1
+  return model, defense.inference_model(model), losses
+
+
+def _true_class(model, x, y):
+  """(true-class confidence, logit-scaled confidence z_y − logsumexp z_≠y)."""
+  z = model(x).numpy().astype(np.float64)
+  rows = np.arange(len(y))
+  p = np.exp(z - z.max(-1, keepdims=True))
+  p /= p.sum(-1, keepdims=True)
+  others = z.copy()
+  others[rows, y] = -np.inf
+  top = others.max(-1)
+  phi = z[rows, y] - (top + np.log(np.exp(others - top[:, None]).sum(-1)))
+  return p[rows, y], phi
+
+
+def _separation(case, served):
+  ds = case["ds"]
+  cm, phim = _true_class(served, ds.x[case["mem"]], ds.y[case["mem"]])
+  cn, phin = _true_class(served, ds.x[case["non"]], ds.y[case["non"]])
+  auc = roc_auc_score(np.r_[np.ones(len(cm)), np.zeros(len(cn))],
+                      np.r_[cm, cn])
+  return dict(auc=auc, conf_gap=cm.mean() - cn.mean(),
+              phi_gap=phim.mean() - phin.mean())
+
+
+@pytest.fixture(scope="module")
+def undefended(overfit):
+  model, served, losses = _finetune(overfit, None)
+  return dict(model=model, losses=losses, **_separation(overfit, served))
+
+
+def test_the_case_overfits(undefended):
+  assert undefended["auc"] > 0.6
+  assert undefended["losses"][-1] < 0.05
+
+
+def test_ppb_narrows_the_posterior_gap(overfit, undefended):
+  _, served, _ = _finetune(overfit, ppb.PPB())
+  defended = _separation(overfit, served)
+  # The member/non-member gap of the logit-scaled true-class confidence (the
+  # statistic LiRA models) shrinks; see the report for the plain confidence.
+  assert defended["phi_gap"] < 0.85 * undefended["phi_gap"]
+
+
+def test_relaxloss_holds_the_train_loss_near_alpha(overfit, undefended):
+  alpha = 1.0
+  model, _, losses = _finetune(overfit, relaxloss.RelaxLoss(alpha=alpha))
+  ds, mem = overfit["ds"], overfit["mem"]
+  train_ce = float(tf.reduce_mean(loop_lib.sparse_ce_from_logits(
+      ds.y[mem], model(ds.x[mem]))))
+  assert abs(train_ce - alpha) < 0.3 * alpha
+  assert all(abs(l - alpha) < 0.5 * alpha for l in losses[3:])
+  assert undefended["losses"][-1] < 0.1 * alpha
+
+
+def test_advreg_lowers_the_confidence_attack_auc(overfit, undefended):
+  _, served, _ = _finetune(overfit, advreg.AdvReg(weight=4.0, **SMALL_ADVREG))
+  assert _separation(overfit, served)["auc"] < undefended["auc"] - 0.03
+
+
+def test_hamp_lowers_the_confidence_attack_auc(overfit, undefended):
+  model, served, _ = _finetune(overfit, hamp.HAMP())
+  assert _separation(overfit, served)["auc"] < undefended["auc"] - 0.03
+  # Output modification keeps every prediction.
+  x = overfit["ds"].x[overfit["non"]]
+  np.testing.assert_array_equal(np.argmax(served(x).numpy(), -1),
+                                np.argmax(model(x).numpy(), -1))
+
+
+def test_dp_counts_its_steps_for_accounting(overfit):
+  defense = dp_sgd.DPSGD(noise_multiplier=1.0)
+  _finetune(overfit, defense, epochs=2)
+  report = defense.report()
+  assert report["steps"] == 2 * math.ceil(150 / 32)
+  assert report["epochs"] == 2
+  assert math.isfinite(report["epsilon"])
+
+
+# ------------------------------------------------------- through the pipeline
+
+
+@pytest.fixture(scope="module")
+def digits_pretrained():
+  ds = datasets.load_dataset("digits")
+  split = splits_lib.splits_for(ds, seed=0, num_shadows=0).victim
+  keras.utils.set_random_seed(0)
+  model = zoo.column_fc(ds.input_shape, 10)
+  iterative.pretrain(model, ds.take(split.train), ds.take(split.dev), 0,
+                     loop_lib.TrainConfig(max_epochs=3))
+  return ds, split, model
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_runs_through_the_pipeline(digits_pretrained, name):
+  ds, split, pretrained = digits_pretrained
+  # Default settings (AdvReg: a smaller inference network, to keep this fast).
+  def make():
+    return (advreg.AdvReg(**SMALL_ADVREG) if name == "advreg"
+            else registry.get_defense(name))
+  defense = make()
+  pcfg = iterative.PruningConfig(0.5, 2, epochs_per_iteration=2)
+  tcfg = loop_lib.TrainConfig(max_epochs=3)
+  train, dev = ds.take(split.train), ds.take(split.dev)
+  # The pruner built by hand: its training function is traced once.
+  wrapped = prune_lib.prune_low_memorization(
+      pipeline.clone_with_weights(pretrained), pcfg.schedule(),
+      defense=defense)
+  pruner = iterative.IterativePruner(wrapped, pcfg, tcfg)
+  history = pruner.run(train, dev, seed=0, train_index=split.train)
+  assert pruner.loop.trace_count == 1
+  assert len(history) == 2
+  # And through pretrain_and_prune (by name, except AdvReg).
+  result = pipeline.pretrain_and_prune(
+      ds, split, 0, pruning_config=pcfg, train_config=tcfg,
+      pretrained=pretrained, defense=make() if name == "advreg" else name)
+  report = result.defense_report
+  assert report["defense"] == name
+  json.dumps(report)
+  x_test, y_test = ds.take(split.test)
+  scores = result.served(x_test).numpy()
+  assert scores.shape == (len(y_test), 10) and np.all(np.isfinite(scores))
+  assert np.mean(np.argmax(scores, -1) == y_test) > 0.5
+  assert prune_lib.layer_sparsity(result.pruned)["fc1"] == pytest.approx(
+      0.5, abs=0.01)
+  if name == "dp":
+    epochs = sum(r.epochs_run for r in result.history)
+    assert report["steps"] == epochs * math.ceil(len(split.train) / 128)
+    assert math.isfinite(report["epsilon"])
+  if name == "hamp":
+    assert result.served is not result.pruned

@@ -1,0 +1,257 @@
+"""Feldman & Zhang memorization scores by subsampling (METHOD.md §4).
+
+Train K models, each on a random subset of a fixed fraction p of the pool;
+the score of record i is the accuracy on i of the models that trained on it
+minus the accuracy on i of the models that did not:
+
+  score_i = mean_{c: i in S_c} [f_c(x_i) = y_i] - mean_{c: i not in S_c} [...]
+
+Plain-MLP architectures (e.g. ColumnFC) train all K models in one compiled
+graph (`ensemble.MLPEnsemble`); others train one by one with one model object
+and one compiled loop (`ensemble.train_sequential`).
+"""
+
+import time
+import warnings
+from typing import Callable, Optional, Tuple, Union
+
+import numpy as np
+
+from wemem_tf import data as data_lib
+from wemem_tf._keras import keras
+from wemem_tf.memorization import ensemble
+from wemem_tf.memorization import scores as scores_lib
+from wemem_tf.models import zoo
+from wemem_tf.training import loop as loop_lib
+
+ModelFnLike = Union[str, Callable[[Tuple[int, ...], int], keras.Model]]
+METHODS = ("auto", "vectorized", "sequential")
+
+
+def resolve_model_fn(model_fn: ModelFnLike
+                     ) -> Tuple[Callable[..., keras.Model], str]:
+  """(builder, name) for an architecture name or a builder callable."""
+  if isinstance(model_fn, str):
+    if model_fn not in zoo.BUILDERS:
+      raise ValueError(f"unknown architecture {model_fn!r}; choose one of "
+                       f"{sorted(zoo.BUILDERS)} or pass a callable "
+                       "(input_shape, num_classes) -> keras.Model.")
+    return zoo.BUILDERS[model_fn], model_fn
+  if not callable(model_fn):
+    raise ValueError("model_fn must be an architecture name or a callable "
+                     "(input_shape, num_classes) -> keras.Model, got "
+                     f"{type(model_fn).__name__}.")
+  return model_fn, getattr(model_fn, "__name__", type(model_fn).__name__)
+
+
+def sample_membership(num_records: int, num_models: int,
+                      subset_fraction: float, seed: int) -> np.ndarray:
+  """bool (num_models, num_records): each row holds exactly
+  round(subset_fraction * num_records) records, drawn uniformly."""
+  size = int(round(subset_fraction * num_records))
+  rng = np.random.default_rng([int(seed), 1])
+  keys = rng.random((num_models, num_records))
+  chosen = np.argpartition(keys, size - 1, axis=1)[:, :size]
+  membership = np.zeros((num_models, num_records), bool)
+  np.put_along_axis(membership, chosen, True, axis=1)
+  return membership
+
+
+def scores_from_predictions(correct: np.ndarray, membership: np.ndarray
+                            ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """(score float64 (n,), included int64 (n,), excluded int64 (n,)).
+
+  NaN where a record was never included or never excluded (with a warning).
+  """
+  membership = np.asarray(membership, bool)
+  correct = np.asarray(correct, bool)
+  included = membership.sum(0).astype(np.int64)
+  excluded = (~membership).sum(0).astype(np.int64)
+  with np.errstate(invalid="ignore", divide="ignore"):
+    acc_in = (correct & membership).sum(0) / included
+    acc_out = (correct & ~membership).sum(0) / excluded
+  score = np.where((included > 0) & (excluded > 0), acc_in - acc_out, np.nan)
+  never_out, never_in = int((excluded == 0).sum()), int((included == 0).sum())
+  if never_out or never_in:
+    warnings.warn(
+        f"memorization: {never_out} records were never left out and "
+        f"{never_in} never included by the {membership.shape[0]} models; "
+        "their scores are NaN (unknown). Use more models or a subset "
+        "fraction further from 0 and 1.", RuntimeWarning, stacklevel=3)
+  return score, included, excluded
+
+
+def _validate(x, y, num_classes, num_models, subset_fraction, epochs,
+              batch_size, record_index, method, chunk_size):
+  x = np.asarray(x)
+  y = np.asarray(y)
+  if x.ndim < 2:
+    raise ValueError(f"x must have shape (n, features...), got {x.shape}.")
+  if y.ndim != 1 or len(y) != len(x):
+    raise ValueError(f"x and y must have the same number of records: x has "
+                     f"{len(x)}, y has shape {y.shape}.")
+  if not np.issubdtype(y.dtype, np.integer):
+    raise ValueError(f"labels y must be integers, got {y.dtype}.")
+  if num_classes is None:
+    num_classes = max(2, int(y.max()) + 1) if y.size else 2
+  data_lib.validate_examples(x, y, int(num_classes), what="memorization data")
+  if isinstance(num_models, bool) or int(num_models) != num_models or (
+      num_models < 2):
+    raise ValueError(f"num_models must be an integer >= 2 (some models must "
+                     f"include and some exclude each record), got "
+                     f"{num_models}.")
+  if not 0.0 < subset_fraction < 1.0:
+    raise ValueError(f"subset_fraction must lie strictly between 0 and 1 (the"
+                     f" share of records each model trains on), got "
+                     f"{subset_fraction}.")
+  size = int(round(subset_fraction * len(x)))
+  if not 1 <= size <= len(x) - 1:
+    raise ValueError(f"subset_fraction {subset_fraction} of {len(x)} records "
+                     f"gives subsets of {size}; each model needs at least one "
+                     "record in and one out.")
+  if int(epochs) != epochs or epochs < 1:
+    raise ValueError(f"epochs must be an integer >= 1, got {epochs}.")
+  if int(batch_size) != batch_size or batch_size < 1:
+    raise ValueError(f"batch_size must be an integer >= 1, got {batch_size}.")
+  if int(chunk_size) != chunk_size or chunk_size < 1:
+    raise ValueError(f"chunk_size must be an integer >= 1, got {chunk_size}.")
+  if method not in METHODS:
+    raise ValueError(f"method must be one of {METHODS}, got {method!r}.")
+  if record_index is None:
+    record_index = np.arange(len(x), dtype=np.int64)
+  record_index = scores_lib._as_index(record_index, "record_index")  # pylint: disable=protected-access
+  if len(record_index) != len(x):
+    raise ValueError(f"record_index has {len(record_index)} entries for "
+                     f"{len(x)} records; give one dataset index per record.")
+  return x, y, int(num_classes), record_index
+
+
+def train_members(model_fn: ModelFnLike, x: np.ndarray, y: np.ndarray,
+                  membership: np.ndarray, num_classes: int, epochs: int,
+                  config: loop_lib.TrainConfig, seed: int,
+                  method: str = "auto", first_layer: str = "auto",
+                  chunk_size: int = 64, record_dynamics: bool = False,
+                  progress=False) -> ensemble.MemberPredictions:
+  """Trains one model per membership row; vectorized for plain MLPs."""
+  builder, _ = resolve_model_fn(model_fn)
+  input_shape = tuple(int(d) for d in np.asarray(x).shape[1:])
+  spec = None
+  if method != "sequential":
+    spec = ensemble.mlp_spec(builder(input_shape, num_classes))
+    if spec is None and method == "vectorized":
+      raise ValueError(
+          "method='vectorized' needs a plain MLP (Flatten/Dense/Dropout "
+          "layers, relu hidden layers, linear output, default initializers);"
+          " use method='sequential' or 'auto' for this model.")
+  if spec is not None:
+    return ensemble.train_vectorized(
+        spec, x, y, membership, epochs, config, seed, chunk_size=chunk_size,
+        first_layer=first_layer, record_dynamics=record_dynamics,
+        progress=progress)
+  return ensemble.train_sequential(builder, input_shape, num_classes, x, y,
+                                   membership, epochs, config, seed,
+                                   record_dynamics=record_dynamics,
+                                   progress=progress)
+
+
+def estimate(model_fn: ModelFnLike, x: np.ndarray, y: np.ndarray,
+             num_models: int = 256, subset_fraction: float = 0.7,
+             epochs: int = 30, seed: int = 0,
+             record_index: Optional[np.ndarray] = None,
+             fingerprint: Optional[str] = None, batch_size: int = 128,
+             learning_rate: float = 1e-3, weight_decay: float = 5e-4,
+             num_classes: Optional[int] = None, method: str = "auto",
+             first_layer: str = "auto", chunk_size: int = 64,
+             progress=False) -> scores_lib.MemScores:
+  """Estimates Feldman & Zhang memorization scores of (x, y).
+
+  Args:
+    model_fn: an architecture name (`wemem_tf.models.BUILDERS`, e.g.
+      "column_fc") or a callable (input_shape, num_classes) -> tf_keras model
+      with logit outputs.
+    x: float features (n, ...); y: int labels (n,).
+    num_models: K >= 2 models to train.
+    subset_fraction: p in (0, 1): each model trains on round(p * n) records
+      drawn uniformly without replacement.
+    epochs: training epochs per model.
+    seed: seeds subsets, initialization, dropout and record order.
+    record_index: int64 (n,) dataset indices of the records (default
+      0..n-1); stored with the scores.
+    fingerprint: the dataset's fingerprint (default: a fingerprint of x and
+      y themselves).
+    batch_size, learning_rate, weight_decay: the optimizer (Adam with L2
+      weight decay added to the gradient, as `training.TrainingLoop`).
+    num_classes: default max(y) + 1.
+    method: "vectorized" (plain MLPs, one graph for many models),
+      "sequential" (one model at a time) or "auto" (vectorized when possible).
+    first_layer: the vectorized first layer ("auto", "native", "sparse",
+      "dense"; see `ensemble.MLPEnsemble`).
+    chunk_size: models trained together by the vectorized method.
+    progress: show a tqdm progress bar.
+
+  Returns:
+    `MemScores` in the order of the records given; NaN (with a warning) for
+    records that no model left out or no model included.
+
+  Raises:
+    ValueError: unusable arguments (K < 2, p outside (0, 1), x/y lengths,
+      labels out of range, ...).
+  """
+  x, y, num_classes, record_index = _validate(
+      x, y, num_classes, num_models, subset_fraction, epochs, batch_size,
+      record_index, method, chunk_size)
+  _, model_name = resolve_model_fn(model_fn)
+  if fingerprint is None:
+    fingerprint = data_lib.fingerprint_arrays("memorization-arrays", x, y)
+  start = time.perf_counter()
+  membership = sample_membership(len(x), int(num_models), subset_fraction,
+                                 seed)
+  config = loop_lib.TrainConfig(learning_rate=learning_rate,
+                                weight_decay=weight_decay,
+                                batch_size=int(batch_size))
+  predictions = train_members(model_fn, x, y, membership, num_classes,
+                              int(epochs), config, seed, method=method,
+                              first_layer=first_layer,
+                              chunk_size=int(chunk_size), progress=progress)
+  score, included, excluded = scores_from_predictions(predictions.correct,
+                                                      membership)
+  details = {
+      "architecture": model_name, "batch_size": int(batch_size),
+      "learning_rate": learning_rate, "weight_decay": weight_decay,
+      "first_layer": predictions.first_layer,
+      "train_seconds": round(predictions.seconds, 3),
+      "total_seconds": round(time.perf_counter() - start, 3),
+      "trace_count": predictions.trace_count,
+      "mean_member_accuracy_in": float(np.mean(
+          predictions.correct[membership])),
+      "mean_member_accuracy_out": float(np.mean(
+          predictions.correct[~membership])),
+  }
+  return scores_lib.MemScores(
+      score=score, index=record_index, fingerprint=fingerprint,
+      included=included, excluded=excluded, num_models=int(num_models),
+      subset_fraction=float(subset_fraction), epochs=int(epochs),
+      seed=int(seed), method=predictions.method, details=details)
+
+
+def estimate_dataset(dataset: data_lib.Dataset, indices: np.ndarray,
+                     model_fn: Optional[ModelFnLike] = None,
+                     **kwargs) -> scores_lib.MemScores:
+  """`estimate` on the records `indices` of a `Dataset` (e.g. its pool).
+
+  The scores carry the dataset's fingerprint and the record indices; the
+  architecture defaults to the dataset's (`models.DEFAULT_ARCHITECTURE`).
+  """
+  indices = scores_lib._as_index(indices, "indices")  # pylint: disable=protected-access
+  x, y = dataset.take(indices)
+  if model_fn is None:
+    model_fn = zoo.DEFAULT_ARCHITECTURE.get(dataset.name, "column_fc")
+  return estimate(model_fn, x, y, record_index=indices,
+                  fingerprint=dataset.fingerprint,
+                  num_classes=dataset.num_classes, **kwargs)
+
+
+def expected_nan_fraction(num_models: int, subset_fraction: float) -> float:
+  """Expected share of records never left out or never included."""
+  return subset_fraction ** num_models + (1 - subset_fraction) ** num_models
+
