@@ -13,12 +13,12 @@ from absl import logging
 
 import wemem_tf
 from wemem_cli import common_flags as cf
+from wemem_cli import defense_flags
 from wemem_cli import flag_utils
 
 PRETRAINED = flags.DEFINE_string(
     "pretrained", None, "Path of a pre-trained dense .keras model to prune "
     "instead of pre-training one.")
-DEFENSE = flags.DEFINE_string("defense", "none", "Defense while pruning.")
 
 
 def main(argv) -> None:
@@ -39,10 +39,10 @@ def main(argv) -> None:
       raise ValueError(f"--pretrained model expects inputs "
                        f"{pretrained.input_shape[1:]}, dataset {dataset.name} "
                        f"has {dataset.input_shape}.")
-  defense = None if DEFENSE.value == "none" else DEFENSE.value
+  architecture = flag_utils.architecture(dataset.name)
+  defense = defense_flags.defense_from_flags(dataset, seed, architecture, out)
   result = wemem_tf.pretrain_and_prune(
-      dataset, splits.victim, seed,
-      architecture=flag_utils.architecture(dataset.name),
+      dataset, splits.victim, seed, architecture=architecture,
       pruning_config=flag_utils.pruning_config(),
       train_config=flag_utils.train_config(), pretrained=pretrained,
       defense=defense)
@@ -50,7 +50,7 @@ def main(argv) -> None:
   io.atomic_save_model(result.pretrained, os.path.join(out, "pretrained.keras"))
   io.atomic_save_model(result.pruned, os.path.join(out, "model.keras"))
   x_test, _ = dataset.take(splits.victim.test)
-  export = wemem_tf.export_tflite(result.pruned,
+  export = wemem_tf.export_tflite(result.served,
                                   os.path.join(out, "model.tflite"), x_test)
   io.atomic_write_json(os.path.join(out, "history.json"),
                        [r.to_json() for r in result.history])
@@ -63,6 +63,7 @@ def main(argv) -> None:
           "best_dev_accuracy": fit.best_dev_accuracy},
       "pretrain_seconds": result.pretrain_seconds,
       "prune_seconds": result.prune_seconds,
+      "defense": result.defense_report,
       "final_test_accuracy": result.history[-1].test_accuracy,
       "final_layer_sparsity": wemem_tf.pruning.layer_sparsity(result.pruned),
       "tflite": {"path": export.path, "size_bytes": export.size_bytes,

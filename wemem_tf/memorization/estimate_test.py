@@ -91,7 +91,7 @@ def test_scores_from_predictions_known_answer():
                                                            membership)
   np.testing.assert_array_equal(inc, [3, 2, 2, 4])
   np.testing.assert_array_equal(exc, [1, 2, 2, 0])
-  np.testing.assert_allclose(score[:3], [2 / 3 - 0, 1.0 - 0.5, 1.0 - 0.0])
+  np.testing.assert_allclose(score[:3], [2 / 3 - 0, 1.0 - 0.5, 1.0 - 0.5])
   assert np.isnan(score[3])
 
 
