@@ -49,6 +49,13 @@ TAU_SHARE = flags.DEFINE_float(
 PPB_ALPHA = flags.DEFINE_float("ppb_alpha", None, "PPB's KL weight α.")
 ADVREG_WEIGHT = flags.DEFINE_float("advreg_weight", None,
                                    "AdvReg's adversarial weight.")
+ADVREG_STEPS = flags.DEFINE_integer(
+    "advreg_attack_steps", None, "AdvReg inner attack steps per model step.")
+DP_DELTA = flags.DEFINE_float("dp_delta", None, "DP-SGD δ (default 1/n).")
+RELAXLOSS_UPPER = flags.DEFINE_float("relaxloss_upper", None,
+                                     "RelaxLoss flattening upper bound.")
+HAMP_MODIFY = flags.DEFINE_boolean(
+    "hamp_modify_output", None, "HAMP's output modification at inference.")
 DP_NOISE = flags.DEFINE_float("dp_noise_multiplier", None,
                               "DP-SGD noise multiplier.")
 DP_CLIP = flags.DEFINE_float("dp_l2_norm_clip", None, "DP-SGD clipping norm.")
@@ -68,10 +75,12 @@ _SETTINGS = {  # defense -> {constructor argument: flag}
              "width": WINDOW_WIDTH, "lambda_mem": LAMBDA_MEM, "tau": TAU,
              "tau_share": TAU_SHARE},
     "ppb": {"alpha": PPB_ALPHA},
-    "advreg": {"weight": ADVREG_WEIGHT},
-    "dp": {"noise_multiplier": DP_NOISE, "l2_norm_clip": DP_CLIP},
-    "relaxloss": {"alpha": RELAXLOSS_ALPHA},
-    "hamp": {"entropy_threshold": HAMP_ENTROPY, "alpha": HAMP_ALPHA},
+    "advreg": {"weight": ADVREG_WEIGHT, "attack_steps": ADVREG_STEPS},
+    "dp": {"noise_multiplier": DP_NOISE, "l2_norm_clip": DP_CLIP,
+           "delta": DP_DELTA},
+    "relaxloss": {"alpha": RELAXLOSS_ALPHA, "upper": RELAXLOSS_UPPER},
+    "hamp": {"entropy_threshold": HAMP_ENTROPY, "alpha": HAMP_ALPHA,
+             "modify_output": HAMP_MODIFY},
 }
 
 

@@ -50,7 +50,9 @@ def main(argv) -> None:
   io.atomic_save_model(result.pretrained, os.path.join(out, "pretrained.keras"))
   io.atomic_save_model(result.pruned, os.path.join(out, "model.keras"))
   x_test, _ = dataset.take(splits.victim.test)
-  export = wemem_tf.export_tflite(result.served,
+  # The TFLite file holds the pruned network; output modification at
+  # inference (HAMP) is a serving-time step and is not part of it.
+  export = wemem_tf.export_tflite(result.pruned,
                                   os.path.join(out, "model.tflite"), x_test)
   io.atomic_write_json(os.path.join(out, "history.json"),
                        [r.to_json() for r in result.history])

@@ -385,17 +385,29 @@ class MLPEnsemble:
             beta2_power=b2_power, lr=lr, beta1=_BETA_1, beta2=_BETA_2,
             epsilon=_EPSILON, grad=g)
 
+  def _next_dropout_seed(self):
+    self._dropout_seed.assign_add(1)
+    return self._dropout_seed.read_value()
+
+  def _layers_from(self, h, first: int, training: bool):
+    """Layers first.. from the activations h of layer first - 1."""
+    last = len(self.kernels) - 1
+    for i in range(first, last + 1):
+      h = tf.matmul(h, self.kernels[i]) + self.biases[i]
+      if i < last:
+        h = tf.nn.relu(h)
+        rate = self.spec.dropout_rates[i]
+        if training and rate > 0:
+          h = self._dropout(h, rate, self._next_dropout_seed())
+    return h
+
   def _rest_of_forward(self, pre, training: bool):
     """Layers 1.. from the first layer's pre-activations (without bias)."""
-    h = pre + self.biases[0]
-    for i in range(1, len(self.kernels)):
-      h = tf.nn.relu(h)
-      rate = self.spec.dropout_rates[i - 1]
-      if training and rate > 0:
-        self._dropout_seed.assign_add(1)
-        h = self._dropout(h, rate, self._dropout_seed.read_value())
-      h = tf.matmul(h, self.kernels[i]) + self.biases[i]
-    return h
+    h = tf.nn.relu(pre + self.biases[0])
+    rate = self.spec.dropout_rates[0]
+    if training and rate > 0:
+      h = self._dropout(h, rate, self._next_dropout_seed())
+    return self._layers_from(h, 1, training)
 
   def _train_step(self, x, y, cols, splits, idx, w, weight_decay):
     """One batch of every member; returns the per-member mean loss (k,)."""
@@ -408,21 +420,26 @@ class MLPEnsemble:
       return tf.reduce_sum(per_member), per_member
 
     if self._mode == "native":
-      # The first layer's weights get their gradient and Adam step from one
-      # fused kernel; the tape stops at the layer's output.
-      pre = self._native.wemem_row_sum(self.kernels[0], cols, splits, idx)
-      rest = self.variables[1:]
+      # The first layer (row sum, bias, relu, dropout) is one native kernel,
+      # and its weights get their gradient and Adam step from another; the
+      # tape stops at the layer's output h1.
+      rate = float(self.spec.dropout_rates[0])
+      h1 = self._native.wemem_row_sum_relu_dropout(
+          self.kernels[0], self.biases[0], cols, splits, idx,
+          self._next_dropout_seed(), rate=rate)
+      rest = self.variables[2:]
       with tf.GradientTape(watch_accessed_variables=False) as tape:
-        tape.watch(pre)
+        tape.watch(h1)
         tape.watch(rest)
-        loss, per_member = loss_of(self._rest_of_forward(pre, True))
-      grads = tape.gradient(loss, [pre] + rest)
+        loss, per_member = loss_of(self._layers_from(h1, 1, True))
+      grads = tape.gradient(loss, [h1] + rest)
       b1_power, b2_power = self._adam_coefficients()
-      native.row_sum_adam(
-          self._native, self.kernels[0], self._m[0], self._v[0], grads[0],
-          cols, splits, idx, tf.constant(self.config.learning_rate),
-          b1_power, b2_power, weight_decay, _BETA_1, _BETA_2, _EPSILON)
-      self._apply_adam(rest, moments[1:], grads[1:], weight_decay, b1_power,
+      native.row_sum_relu_dropout_adam(
+          self._native, self.kernels[0], self._m[0], self._v[0],
+          self.biases[0], self._m[1], self._v[1], h1, grads[0], cols, splits,
+          idx, tf.constant(self.config.learning_rate), b1_power, b2_power,
+          weight_decay, rate, _BETA_1, _BETA_2, _EPSILON)
+      self._apply_adam(rest, moments[2:], grads[1:], weight_decay, b1_power,
                        b2_power)
       return per_member
     with tf.GradientTape() as tape:

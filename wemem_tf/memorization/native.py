@@ -291,14 +291,16 @@ class AdamOpBase : public OpKernel {
   }
 
  protected:
-  // Locks var, m, v (inputs 0..2) and returns their tensors.
-  Status Variables(OpKernelContext* ctx, Tensor* var, Tensor* m, Tensor* v) {
+  // The tensors of variables var, m, v at inputs first..first+2 (locked by
+  // the caller).
+  Status Variables(OpKernelContext* ctx, int first, Tensor* var, Tensor* m,
+                   Tensor* v) {
     TF_RETURN_IF_ERROR(GetInputTensorFromVariable<CPUDevice, float>(
-        ctx, 0, true, false, var));
+        ctx, first, true, false, var));
     TF_RETURN_IF_ERROR(GetInputTensorFromVariable<CPUDevice, float>(
-        ctx, 1, true, false, m));
+        ctx, first + 1, true, false, m));
     TF_RETURN_IF_ERROR(GetInputTensorFromVariable<CPUDevice, float>(
-        ctx, 2, true, false, v));
+        ctx, first + 2, true, false, v));
     if (!var->IsInitialized() || !m->IsInitialized() || !v->IsInitialized())
       return errors::FailedPrecondition("uninitialized variable");
     if (var->shape() != m->shape() || var->shape() != v->shape())
@@ -316,7 +318,7 @@ class AdamOp : public AdamOpBase {
     auto locks = MaybeLockVariableInputMutexesInOrder<CPUDevice, float>(
         ctx, true, false, {0, 1, 2});
     Tensor var, m, v;
-    OP_REQUIRES_OK(ctx, Variables(ctx, &var, &m, &v));
+    OP_REQUIRES_OK(ctx, Variables(ctx, 0, &var, &m, &v));
     const Tensor& grad = ctx->input(3);
     OP_REQUIRES(ctx, grad.shape() == var.shape(),
                 errors::InvalidArgument("grad and var differ in shape"));
@@ -356,7 +358,7 @@ class RowSumAdamOp : public AdamOpBase {
     auto locks = MaybeLockVariableInputMutexesInOrder<CPUDevice, float>(
         ctx, true, false, {0, 1, 2});
     Tensor var, m, v;
-    OP_REQUIRES_OK(ctx, Variables(ctx, &var, &m, &v));
+    OP_REQUIRES_OK(ctx, Variables(ctx, 0, &var, &m, &v));
     const Tensor& dpre = ctx->input(3);
     const Tensor& cols = ctx->input(4);
     const Tensor& splits = ctx->input(5);
@@ -476,6 +478,203 @@ class DropoutMaskOp : public OpKernel {
   float rate_;
 };
 
+
+// The dropout keep factor of element i (same stream as DropoutMaskOp).
+struct DropoutStream {
+  uint32_t k1, k2, threshold;
+  float scale;
+  DropoutStream(uint64_t seed, float rate) {
+    k1 = Mix32(static_cast<uint32_t>(seed) ^ 0x9e3779b9U);
+    k2 = Mix32(static_cast<uint32_t>(seed >> 32) + k1);
+    threshold =
+        static_cast<uint32_t>(static_cast<double>(rate) * 16777216.0 + 0.5);
+    scale = 1.f / (1.f - rate);
+  }
+};
+
+// h1 = dropout(relu(row_sum(weights, idx) + bias)) for all members:
+// weights (K, F, H), bias (K, 1, H) -> (K, B, H). The dropout mask of
+// element i = (k * B + b) * H + h is the one DropoutMaskOp draws for i.
+class RowSumReluDropoutOp : public OpKernel {
+ public:
+  explicit RowSumReluDropoutOp(OpKernelConstruction* c) : OpKernel(c) {
+    OP_REQUIRES_OK(c, c->GetAttr("rate", &rate_));
+    OP_REQUIRES(c, rate_ >= 0.f && rate_ < 1.f,
+                errors::InvalidArgument("rate must lie in [0, 1)"));
+  }
+  void Compute(OpKernelContext* ctx) override {
+    const Tensor& weights = ctx->input(0);
+    const Tensor& bias = ctx->input(1);
+    const Tensor& cols = ctx->input(2);
+    const Tensor& splits = ctx->input(3);
+    const Tensor& idx = ctx->input(4);
+    const Tensor& seed_t = ctx->input(5);
+    OP_REQUIRES_OK(ctx, CheckRowSumInputs(weights, cols, splits, idx));
+    const int64_t K = weights.dim_size(0), F = weights.dim_size(1),
+                  H = weights.dim_size(2), B = idx.dim_size(1),
+                  n = splits.dim_size(0) - 1, nnz = cols.dim_size(0);
+    OP_REQUIRES(ctx, bias.NumElements() == K * H,
+                errors::InvalidArgument("bias must be (K, 1, H)"));
+    OP_REQUIRES(ctx, seed_t.NumElements() == 1,
+                errors::InvalidArgument("seed must be a scalar"));
+    const DropoutStream drop(static_cast<uint64_t>(seed_t.flat<int64_t>()(0)),
+                             rate_);
+    const bool use_dropout = rate_ > 0.f;
+    Tensor* out = nullptr;
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({K, B, H}), &out));
+    const float* w = weights.flat<float>().data();
+    const float* bs = bias.flat<float>().data();
+    const int32_t* c = cols.flat<int32_t>().data();
+    const int64_t* s = splits.flat<int64_t>().data();
+    const int32_t* id = idx.flat<int32_t>().data();
+    float* o = out->flat<float>().data();
+    std::atomic<bool> bad(false);
+    auto work = [&, K, F, H, B, n, nnz, w, bs, c, s, id, o, drop,
+                 use_dropout](int64_t begin, int64_t end) {
+      for (int64_t u = begin; u < end; ++u) {
+        const int64_t r = id[u];
+        float* __restrict orow = o + u * H;
+        if (!ValidRow(r, n, s, nnz, c, F)) {
+          bad = true;
+          std::memset(orow, 0, sizeof(float) * H);
+          continue;
+        }
+        const int64_t k = u / B;
+        SumRows(orow, nullptr, 0.f, w + k * F * H, c + s[r], s[r + 1] - s[r],
+                H, H);
+        const float* __restrict brow = bs + k * H;
+        const uint32_t base = static_cast<uint32_t>(u * H), key1 = drop.k1,
+                       key2 = drop.k2, thresh = drop.threshold;
+        const float keep = drop.scale;
+        if (use_dropout) {
+          for (int64_t h = 0; h < H; ++h) {
+            const uint32_t hv = Mix32(
+                Mix32((base + static_cast<uint32_t>(h)) ^ key1) + key2);
+            const float m = static_cast<float>((hv >> 8) >= thresh) * keep;
+            orow[h] = std::max(orow[h] + brow[h], 0.f) * m;
+          }
+        } else {
+          for (int64_t h = 0; h < H; ++h)
+            orow[h] = std::max(orow[h] + brow[h], 0.f);
+        }
+      }
+    };
+    ctx->device()->tensorflow_cpu_worker_threads()->workers->ParallelFor(
+        K * B, 60 * H, work);
+    OP_REQUIRES(ctx, !bad, errors::InvalidArgument(
+        "row_sum_relu_dropout: a record index or a column lies out of range"));
+  }
+
+ private:
+  float rate_;
+};
+
+// The Adam step of the fused first layer (RowSumReluDropoutOp) from the loss
+// gradient dh1 of its output h1: dpre = dh1 * dh1/dpre, where dh1/dpre is
+// the dropout scale where h1 > 0 and 0 elsewhere (relu and dropout both zero
+// the output there). Then, per member k, the kernel (inputs 0..2) gets
+// decay * W + X_k^T dpre and the bias (inputs 3..5) decay * b + sum_b dpre,
+// each applied with Adam in place.
+class RowSumReluDropoutAdamOp : public AdamOpBase {
+ public:
+  explicit RowSumReluDropoutAdamOp(OpKernelConstruction* c) : AdamOpBase(c) {
+    OP_REQUIRES_OK(c, c->GetAttr("rate", &rate_));
+  }
+  void Compute(OpKernelContext* ctx) override {
+    auto locks = MaybeLockVariableInputMutexesInOrder<CPUDevice, float>(
+        ctx, true, false, {0, 1, 2, 3, 4, 5});
+    Tensor var, m, v, bvar, bm, bv;
+    OP_REQUIRES_OK(ctx, Variables(ctx, 0, &var, &m, &v));
+    OP_REQUIRES_OK(ctx, Variables(ctx, 3, &bvar, &bm, &bv));
+    const Tensor& h1 = ctx->input(6);
+    const Tensor& dh1 = ctx->input(7);
+    const Tensor& cols = ctx->input(8);
+    const Tensor& splits = ctx->input(9);
+    const Tensor& idx = ctx->input(10);
+    OP_REQUIRES_OK(ctx, CheckRowSumInputs(var, cols, splits, idx));
+    const int64_t K = var.dim_size(0), F = var.dim_size(1),
+                  H = var.dim_size(2), B = idx.dim_size(1),
+                  n = splits.dim_size(0) - 1, nnz = cols.dim_size(0);
+    OP_REQUIRES(ctx, bvar.NumElements() == K * H,
+                errors::InvalidArgument("bias must be (K, 1, H)"));
+    for (const Tensor* t : {&h1, &dh1})
+      OP_REQUIRES(ctx, t->dims() == 3 && t->dim_size(0) == K &&
+                       t->dim_size(1) == B && t->dim_size(2) == H,
+                  errors::InvalidArgument("h1 and dh1 must be (K, B, H)"));
+    AdamCoefs coefs;
+    float decay;
+    OP_REQUIRES_OK(ctx, ReadAdamInputs(ctx, 11, beta1_, beta2_, epsilon_,
+                                       &coefs, &decay));
+    const float scale = 1.f / (1.f - rate_);
+    const float* ph = h1.flat<float>().data();
+    const float* pd = dh1.flat<float>().data();
+    float* pw = var.flat<float>().data();
+    float* pm = m.flat<float>().data();
+    float* pv = v.flat<float>().data();
+    float* pbw = bvar.flat<float>().data();
+    float* pbm = bm.flat<float>().data();
+    float* pbv = bv.flat<float>().data();
+    const int32_t* c = cols.flat<int32_t>().data();
+    const int64_t* s = splits.flat<int64_t>().data();
+    const int32_t* id = idx.flat<int32_t>().data();
+    std::atomic<bool> bad(false);
+    auto work = [&, K, F, H, B, n, nnz, ph, pd, pw, pm, pv, pbw, pbm, pbv, c,
+                 s, id, decay, coefs, scale](int64_t begin, int64_t end) {
+      std::vector<int32_t> start(F + 1), fill(F), rows;
+      std::vector<float> grow(H), dpre(B * H);
+      for (int64_t k = begin; k < end; ++k) {
+        const int32_t* ik = id + k * B;
+        std::fill(start.begin(), start.end(), 0);
+        bool ok = true;
+        for (int64_t b = 0; b < B; ++b) {
+          const int64_t r = ik[b];
+          if (!ValidRow(r, n, s, nnz, c, F)) { ok = false; break; }
+          for (int64_t j = s[r]; j < s[r + 1]; ++j) ++start[c[j] + 1];
+        }
+        if (!ok) { bad = true; continue; }  // Leaves member k unchanged.
+        // dpre and the bias gradient.
+        const float* hk = ph + k * B * H;
+        const float* dk = pd + k * B * H;
+        float* __restrict dp = dpre.data();
+        float* __restrict gb = grow.data();
+        const float* __restrict bk = pbw + k * H;
+        for (int64_t h = 0; h < H; ++h) gb[h] = decay * bk[h];
+        for (int64_t b = 0; b < B; ++b) {
+          const float* __restrict hr = hk + b * H;
+          const float* __restrict dr = dk + b * H;
+          float* __restrict pr = dp + b * H;
+          for (int64_t h = 0; h < H; ++h) {
+            pr[h] = hr[h] > 0.f ? dr[h] * scale : 0.f;
+            gb[h] += pr[h];
+          }
+        }
+        AdamUpdate(pbw + k * H, pbm + k * H, pbv + k * H, gb, H, coefs);
+        for (int64_t f = 0; f < F; ++f) start[f + 1] += start[f];
+        rows.resize(start[F]);
+        std::copy(start.begin(), start.begin() + F, fill.begin());
+        for (int64_t b = 0; b < B; ++b) {
+          const int64_t r = ik[b];
+          for (int64_t j = s[r]; j < s[r + 1]; ++j)
+            rows[fill[c[j]]++] = static_cast<int32_t>(b);
+        }
+        for (int64_t f = 0; f < F; ++f) {
+          const int64_t off = (k * F + f) * H;
+          SumRows(grow.data(), pw + off, decay, dpre.data(),
+                  rows.data() + start[f], start[f + 1] - start[f], H, H);
+          AdamUpdate(pw + off, pm + off, pv + off, grow.data(), H, coefs);
+        }
+      }
+    };
+    ctx->device()->tensorflow_cpu_worker_threads()->workers->ParallelFor(
+        K, F * H * 4 + B * 60 * H, work);
+    OP_REQUIRES(ctx, !bad, errors::InvalidArgument(
+        "row_sum_relu_dropout_adam: a record index or a column lies out of "
+        "range"));
+  }
+
+ private:
+  float rate_;
+};
 }  // namespace
 
 REGISTER_OP("WememRowSum")
@@ -555,6 +754,51 @@ REGISTER_OP("WememRowSumAdam")
 REGISTER_KERNEL_BUILDER(Name("WememAdam").Device(DEVICE_CPU), AdamOp);
 REGISTER_KERNEL_BUILDER(Name("WememRowSumAdam").Device(DEVICE_CPU),
                         RowSumAdamOp);
+REGISTER_OP("WememRowSumReluDropout")
+    .Input("weights: float")
+    .Input("bias: float")
+    .Input("cols: int32")
+    .Input("splits: int64")
+    .Input("idx: int32")
+    .Input("seed: int64")
+    .Attr("rate: float")
+    .Output("out: float")
+    .SetShapeFn([](InferenceContext* c) {
+      ShapeHandle w, idx;
+      TF_RETURN_IF_ERROR(c->WithRank(c->input(0), 3, &w));
+      TF_RETURN_IF_ERROR(c->WithRank(c->input(4), 2, &idx));
+      c->set_output(0, c->MakeShape({c->Dim(w, 0), c->Dim(idx, 1),
+                                     c->Dim(w, 2)}));
+      return OkStatus();
+    });
+
+REGISTER_OP("WememRowSumReluDropoutAdam")
+    .Input("var: resource")
+    .Input("m: resource")
+    .Input("v: resource")
+    .Input("bias: resource")
+    .Input("bias_m: resource")
+    .Input("bias_v: resource")
+    .Input("h1: float")
+    .Input("dh1: float")
+    .Input("cols: int32")
+    .Input("splits: int64")
+    .Input("idx: int32")
+    .Input("lr: float")
+    .Input("beta1_power: float")
+    .Input("beta2_power: float")
+    .Input("decay: float")
+    .Attr("rate: float")
+    .Attr("beta1: float")
+    .Attr("beta2: float")
+    .Attr("epsilon: float")
+    .SetShapeFn([](InferenceContext* c) { return OkStatus(); });
+
+REGISTER_KERNEL_BUILDER(Name("WememRowSumReluDropout").Device(DEVICE_CPU),
+                        RowSumReluDropoutOp);
+REGISTER_KERNEL_BUILDER(
+    Name("WememRowSumReluDropoutAdam").Device(DEVICE_CPU),
+    RowSumReluDropoutAdamOp);
 """
 
 _lock = threading.Lock()
@@ -623,7 +867,8 @@ def load():
       if not os.path.isfile(path):
         _build(path)
       _module = tf.load_op_library(path)
-      for op in ("WememDropoutMask", "WememAdam", "WememRowSumAdam"):
+      for op in ("WememDropoutMask", "WememAdam", "WememRowSumAdam",
+                 "WememRowSumReluDropout", "WememRowSumReluDropoutAdam"):
         tf.no_gradient(op)
     except Exception as e:  # pylint: disable=broad-except
       _error = str(e)
@@ -663,6 +908,22 @@ def row_sum_adam(module, var: tf.Variable, m: tf.Variable, v: tf.Variable,
                                    splits, idx, lr, beta1_power, beta2_power,
                                    decay, beta1=beta1, beta2=beta2,
                                    epsilon=epsilon)
+
+
+def row_sum_relu_dropout_adam(module, kernel, kernel_m, kernel_v, bias,
+                              bias_m, bias_v, h1, dh1, cols, splits, idx, lr,
+                              beta1_power, beta2_power, decay, rate: float,
+                              beta1: float, beta2: float, epsilon: float):
+  """In place: Adam on the fused first layer's kernel (K, F, H) and bias.
+
+  h1 is `wemem_row_sum_relu_dropout`'s output and dh1 the loss gradient with
+  respect to it; the gradients (with the L2 term) are never stored.
+  """
+  return module.wemem_row_sum_relu_dropout_adam(
+      kernel.handle, kernel_m.handle, kernel_v.handle, bias.handle,
+      bias_m.handle, bias_v.handle, h1, dh1, cols, splits, idx, lr,
+      beta1_power, beta2_power, decay, rate=rate, beta1=beta1, beta2=beta2,
+      epsilon=epsilon)
 
 
 def row_sum(module, weights: tf.Tensor, cols: tf.Tensor, splits: tf.Tensor,
