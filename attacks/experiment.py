@@ -80,7 +80,7 @@ class ExperimentResult:
         "dataset": self.dataset,
         "target": recipe.target,
         "adaptive": config.adaptive,
-        "defense": None if recipe.defense is None else str(recipe.defense),
+        "defense": _describe_defense(recipe.defense),
         "seed": config.seed,
         "victim_test_accuracy": self.victim.test_accuracy,
         "victim_train_accuracy": self.victim.train_accuracy,
@@ -101,6 +101,16 @@ class ExperimentResult:
         "timing_seconds": self.timing,
         "tf_privacy_summary": self.suite.attack_results().summary(),
     }
+
+
+def _describe_defense(defense) -> Any:
+  """None, a defense name, or {"name": ..., settings...} for an instance."""
+  if defense is None or isinstance(defense, str):
+    return defense
+  described = {"name": getattr(defense, "name", type(defense).__name__)}
+  if hasattr(defense, "config"):
+    described.update(defense.config())
+  return described
 
 
 def run_experiment(dataset: datasets.Dataset,

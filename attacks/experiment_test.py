@@ -81,7 +81,23 @@ def test_cli_unpruned_subset(tmp_path):
     doc = json.load(f)
   assert [r["attack"] for r in doc["attacks"]] == ["hconf", "gap"]
   assert doc["target"] == "unpruned" and doc["num_reference_models"] == 0
+  assert doc["defense"] == {"name": "none"}
+  assert os.path.isfile(os.path.join(out, "attack_manifest.json"))
   assert "prune_epochs" not in doc["models"]["victim"]
+
+
+def test_victim_defense_reaches_adaptive_attacker_only():
+  if not FLAGS.is_parsed():
+    FLAGS(["wemem"])
+  defense = object()
+  with flagsaver.flagsaver(adaptive=True):
+    config = attack_cmd.config_from_flags(defense)
+  assert config.recipe.defense is defense
+  assert config.recipe.for_attacker(config.adaptive).defense is defense
+  with flagsaver.flagsaver(adaptive=False, target="unpruned"):
+    config = attack_cmd.config_from_flags(defense)
+  assert config.recipe.for_attacker(config.adaptive).defense is None
+  assert config.recipe.target == "unpruned"
 
 
 def test_options_validation():

@@ -15,16 +15,14 @@ import os
 from absl import flags
 from absl import logging
 
-import wemem_tf  # pylint: disable=unused-import  (Keras 2 before TensorFlow)
+import wemem_tf
 from attacks import base
 from attacks import experiment
 from attacks import registry
 from attacks import shadows
 from wemem_cli import common_flags
-from wemem_tf.data import datasets
-from wemem_tf.models import zoo
-from wemem_tf.pruning import iterative
-from wemem_tf.training import loop as loop_lib
+from wemem_cli import defense_flags
+from wemem_cli import flag_utils
 
 ATTACKS = flags.DEFINE_string(
     "attacks", "all", "Attacks to run: 'all' or a comma list of "
@@ -45,35 +43,18 @@ ATTACK_PATIENCE = flags.DEFINE_integer(
     "attack_patience", 5, "Early-stopping patience of the attack models.")
 
 
-def _defense():
-  """The victim's defense: the value of a --defense flag when some module
-  (prune_cmd today, common_flags ideally) defines one; else None."""
-  if "defense" not in flags.FLAGS:
-    return None
-  value = flags.FLAGS["defense"].value
-  return None if value in (None, "", "none") else value
+def config_from_flags(defense=None) -> experiment.ExperimentConfig:
+  """The experiment described by the command line.
 
-
-def config_from_flags() -> experiment.ExperimentConfig:
-  """The experiment described by the command line."""
-  dataset = common_flags.DATASET.value
-  architecture = common_flags.ARCHITECTURE.value or \
-      zoo.DEFAULT_ARCHITECTURE.get(dataset, "column_fc")
+  Args:
+    defense: the victim's defense (see `defense_flags.defense_from_flags`);
+      the attacker's models get it too when --adaptive.
+  """
   recipe = shadows.ModelRecipe(
-      architecture=architecture,
-      pruning_config=iterative.PruningConfig(
-          target_sparsity=common_flags.TARGET_SPARSITY.value,
-          num_iterations=common_flags.PRUNE_ITERATIONS.value,
-          epochs_per_iteration=common_flags.EPOCHS_PER_ITERATION.value,
-          patience=common_flags.PATIENCE.value,
-          restore_best_weights=common_flags.RESTORE_BEST.value),
-      train_config=loop_lib.TrainConfig(
-          learning_rate=common_flags.LEARNING_RATE.value,
-          weight_decay=common_flags.WEIGHT_DECAY.value,
-          batch_size=common_flags.BATCH_SIZE.value,
-          max_epochs=common_flags.PRETRAIN_EPOCHS.value,
-          patience=common_flags.PATIENCE.value),
-      defense=_defense(),
+      architecture=flag_utils.architecture(common_flags.DATASET.value),
+      pruning_config=flag_utils.pruning_config(),
+      train_config=flag_utils.train_config(),
+      defense=defense,
       target=TARGET.value)
   return experiment.ExperimentConfig(
       recipe=recipe,
@@ -89,14 +70,22 @@ def config_from_flags() -> experiment.ExperimentConfig:
 def main(argv) -> int:
   """Runs the experiment of the flags; returns 0."""
   if len(argv) > 1:
-    logging.warning("ignoring extra arguments %s", argv[1:])
-  config = config_from_flags()
-  dataset = datasets.load_dataset(common_flags.DATASET.value,
-                                  common_flags.DATA_DIR.value)
+    raise ValueError(f"unexpected arguments: {argv[1:]}")
+  registry.parse_attack_names(ATTACKS.value)  # fail fast on a bad list
+  dataset = flag_utils.load_dataset()
+  seed = common_flags.SEED.value
   output_dir = common_flags.OUTPUT_DIR.value or os.path.join(
-      "runs", dataset.name, f"attacks_{config.recipe.target}")
+      "runs", dataset.name, f"attacks_{TARGET.value}")
+  os.makedirs(output_dir, exist_ok=True)
+  wemem_tf.run_manifest.write_manifest(
+      output_dir, seed, flag_utils.flag_values(), dataset.fingerprint,
+      flag_utils.command_line(), name="attack_manifest.json")
+  defense = defense_flags.defense_from_flags(
+      dataset, seed, flag_utils.architecture(dataset.name), output_dir)
+  config = config_from_flags(defense)
   result = experiment.run_experiment(dataset, config)
   paths = experiment.write_artifacts(result, output_dir)
+  logging.info("wrote %s", paths)
   print(f"victim test accuracy {100 * result.victim.test_accuracy:.2f}% "
         f"({config.recipe.target}); total {result.timing['total']:.1f} s")
   print(result.suite.table())

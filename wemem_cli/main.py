@@ -13,6 +13,7 @@ from absl import app
 # flags exist before absl parses the command line.
 SUBCOMMANDS = {
     "prune": "wemem_cli.prune_cmd",
+    "attack": "wemem_cli.attack_cmd",
 }
 
 _USAGE = "usage: wemem {%s} [--flags] [--flagfile=configs/...]" % "|".join(

@@ -33,7 +33,7 @@ OUTPUT = flags.DEFINE_string(
 CHUNK_SIZE = flags.DEFINE_integer(
     "chunk_size", 64, "Memorization: models trained together in one graph.")
 METHOD = flags.DEFINE_enum(
-    "method", "auto", ["auto", "vectorized", "sequential"],
+    "memscore_method", "auto", ["auto", "vectorized", "sequential"],
     "Memorization: vectorized (plain MLPs), sequential, or auto.")
 PROGRESS = flags.DEFINE_boolean(
     "progress", True, "Memorization: show a progress bar.")

@@ -5,6 +5,9 @@ import os
 import tempfile
 from typing import Any, Dict
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
 import numpy as np
 
 
@@ -18,6 +21,7 @@ def _atomic_write(path: str, write_fn) -> None:
       write_fn(f)
       f.flush()
       os.fsync(f.fileno())
+    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; use the usual mode
     os.replace(tmp, path)
   except BaseException:
     if os.path.exists(tmp):

@@ -179,3 +179,26 @@ def test_train_vectorized_traces_once_across_chunks_and_epochs():
     bad = membership.copy()
     bad[0, np.nonzero(~bad[0])[0][0]] = True
     ensemble.train_vectorized(spec, x, y, bad, 1, loop_lib.TrainConfig(), 0)
+
+
+@needs_native
+def test_fused_native_layer_matches_dense_path_with_dropout():
+  """The fused first layer (row sum + bias + relu + dropout, and its fused
+  Adam step) draws the same masks and makes the same updates as the
+  unfused dense path."""
+  x, y = _binary_data(n=70)
+  spec = ensemble.MLPSpec(20, (16, 8), (0.3, 0.2), 3)
+  config = loop_lib.TrainConfig(batch_size=8, weight_decay=0.01)
+  membership = np.zeros((3, 70), bool)
+  for c in range(3):
+    membership[c, np.random.default_rng(c).permutation(70)[:40]] = True
+  weights = []
+  for mode in ("native", "dense"):
+    ens = ensemble.MLPEnsemble(spec, 3, config, seed=4, first_layer=mode)
+    ens.set_data(x, y)
+    rng = np.random.default_rng(9)
+    for _ in range(2):
+      ens.train_epoch(*ensemble.epoch_schedule(membership, 8, rng))
+    weights.append([v.numpy() for v in ens.variables])
+  for a, b in zip(*weights):
+    np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5)

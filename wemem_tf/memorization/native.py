@@ -1,25 +1,36 @@
 """Optional native kernels for the vectorized ensemble (built on first use).
 
 TensorFlow's CPU kernels for sparse inputs (`tf.sparse.sparse_dense_matmul`,
-`tf.sparse.segment_sum`) and its random number generators are single-threaded
-and slow here (on Location they are no faster than the dense matmul, ~8 ns
-per random number). Three small custom ops do what the ensemble needs:
+`tf.sparse.segment_sum`) are single-threaded and, on Location, no faster than
+the dense matmul; its random number generators cost ~8 ns per number here;
+and its Adam needs the L2 term as a separate pass. These custom CPU ops do
+what the ensemble needs (K members, binary inputs as CSR, batch positions idx
+(K, B)):
 
-* `row_sum(weights, cols, splits, idx)`: the first layer of K members for
-  binary inputs given as CSR, as the sum of the weight rows of each record's
-  active features; out[k, b] = sum_{f in row idx[k, b]} weights[k, f].
-  Its gradient (`row_sum_grad`) scatters the output gradient back onto the
-  rows and adds `decay * weights` (the L2 term), in one pass.
-* `dropout_mask(like, seed, rate)`: a float mask of 0 and 1 / (1 - rate) from
-  a counter-based hash (two rounds of a 32-bit integer finalizer), ~0.3 ns per
-  element.
+* `WememRowSumReluDropout`: the first layer, h1 = dropout(relu(x @ W + b)),
+  with x @ W computed as the sum of the weight rows of each record's active
+  features (the record's ~54 ones of 446 on Location), accumulated in
+  registers.
+* `WememRowSumReluDropoutAdam`: that layer's backward pass and Adam step in
+  one kernel: from dh1 it forms, feature row by feature row, the gradient
+  decay * W + X^T dpre (and the bias gradient) and applies Adam at once; the
+  gradient is never stored.
+* `WememAdam`: Keras' Adam with the L2 term, one pass, for the other layers.
+* `WememDropoutMask`: a float mask of 0 and 1 / (1 - rate) from a counter-
+  based hash (two rounds of a 32-bit integer finalizer), ~0.6 ns/element.
+* `WememRowSum` / `WememRowSumGrad`: the plain first-layer product and its
+  gradient (`row_sum`, differentiable).
+
+Adam here is Keras' (`keras.optimizers.Adam`: epsilon 1e-7 outside the
+square root, bias correction folded into the step size); tests check that
+members follow `TrainingLoop` step for step.
 
 The C++ source below is compiled once per machine with the system's C++
-compiler and TensorFlow's flags into a cache folder
-($WEMEM_TF_CACHE, default ~/.cache/wemem_tf) and loaded with
-`tf.load_op_library`. Where no compiler is available, the build fails, or
-WEMEM_TF_NATIVE=0 is set, `load()` returns None and callers use plain
-TensorFlow ops (same results up to float rounding; slower).
+compiler and TensorFlow's flags into a cache folder ($WEMEM_TF_CACHE,
+default ~/.cache/wemem_tf; ~10 s) and loaded with `tf.load_op_library`.
+Where no compiler is available, the build fails, or WEMEM_TF_NATIVE=0 is
+set, `load()` returns None (warning once) and callers use plain TensorFlow
+ops: the same results up to float rounding, about 2-3x slower.
 """
 
 import hashlib
@@ -347,79 +358,6 @@ class AdamOp : public AdamOpBase {
   }
 };
 
-// The first layer's update: for member k, the gradient of weights[k] is
-// decay * weights[k] + X_k^T dpre[k] (X_k: the batch's binary rows), computed
-// feature row by feature row in registers and applied with Adam at once; the
-// gradient is never stored.
-class RowSumAdamOp : public AdamOpBase {
- public:
-  using AdamOpBase::AdamOpBase;
-  void Compute(OpKernelContext* ctx) override {
-    auto locks = MaybeLockVariableInputMutexesInOrder<CPUDevice, float>(
-        ctx, true, false, {0, 1, 2});
-    Tensor var, m, v;
-    OP_REQUIRES_OK(ctx, Variables(ctx, 0, &var, &m, &v));
-    const Tensor& dpre = ctx->input(3);
-    const Tensor& cols = ctx->input(4);
-    const Tensor& splits = ctx->input(5);
-    const Tensor& idx = ctx->input(6);
-    OP_REQUIRES_OK(ctx, CheckRowSumInputs(var, cols, splits, idx));
-    const int64_t K = var.dim_size(0), F = var.dim_size(1),
-                  H = var.dim_size(2), B = idx.dim_size(1),
-                  n = splits.dim_size(0) - 1, nnz = cols.dim_size(0);
-    OP_REQUIRES(ctx, dpre.dims() == 3 && dpre.dim_size(0) == K &&
-                     dpre.dim_size(1) == B && dpre.dim_size(2) == H,
-                errors::InvalidArgument("dpre must be (K, B, H)"));
-    AdamCoefs coefs;
-    float decay;
-    OP_REQUIRES_OK(ctx, ReadAdamInputs(ctx, 7, beta1_, beta2_, epsilon_,
-                                       &coefs, &decay));
-    const float* g = dpre.flat<float>().data();
-    float* pw = var.flat<float>().data();
-    float* pm = m.flat<float>().data();
-    float* pv = v.flat<float>().data();
-    const int32_t* c = cols.flat<int32_t>().data();
-    const int64_t* s = splits.flat<int64_t>().data();
-    const int32_t* id = idx.flat<int32_t>().data();
-    std::atomic<bool> bad(false);
-    auto work = [&, K, F, H, B, n, nnz, g, pw, pm, pv, c, s, id, decay,
-                 coefs](int64_t begin, int64_t end) {
-      std::vector<int32_t> start(F + 1), fill(F), rows;
-      std::vector<float> grow(H);
-      for (int64_t k = begin; k < end; ++k) {
-        const int32_t* ik = id + k * B;
-        std::fill(start.begin(), start.end(), 0);
-        bool ok = true;
-        for (int64_t b = 0; b < B; ++b) {
-          const int64_t r = ik[b];
-          if (!ValidRow(r, n, s, nnz, c, F)) { ok = false; break; }
-          for (int64_t j = s[r]; j < s[r + 1]; ++j) ++start[c[j] + 1];
-        }
-        if (!ok) { bad = true; continue; }  // Leaves member k unchanged.
-        for (int64_t f = 0; f < F; ++f) start[f + 1] += start[f];
-        rows.resize(start[F]);
-        std::copy(start.begin(), start.begin() + F, fill.begin());
-        for (int64_t b = 0; b < B; ++b) {
-          const int64_t r = ik[b];
-          for (int64_t j = s[r]; j < s[r + 1]; ++j)
-            rows[fill[c[j]]++] = static_cast<int32_t>(b);
-        }
-        const float* gk = g + k * B * H;
-        for (int64_t f = 0; f < F; ++f) {
-          const int64_t off = (k * F + f) * H;
-          SumRows(grow.data(), pw + off, decay, gk, rows.data() + start[f],
-                  start[f + 1] - start[f], H, H);
-          AdamUpdate(pw + off, pm + off, pv + off, grow.data(), H, coefs);
-        }
-      }
-    };
-    ctx->device()->tensorflow_cpu_worker_threads()->workers->ParallelFor(
-        K, F * H * 4 + B * 50 * H, work);
-    OP_REQUIRES(ctx, !bad, errors::InvalidArgument(
-        "row_sum_adam: a record index or a column lies out of range"));
-  }
-};
-
 inline uint32_t Mix32(uint32_t x) {
   x ^= x >> 16;
   x *= 0x7feb352dU;
@@ -734,26 +672,7 @@ REGISTER_OP("WememAdam")
     .Attr("epsilon: float")
     .SetShapeFn([](InferenceContext* c) { return OkStatus(); });
 
-REGISTER_OP("WememRowSumAdam")
-    .Input("var: resource")
-    .Input("m: resource")
-    .Input("v: resource")
-    .Input("dpre: float")
-    .Input("cols: int32")
-    .Input("splits: int64")
-    .Input("idx: int32")
-    .Input("lr: float")
-    .Input("beta1_power: float")
-    .Input("beta2_power: float")
-    .Input("decay: float")
-    .Attr("beta1: float")
-    .Attr("beta2: float")
-    .Attr("epsilon: float")
-    .SetShapeFn([](InferenceContext* c) { return OkStatus(); });
-
 REGISTER_KERNEL_BUILDER(Name("WememAdam").Device(DEVICE_CPU), AdamOp);
-REGISTER_KERNEL_BUILDER(Name("WememRowSumAdam").Device(DEVICE_CPU),
-                        RowSumAdamOp);
 REGISTER_OP("WememRowSumReluDropout")
     .Input("weights: float")
     .Input("bias: float")
@@ -867,8 +786,8 @@ def load():
       if not os.path.isfile(path):
         _build(path)
       _module = tf.load_op_library(path)
-      for op in ("WememDropoutMask", "WememAdam", "WememRowSumAdam",
-                 "WememRowSumReluDropout", "WememRowSumReluDropoutAdam"):
+      for op in ("WememDropoutMask", "WememAdam", "WememRowSumReluDropout",
+                 "WememRowSumReluDropoutAdam"):
         tf.no_gradient(op)
     except Exception as e:  # pylint: disable=broad-except
       _error = str(e)
@@ -891,23 +810,6 @@ def adam_l2(module, var: tf.Variable, m: tf.Variable, v: tf.Variable,
   return module.wemem_adam(var.handle, m.handle, v.handle, grad, lr,
                            beta1_power, beta2_power, decay, beta1=beta1,
                            beta2=beta2, epsilon=epsilon)
-
-
-def row_sum_adam(module, var: tf.Variable, m: tf.Variable, v: tf.Variable,
-                 dpre: tf.Tensor, cols, splits, idx, lr, beta1_power,
-                 beta2_power, decay, beta1: float, beta2: float,
-                 epsilon: float):
-  """In place: Adam on the first layer's weights var (K, F, H).
-
-  The gradient, decay * var[k] + sum over the batch records b of member k of
-  dpre[k, b] added to the rows of b's active features, is formed row by row
-  and applied at once (never stored). dpre (K, B, H) is the loss gradient
-  with respect to `row_sum`'s output.
-  """
-  return module.wemem_row_sum_adam(var.handle, m.handle, v.handle, dpre, cols,
-                                   splits, idx, lr, beta1_power, beta2_power,
-                                   decay, beta1=beta1, beta2=beta2,
-                                   epsilon=epsilon)
 
 
 def row_sum_relu_dropout_adam(module, kernel, kernel_m, kernel_v, bias,
