@@ -10,11 +10,12 @@ an .npz of the raw scores.
 import dataclasses
 import os
 import time
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from tensorflow_privacy.privacy.privacy_tests.membership_inference_attack import data_structures as tfp_ds
 
 from attacks import base
+from attacks import model_store
 from attacks import plotting
 from attacks import registry
 from attacks import shadows as shadows_lib
@@ -113,9 +114,14 @@ def _describe_defense(defense) -> Any:
   return described
 
 
-def run_experiment(dataset: datasets.Dataset,
-                   config: ExperimentConfig) -> ExperimentResult:
-  """Trains what the attacks need, runs them on the victim."""
+def run_experiment(dataset: datasets.Dataset, config: ExperimentConfig,
+                   store: Optional[model_store.ModelStore] = None
+                   ) -> ExperimentResult:
+  """Trains what the attacks need, runs them on the victim.
+
+  With a `store`, trained models are cached on disk (and reused by other
+  experiments of the same run: pre-training is shared by all defenses).
+  """
   start = time.perf_counter()
   options = dataclasses.replace(config.options, seed=config.seed)
   attacks = [registry.make_attack(n, options) for n in config.attacks]
@@ -132,14 +138,15 @@ def run_experiment(dataset: datasets.Dataset,
 
   t = time.perf_counter()
   victim = shadows_lib.train_victim(dataset, splits, config.recipe,
-                                    config.seed)
+                                    config.seed, store)
   timing["victim_training"] = time.perf_counter() - t
 
   t = time.perf_counter()
   shadow_models = []
   if need_shadows:
     shadow_models = shadows_lib.train_shadow_models(
-        dataset, splits, config.recipe, config.adaptive, config.seed)
+        dataset, splits, config.recipe, config.adaptive, config.seed,
+        store=store)
   timing["shadow_training"] = time.perf_counter() - t
 
   t = time.perf_counter()
@@ -147,7 +154,7 @@ def run_experiment(dataset: datasets.Dataset,
   if need_reference:
     plan = shadows_lib.plan_for(splits, config.reference_count(), config.seed)
     reference = shadows_lib.train_reference_models(
-        dataset, plan, config.recipe, config.adaptive, config.seed)
+        dataset, plan, config.recipe, config.adaptive, config.seed, store)
   timing["reference_training"] = time.perf_counter() - t
 
   t = time.perf_counter()

@@ -24,12 +24,15 @@ stage of the same pipeline: same build, seeding and `wemem_tf.pretrain`).
 import copy
 import dataclasses
 import time
-from typing import Any, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from attacks import base
 from attacks import inputs as inputs_lib
+from attacks import model_store
+from wemem_tf.defenses import base as defense_base
+from wemem_tf.defenses import registry as defense_registry
 from wemem_tf._keras import keras
 from wemem_tf.data import datasets
 from wemem_tf.data import splits as splits_lib
@@ -79,16 +82,16 @@ class TrainedModel:
   """A trained model and how it came about.
 
   Attributes:
-    model: tf_keras model returning logits, as served to queries (the
-      defense's `inference_model` of the pruned model; the dense model when
-      unpruned).
+    model: tf_keras model returning logits, as served to queries.
     split: its record indices.
     seed: its training seed.
-    seconds: wall time of its training.
+    seconds: wall time of its training (0 parts for cached stages are their
+      recorded times).
     test_accuracy: accuracy on split.test, in [0, 1].
     train_accuracy: accuracy on split.train, in [0, 1].
-    pipeline_result: the `PipelineResult` when pruned (None when unpruned).
-    pretrain_fit: the pre-training `FitResult`.
+    facts: JSON-ready training facts: "pretrain" (epochs_run, best_epoch,
+      best_dev_accuracy, seconds) and, when pruned, "prune" (history,
+      prune_seconds = the defense time, defense_report).
     query: the model's compiled `ModelQuery` (reuse it: one trace per model).
   """
   model: keras.Model
@@ -97,13 +100,17 @@ class TrainedModel:
   seconds: float
   test_accuracy: float
   train_accuracy: float
-  pipeline_result: Optional[pipeline.PipelineResult] = None
-  pretrain_fit: Optional[loop_lib.FitResult] = None
+  facts: Dict[str, Any] = dataclasses.field(default_factory=dict)
   query: Optional[inputs_lib.ModelQuery] = None
 
   def __post_init__(self):
     if self.query is None:
       self.query = inputs_lib.ModelQuery(self.model)
+
+  @property
+  def defense_seconds(self) -> Optional[float]:
+    prune = self.facts.get("prune")
+    return None if prune is None else prune["prune_seconds"]
 
   def summary(self) -> dict:
     """JSON-ready facts: sizes, accuracies, epochs, seconds."""
@@ -111,12 +118,19 @@ class TrainedModel:
             "test_records": int(len(self.split.test)),
             "train_accuracy": self.train_accuracy,
             "test_accuracy": self.test_accuracy, "seconds": self.seconds}
-    if self.pretrain_fit is not None:
-      info["pretrain_epochs"] = self.pretrain_fit.epochs_run
-      info["pretrain_best_epoch"] = self.pretrain_fit.best_epoch
-    if self.pipeline_result is not None:
-      info["prune_epochs"] = [h.epochs_run
-                              for h in self.pipeline_result.history]
+    pretrain = self.facts.get("pretrain")
+    if pretrain is not None:
+      info["pretrain_epochs"] = pretrain["epochs_run"]
+      info["pretrain_best_epoch"] = pretrain["best_epoch"]
+    prune = self.facts.get("prune")
+    if prune is not None:
+      info["prune_epochs"] = [h["epochs_run"] for h in prune["history"]]
+      info["defense_seconds"] = prune["prune_seconds"]
+      info["defense_report"] = prune["defense_report"]
+      info["iterations"] = [
+          {k: h[k] for k in ("iteration", "target_sparsity", "train_accuracy",
+                             "dev_accuracy", "test_accuracy")}
+          for h in prune["history"]]
     return info
 
 
@@ -126,47 +140,99 @@ def derived_seed(seed: int, role: int, index: int) -> int:
   return int(state[0] % (2**31 - 1))
 
 
-def train_model(dataset: datasets.Dataset, split: splits_lib.ModelSplit,
-                seed: int, recipe: ModelRecipe) -> TrainedModel:
-  """Trains one model through the shared pipeline."""
+def _pretrain(dataset: datasets.Dataset, split: splits_lib.ModelSplit,
+              seed: int, recipe: ModelRecipe):
+  """The pipeline's pre-training stage: (dense model, facts)."""
   start = time.perf_counter()
-  result = None
+  keras.utils.set_random_seed(seed)
+  model = zoo.build_model(recipe.architecture, dataset.input_shape,
+                          dataset.num_classes)
+  fit = iterative.pretrain(model, dataset.take(split.train),
+                           dataset.take(split.dev), seed, recipe.train_config)
+  return model, {"epochs_run": fit.epochs_run, "best_epoch": fit.best_epoch,
+                 "best_dev_accuracy": fit.best_dev_accuracy,
+                 "seconds": time.perf_counter() - start}
+
+
+def _prune(dataset, split, seed, recipe, pretrained):
+  """The pipeline's pruning stage: (stripped pruned model, facts)."""
+  result = pipeline.pretrain_and_prune(
+      dataset, split, seed, architecture=recipe.architecture,
+      pruning_config=recipe.pruning_config, train_config=recipe.train_config,
+      pretrained=pretrained, defense=model_store.fresh_defense(recipe.defense))
+  return result.pruned, {
+      "history": [h.to_json() for h in result.history],
+      "prune_seconds": result.prune_seconds,
+      "defense_report": result.defense_report}
+
+
+def _served(dataset, split, seed, recipe, pruned):
+  """`pruned` as the defense serves it (HAMP modifies outputs)."""
+  defense = defense_registry.resolve(
+      model_store.fresh_defense(recipe.defense))
+  if type(defense).inference_model is defense_base.Defense.inference_model:
+    return pruned
+  x, y = dataset.take(split.train)
+  dev_x, dev_y = dataset.take(split.dev)
+  defense.bind(defense_base.TrainingRecords(x, y, split.train,
+                                            dataset.num_classes, dev_x, dev_y),
+               recipe.train_config, recipe.pruning_config.num_iterations,
+               recipe.pruning_config.epochs_per_iteration, seed)
+  return defense.inference_model(pruned)
+
+
+def train_model(dataset: datasets.Dataset, split: splits_lib.ModelSplit,
+                seed: int, recipe: ModelRecipe,
+                store: Optional[model_store.ModelStore] = None
+                ) -> TrainedModel:
+  """Trains one model through the shared pipeline (pre-train, then prune).
+
+  With a `store`, the pre-trained model (shared by every defense and by the
+  unpruned target) and the pruned model are loaded when already on disk and
+  saved when built; results are the same either way.
+  """
+  start = time.perf_counter()
+  pre_key = model_store.ModelStore.pretrained_key(
+      dataset, split, seed, recipe.architecture, recipe.train_config)
+  build_pre = lambda: _pretrain(dataset, split, seed, recipe)
+  architecture = lambda: zoo.build_model(recipe.architecture,
+                                         dataset.input_shape,
+                                         dataset.num_classes)
+  pretrained, pre_facts = (
+      store.get_or_build("pretrained", pre_key, build_pre, architecture)
+      if store else build_pre())
+  facts = {"pretrain": pre_facts}
+  model = pretrained
   if recipe.target == "pruned":
-    defense = recipe.defense
-    if defense is not None and not isinstance(defense, str):
-      defense = copy.deepcopy(defense)  # fresh state for every model
-    result = pipeline.pretrain_and_prune(
-        dataset, split, seed, architecture=recipe.architecture,
-        pruning_config=recipe.pruning_config,
-        train_config=recipe.train_config, defense=defense)
-    served = getattr(result, "served", None)
-    model = served if served is not None else result.pruned
-    fit = result.pretrain_fit
-  else:
-    # The pipeline's pre-training stage, without the pruning stage.
-    keras.utils.set_random_seed(seed)
-    model = zoo.build_model(recipe.architecture, dataset.input_shape,
-                            dataset.num_classes)
-    fit = iterative.pretrain(model, dataset.take(split.train),
-                             dataset.take(split.dev), seed,
-                             recipe.train_config)
+    key = model_store.ModelStore.pruned_key(pre_key, seed,
+                                            recipe.pruning_config,
+                                            recipe.defense)
+    build = lambda: _prune(dataset, split, seed, recipe, pretrained)
+    pruned, facts["prune"] = (
+        store.get_or_build("pruned", key, build, architecture)
+        if store else build())
+    model = _served(dataset, split, seed, recipe, pruned)
   seconds = time.perf_counter() - start
   query = inputs_lib.ModelQuery(model)
   accuracy = lambda ids: float(np.mean(
       np.argmax(query.logits(dataset.x[ids]), 1) == dataset.y[ids]))
   return TrainedModel(model, split, seed, seconds, accuracy(split.test),
-                      accuracy(split.train), result, fit, query)
+                      accuracy(split.train), facts, query)
 
 
 def train_victim(dataset: datasets.Dataset, splits: splits_lib.Splits,
-                 recipe: ModelRecipe, seed: int) -> TrainedModel:
+                 recipe: ModelRecipe, seed: int,
+                 store: Optional[model_store.ModelStore] = None
+                 ) -> TrainedModel:
   """The victim (for experiments; a real attacker is handed it)."""
-  return train_model(dataset, splits.victim, derived_seed(seed, 0, 0), recipe)
+  return train_model(dataset, splits.victim, derived_seed(seed, 0, 0), recipe,
+                     store)
 
 
 def train_shadow_models(dataset: datasets.Dataset, splits: splits_lib.Splits,
                         victim_recipe: ModelRecipe, adaptive: bool, seed: int,
-                        num_shadows: Optional[int] = None
+                        num_shadows: Optional[int] = None,
+                        store: Optional[model_store.ModelStore] = None
                         ) -> List[TrainedModel]:
   """Shadow models on `splits.shadows`, through the victim's pipeline.
 
@@ -184,7 +250,7 @@ def train_shadow_models(dataset: datasets.Dataset, splits: splits_lib.Splits,
                      f"(the splits' shadows), got {count}.")
   recipe = victim_recipe.for_attacker(adaptive)
   return [train_model(dataset, splits.shadows[i], derived_seed(seed, 1, i),
-                      recipe) for i in range(count)]
+                      recipe, store) for i in range(count)]
 
 
 def target_records(splits: splits_lib.Splits) -> np.ndarray:
@@ -269,11 +335,13 @@ def plan_for(splits: splits_lib.Splits, num_models: int,
 
 def train_reference_models(dataset: datasets.Dataset, plan: ReferencePlan,
                            victim_recipe: ModelRecipe, adaptive: bool,
-                           seed: int) -> List[TrainedModel]:
+                           seed: int,
+                           store: Optional[model_store.ModelStore] = None
+                           ) -> List[TrainedModel]:
   """Reference models through the victim's pipeline (defense iff adaptive)."""
   recipe = victim_recipe.for_attacker(adaptive)
-  return [train_model(dataset, plan.split(r), derived_seed(seed, 2, r), recipe)
-          for r in range(plan.num_models)]
+  return [train_model(dataset, plan.split(r), derived_seed(seed, 2, r), recipe,
+                      store) for r in range(plan.num_models)]
 
 
 # ---- model outputs ----------------------------------------------------------

@@ -1,8 +1,12 @@
 """Tests of the shadow and random-halves protocols."""
 
+import dataclasses
+
+
 import numpy as np
 import pytest
 
+from attacks import model_store
 from attacks import shadows
 import wemem_tf
 from wemem_tf.defenses import base as defenses_base
@@ -85,12 +89,12 @@ def test_shadows_use_victim_pipeline_with_defense(digits, monkeypatch):
     return pipeline.PipelineResult(model, model, None, [], 0.0, 0.0)
 
   monkeypatch.setattr(shadows.pipeline, "pretrain_and_prune", fake_pipeline)
-  recipe = shadows.ModelRecipe(pruning_config=TINY_PRUNING, defense="rsw")
+  recipe = shadows.ModelRecipe(pruning_config=TINY_PRUNING, defense="random")
   models = shadows.train_shadow_models(dataset, splits, recipe, adaptive=True,
                                        seed=0)
   assert len(models) == 2
   assert [c[0] for c in calls] == list(splits.shadows)
-  assert all(c[2]["defense"] == "rsw" for c in calls)
+  assert all(c[2]["defense"] == "random" for c in calls)
   assert all(c[2]["pruning_config"] == TINY_PRUNING for c in calls)
   assert len({c[1] for c in calls}) == 2  # distinct seeds
   calls.clear()
@@ -117,11 +121,37 @@ def test_unpruned_target_is_the_pipelines_pretrained_model(digits):
   dense = shadows.train_model(
       dataset, splits.victim, 5,
       shadows.ModelRecipe(train_config=TINY_TRAINING, target="unpruned"))
-  assert dense.pipeline_result is None
-  assert pruned.pipeline_result is not None
-  for a, b in zip(pruned.pipeline_result.pretrained.get_weights(),
-                  dense.model.get_weights()):
+  assert "prune" not in dense.facts and "prune" in pruned.facts
+  # The library's own pipeline pre-trains to the same weights.
+  reference = pipeline.pretrain_and_prune(
+      dataset, splits.victim, 5, pruning_config=TINY_PRUNING,
+      train_config=TINY_TRAINING)
+  for a, b in zip(reference.pretrained.get_weights(), dense.model.get_weights()):
+    np.testing.assert_allclose(a, b, atol=1e-5)
+  for a, b in zip(reference.pruned.get_weights(), pruned.model.get_weights()):
     np.testing.assert_allclose(a, b, atol=1e-5)
   assert 0 < dense.test_accuracy <= 1 and 0 < pruned.test_accuracy <= 1
   info = pruned.summary()
   assert info["prune_epochs"] and info["pretrain_epochs"] >= 1
+
+
+def test_model_store_reuses_models_and_gives_the_same_results(digits, tmp_path):
+  dataset, splits = digits
+  recipe = shadows.ModelRecipe(pruning_config=TINY_PRUNING,
+                               train_config=TINY_TRAINING)
+  store = model_store.ModelStore(str(tmp_path))
+  first = shadows.train_model(dataset, splits.victim, 3, recipe, store)
+  assert (store.hits, store.misses) == (0, 2)
+  again = shadows.train_model(dataset, splits.victim, 3, recipe, store)
+  assert (store.hits, store.misses) == (2, 2)
+  unpruned = shadows.train_model(
+      dataset, splits.victim, 3,
+      dataclasses.replace(recipe, target="unpruned"), store)
+  assert store.hits == 3  # the pre-trained model is shared
+  for a, b in zip(first.model.get_weights(), again.model.get_weights()):
+    np.testing.assert_array_equal(a, b)
+  assert first.facts == again.facts
+  assert unpruned.facts["pretrain"] == first.facts["pretrain"]
+  uncached = shadows.train_model(dataset, splits.victim, 3, recipe)
+  for a, b in zip(first.model.get_weights(), uncached.model.get_weights()):
+    np.testing.assert_allclose(a, b, atol=1e-6)

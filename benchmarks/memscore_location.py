@@ -13,7 +13,9 @@ models of `--epochs` epochs on random 70% subsets of the 4,008-record pool of
     with the library's own compiled loop: a few models are timed, the time
     for K is extrapolated (linear in K), and the output says so;
   * the score distribution (quantiles, share >= 0.6);
-  * the machine's load average before and after (the CPU may be shared).
+  * the process CPU time of the estimate and the machine's load average
+    before and after: on a shared machine the wall time depends on what
+    else runs; CPU time / cores is the wall time with all cores free.
 
   python benchmarks/memscore_location.py --data_dir=../shared/data \
       --output=benchmarks/results/memscore_location
@@ -38,6 +40,11 @@ from wemem_tf import memorization
 from wemem_tf.memorization import ensemble
 from wemem_tf.memorization import native
 from wemem_tf.training import loop as loop_lib
+
+
+def _cpu_seconds() -> float:
+  usage = resource.getrusage(resource.RUSAGE_SELF)
+  return usage.ru_utime + usage.ru_stime
 
 
 def matmul_peak(size: int = 4096, repeats: int = 5) -> float:
@@ -118,11 +125,13 @@ def main(argv=None):
   kernels = native.load()
 
   tracemalloc.start()
+  cpu_start = _cpu_seconds()
   start = time.perf_counter()
   scores = memorization.estimate_dataset(
       dataset, pool, "column_fc", num_models=args.num_models,
       epochs=args.epochs, seed=args.seed, chunk_size=args.chunk_size)
   wall = time.perf_counter() - start
+  cpu_seconds = _cpu_seconds() - cpu_start
   _, py_peak = tracemalloc.get_traced_memory()
   tracemalloc.stop()
   max_rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -149,6 +158,7 @@ def main(argv=None):
       "first_layer": scores.details["first_layer"],
       "native_kernels": kernels is not None,
       "wall_seconds": wall, "train_seconds": train_seconds,
+      "cpu_seconds": cpu_seconds,
       "models_per_second": args.num_models / wall,
       "max_rss_mib": max_rss_mib,
       "tracemalloc_peak_mib": py_peak / 2**20,
@@ -177,6 +187,9 @@ def main(argv=None):
       f"  wall time {wall:.1f} s (training {train_seconds:.1f} s), "
       f"{result['models_per_second']:.2f} models/s, {result['trace_count']} "
       "graph trace(s)",
+      f"  CPU time {cpu_seconds:.1f} s ({cpu_seconds / wall:.2f} cores busy "
+      f"on average; with all {os.cpu_count()} cores free the wall time would "
+      f"be about {cpu_seconds / os.cpu_count():.0f} s)",
       f"  peak memory: max RSS {max_rss_mib:.0f} MiB, Python heap "
       f"(tracemalloc) {result['tracemalloc_peak_mib']:.1f} MiB",
       f"  achieved {result['useful_gflops_per_second']:.1f} GFLOP/s useful "

@@ -43,6 +43,12 @@ ATTACK_PATIENCE = flags.DEFINE_integer(
     "attack_patience", 5, "Early-stopping patience of the attack models.")
 
 
+def attack_options() -> base.AttackOptions:
+  """Attack-model settings from the flags."""
+  return base.AttackOptions(max_epochs=ATTACK_MAX_EPOCHS.value,
+                            patience=ATTACK_PATIENCE.value)
+
+
 def config_from_flags(defense=None) -> experiment.ExperimentConfig:
   """The experiment described by the command line.
 
@@ -63,8 +69,7 @@ def config_from_flags(defense=None) -> experiment.ExperimentConfig:
       num_reference_models=NUM_REFERENCE_MODELS.value,
       adaptive=ADAPTIVE.value,
       seed=common_flags.SEED.value,
-      options=base.AttackOptions(max_epochs=ATTACK_MAX_EPOCHS.value,
-                                 patience=ATTACK_PATIENCE.value))
+      options=attack_options())
 
 
 def main(argv) -> int:

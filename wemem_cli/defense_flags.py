@@ -8,9 +8,6 @@ the dataset and cached in the run directory (keyed by dataset fingerprint,
 seed and estimator settings).
 """
 
-import hashlib
-import json
-import os
 from typing import Optional
 
 from absl import flags
@@ -21,7 +18,7 @@ from wemem_tf import defenses as defenses_lib
 from wemem_tf import memorization
 from wemem_tf.defenses import existing  # pylint: disable=unused-import  (registers)
 
-WEMEM_METHODS = ("rsw", "rmr", "swmr", "random")
+WEMEM_METHODS = defenses_lib.WEMEM_METHODS
 DEFENSE_NAMES = ("none",) + WEMEM_METHODS + ("ppb", "advreg", "dp",
                                              "relaxloss", "hamp")
 
@@ -93,63 +90,29 @@ def defense_settings(name: str) -> dict:
   return settings
 
 
-def memscores_key(fingerprint: str, seed: int, architecture: str,
-                  num_models: int, epochs: int) -> str:
-  text = json.dumps([fingerprint, seed, architecture, num_models, epochs])
-  return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
 def scores_for(dataset: wemem_tf.data.Dataset, seed: int, architecture: str,
-               cache_dir: str, path: Optional[str] = None,
-               num_models: Optional[int] = None,
-               epochs: Optional[int] = None) -> memorization.MemScores:
-  """Memorization scores over every record of `dataset`.
-
-  Loaded from `path` (checked against the dataset's fingerprint), else from
-  the cache in `cache_dir`, else estimated and cached there.
-  """
+               cache_dir: str, path: Optional[str] = None
+               ) -> memorization.MemScores:
+  """Scores from `path` (checked against the dataset), else the cached
+  on-the-fly estimate over every record (`memorization.cached_estimate`)."""
   if path:
     return memorization.MemScores.load(path, fingerprint=dataset.fingerprint)
-  num_models = num_models or MEMSCORE_MODELS.value
-  epochs = epochs or MEMSCORE_EPOCHS.value
-  key = memscores_key(dataset.fingerprint, seed, architecture, num_models,
-                      epochs)
-  cached = os.path.join(cache_dir, f"memscores-{key}.npz")
-  if os.path.isfile(cached):
-    return memorization.MemScores.load(cached, fingerprint=dataset.fingerprint)
-  logging.info("estimating memorization scores: %d models x %d epochs on %d "
-               "records", num_models, epochs, len(dataset))
-  import numpy as np  # pylint: disable=g-import-not-at-top
-  scores = memorization.estimate_dataset(
-      dataset, np.arange(len(dataset), dtype=np.int64), architecture,
-      num_models=num_models, epochs=epochs, seed=seed)
-  scores.save(cached)
-  return scores
+  logging.info("memorization scores: %d models x %d epochs on %d records "
+               "(cached in %s)", MEMSCORE_MODELS.value, MEMSCORE_EPOCHS.value,
+               len(dataset), cache_dir)
+  return memorization.cached_estimate(
+      dataset, cache_dir, seed, architecture,
+      num_models=MEMSCORE_MODELS.value, epochs=MEMSCORE_EPOCHS.value)
 
 
 def build_defense(name: str, dataset_name: str, scores_fn=None,
                   settings: Optional[dict] = None) -> defenses_lib.Defense:
-  """A configured defense.
-
-  Args:
-    name: one of DEFENSE_NAMES.
-    dataset_name: picks the WeMem preset (location, cifar10).
-    scores_fn: () -> MemScores, called only when the defense needs scores.
-    settings: overrides (default: from the flags).
-  """
+  """A configured defense from `name` and the setting flags (or `settings`)."""
   if name not in DEFENSE_NAMES:
     raise ValueError(f"unknown defense {name!r}; choose one of "
                      f"{list(DEFENSE_NAMES)}.")
   settings = defense_settings(name) if settings is None else dict(settings)
-  if name == "none":
-    return defenses_lib.Defense()
-  if name in WEMEM_METHODS:
-    needs_scores = name != "random"
-    scores = scores_fn() if needs_scores and scores_fn is not None else None
-    if dataset_name in defenses_lib.PRESETS:
-      return defenses_lib.from_preset(name, dataset_name, scores, **settings)
-    return defenses_lib.get_defense(name, scores=scores, **settings)
-  return defenses_lib.get_defense(name, **settings)
+  return defenses_lib.build(name, dataset_name, scores_fn, **settings)
 
 
 def defense_from_flags(dataset: wemem_tf.data.Dataset, seed: int,

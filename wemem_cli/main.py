@@ -9,36 +9,43 @@ import sys
 
 from absl import app
 
-# Subcommand name -> module path. Modules are imported up front so that all
-# flags exist before absl parses the command line.
+# Subcommand name -> "module" (its `main`) or "module:function". Modules are
+# imported up front so that all flags exist before absl parses the command
+# line (a flagfile may then carry flags of several subcommands).
 SUBCOMMANDS = {
+    "run": "wemem_cli.run_cmd",
     "prune": "wemem_cli.prune_cmd",
     "attack": "wemem_cli.attack_cmd",
+    "memscore": "wemem_cli.memscore_cmd",
+    "report": "wemem_cli.run_cmd:report_main",
 }
 
 _USAGE = "usage: wemem {%s} [--flags] [--flagfile=configs/...]" % "|".join(
     SUBCOMMANDS)
 
 
-def _load_modules():
-  return {name: importlib.import_module(path)
-          for name, path in SUBCOMMANDS.items()}
+def _load_entry_points():
+  entries = {}
+  for name, target in SUBCOMMANDS.items():
+    module, _, function = target.partition(":")
+    entries[name] = getattr(importlib.import_module(module), function or "main")
+  return entries
 
 
 def _main(argv):
   if len(argv) < 2 or argv[1] not in SUBCOMMANDS:
     raise app.UsageError(_USAGE + (f"\nunknown subcommand {argv[1]!r}"
                                    if len(argv) >= 2 else ""))
-  return _MODULES[argv[1]].main(argv[1:])
+  return _ENTRY_POINTS[argv[1]](argv[1:])
 
 
-_MODULES = {}
+_ENTRY_POINTS = {}
 
 
 def run():
   """Console-script entry point."""
   import wemem_tf  # pylint: disable=g-import-not-at-top,unused-import  (Keras 2 first)
-  _MODULES.update(_load_modules())
+  _ENTRY_POINTS.update(_load_entry_points())
   app.run(_main)
 
 

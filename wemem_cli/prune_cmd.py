@@ -1,8 +1,8 @@
 """`wemem prune`: pre-train (or load) a victim and prune it iteratively.
 
 Writes to --output_dir: `history.json` (one entry per pruning iteration),
-`summary.json` (pre-training, TFLite export, wall times), `pretrained.keras`,
-`model.keras` (the stripped pruned model), `model.tflite`, `splits.npz` and
+`summary.json` (pre-training, TFLite export, wall times), `pretrained.h5`,
+`model.h5` (the stripped pruned model, HDF5), `model.tflite`, `splits.npz` and
 `manifest.json`.
 """
 
@@ -17,7 +17,7 @@ from wemem_cli import defense_flags
 from wemem_cli import flag_utils
 
 PRETRAINED = flags.DEFINE_string(
-    "pretrained", None, "Path of a pre-trained dense .keras model to prune "
+    "pretrained", None, "Path of a pre-trained dense model (.h5) to prune "
     "instead of pre-training one.")
 
 
@@ -47,8 +47,8 @@ def main(argv) -> None:
       train_config=flag_utils.train_config(), pretrained=pretrained,
       defense=defense)
   io = wemem_tf.io_utils
-  io.atomic_save_model(result.pretrained, os.path.join(out, "pretrained.keras"))
-  io.atomic_save_model(result.pruned, os.path.join(out, "model.keras"))
+  io.atomic_save_model(result.pretrained, os.path.join(out, "pretrained.h5"))
+  io.atomic_save_model(result.pruned, os.path.join(out, "model.h5"))
   x_test, _ = dataset.take(splits.victim.test)
   # The TFLite file holds the pruned network; output modification at
   # inference (HAMP) is a serving-time step and is not part of it.

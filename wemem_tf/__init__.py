@@ -13,6 +13,7 @@ from wemem_tf import models
 from wemem_tf import pruning
 from wemem_tf import training
 from wemem_tf import io_utils
+from wemem_tf import memorization
 from wemem_tf import run_manifest
 from wemem_tf.pruning import export_tflite
 from wemem_tf.pruning import IterativePruner

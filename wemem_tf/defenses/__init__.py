@@ -9,6 +9,8 @@ from wemem_tf.defenses.existing import HAMP
 from wemem_tf.defenses.existing import PPB
 from wemem_tf.defenses.existing import RelaxLoss
 from wemem_tf.defenses.registry import available_defenses
+from wemem_tf.defenses.registry import build
+from wemem_tf.defenses.registry import WEMEM_METHODS
 from wemem_tf.defenses.registry import get_defense
 from wemem_tf.defenses.registry import register_defense
 from wemem_tf.defenses.registry import resolve

@@ -1,6 +1,6 @@
 """Defense names → defense classes, and resolution of user arguments."""
 
-from typing import Callable, Dict, Union
+from typing import Any, Callable, Dict, Optional, Union
 
 from wemem_tf.defenses import base
 
@@ -46,6 +46,31 @@ def resolve(defense: Union[None, str, base.Defense]) -> base.Defense:
                        "scores=...).") from e
   raise ValueError(f"defense must be None, a name or a Defense, got "
                    f"{type(defense).__name__}.")
+
+
+WEMEM_METHODS = ("rsw", "rmr", "swmr", "random")
+
+
+def build(name: str, dataset_name: Optional[str] = None,
+          scores_fn: Optional[Callable[[], Any]] = None,
+          **settings) -> base.Defense:
+  """A configured defense by name.
+
+  WeMem methods start from the authors' preset for `dataset_name` when one
+  exists (location, cifar10), else from the class defaults; `settings`
+  override. `scores_fn` is called only when the method needs memorization
+  scores (every WeMem method but "random").
+  """
+  if name == "none":
+    return base.Defense()
+  if name in WEMEM_METHODS:
+    from wemem_tf.defenses import wemem  # pylint: disable=g-import-not-at-top
+    scores = (scores_fn() if name != "random" and scores_fn is not None
+              else None)
+    if dataset_name in wemem.PRESETS:
+      return wemem.from_preset(name, dataset_name, scores, **settings)
+    return get_defense(name, scores=scores, **settings)
+  return get_defense(name, **settings)
 
 
 def _register_builtin():

@@ -11,6 +11,7 @@
 from wemem_tf.memorization.ensemble import mlp_spec
 from wemem_tf.memorization.ensemble import MLPEnsemble
 from wemem_tf.memorization.ensemble import MLPSpec
+from wemem_tf.memorization.estimate import cached_estimate
 from wemem_tf.memorization.estimate import estimate
 from wemem_tf.memorization.estimate import estimate_dataset
 from wemem_tf.memorization.estimate import sample_membership

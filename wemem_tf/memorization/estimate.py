@@ -255,3 +255,32 @@ def expected_nan_fraction(num_models: int, subset_fraction: float) -> float:
   """Expected share of records never left out or never included."""
   return subset_fraction ** num_models + (1 - subset_fraction) ** num_models
 
+
+
+def cached_estimate(dataset: data_lib.Dataset, cache_dir: str, seed: int = 0,
+                    model_fn: Optional[ModelFnLike] = None,
+                    num_models: int = 128, epochs: int = 30,
+                    subset_fraction: float = 0.7) -> scores_lib.MemScores:
+  """Scores over every record of `dataset`, estimated once per settings.
+
+  The result is cached in `cache_dir` as `memscores-<key>.npz`, keyed by the
+  dataset fingerprint, seed, architecture and estimator settings; a later
+  call with the same settings loads it (checked against the fingerprint).
+  """
+  import hashlib  # pylint: disable=g-import-not-at-top
+  import json  # pylint: disable=g-import-not-at-top
+  import os  # pylint: disable=g-import-not-at-top
+  if model_fn is None:
+    model_fn = zoo.DEFAULT_ARCHITECTURE.get(dataset.name, "column_fc")
+  _, model_name = resolve_model_fn(model_fn)
+  key = hashlib.sha256(json.dumps(
+      [dataset.fingerprint, int(seed), model_name, int(num_models),
+       int(epochs), float(subset_fraction)]).encode()).hexdigest()[:16]
+  path = os.path.join(cache_dir, f"memscores-{key}.npz")
+  if os.path.isfile(path):
+    return scores_lib.MemScores.load(path, fingerprint=dataset.fingerprint)
+  scores = estimate_dataset(dataset, np.arange(len(dataset), dtype=np.int64),
+                            model_fn, num_models=num_models, epochs=epochs,
+                            subset_fraction=subset_fraction, seed=seed)
+  scores.save(path)
+  return scores

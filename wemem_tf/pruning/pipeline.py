@@ -83,6 +83,9 @@ def pretrain_and_prune(dataset: datasets.Dataset, split: splits_lib.ModelSplit,
                                  dataset.num_classes)
     fit = iterative.pretrain(pretrained, train, dev, seed, train_config)
   pretrain_seconds = time.perf_counter() - start
+  # Re-seed: pruning then depends only on (pretrained weights, seed), whether
+  # the pretrained model was just trained or loaded from a cache.
+  keras.utils.set_random_seed(seed + 1)
   start = time.perf_counter()
   working = clone_with_weights(pretrained)
   wrapped = prune_lib.prune_low_memorization(

@@ -1,0 +1,115 @@
+"""A disk cache of trained models keyed by everything that determines them.
+
+Pre-trained dense models are keyed by (dataset fingerprint, split records,
+seed, architecture, training settings), so the victim's and every shadow's
+pre-training is shared by all defenses of a run. Pruned models add the
+pruning settings and the defense's settings (and a digest of its
+memorization scores). Weights are written atomically as `.npz` (no pickle)
+with a JSON sidecar of the model's training facts, written last; a reload
+rebuilds the architecture (the stripped pruned model has the dense model's
+layers) and sets the weights, so an interrupted run reloads what is done.
+"""
+
+import copy
+import dataclasses
+import hashlib
+import json
+import os
+from typing import Any, Callable, Dict, Optional, Tuple
+
+import numpy as np
+
+from wemem_tf import io_utils
+from wemem_tf._keras import keras
+from wemem_tf.data import datasets
+from wemem_tf.data import splits as splits_lib
+
+
+def digest(*parts: Any) -> str:
+  """16 hex chars of SHA-256 over the JSON of `parts` (arrays by content)."""
+  h = hashlib.sha256()
+  for part in parts:
+    if isinstance(part, np.ndarray):
+      h.update(np.ascontiguousarray(part).tobytes())
+    else:
+      h.update(json.dumps(part, sort_keys=True, default=str).encode())
+  return h.hexdigest()[:16]
+
+
+def defense_digest(defense) -> str:
+  """Identifies a defense's settings, including its scores' content."""
+  if defense is None or isinstance(defense, str):
+    return digest(defense or "none")
+  scores = getattr(defense, "scores", None)
+  score_part = None
+  if scores is not None:
+    values = getattr(scores, "score", scores)
+    index = getattr(scores, "index", None)
+    score_part = digest(np.asarray(values, np.float64),
+                        *(() if index is None else (np.asarray(index),)))
+  return digest(defense.name, defense.config(), score_part)
+
+
+def split_digest(split: splits_lib.ModelSplit) -> str:
+  return digest(split.train, split.dev, split.test)
+
+
+class ModelStore:
+  """Keras models on disk under `root`, built on first request."""
+
+  def __init__(self, root: str):
+    self.root = root
+    os.makedirs(root, exist_ok=True)
+    self.hits = 0
+    self.misses = 0
+
+  def _paths(self, kind: str, key: str) -> Tuple[str, str]:
+    base = os.path.join(self.root, f"{kind}-{key}")
+    return base + ".npz", base + ".json"
+
+  def get_or_build(self, kind: str, key: str,
+                   build: Callable[[], Tuple[keras.Model, Dict[str, Any]]],
+                   architecture: Callable[[], keras.Model]
+                   ) -> Tuple[keras.Model, Dict[str, Any]]:
+    """(model, facts) from disk, or from `build()` and then saved.
+
+    Args:
+      kind, key: identify the model.
+      build: trains it; returns (model, JSON-ready facts).
+      architecture: builds an untrained model of the same architecture
+        (weights are loaded into it).
+    """
+    weights_path, facts_path = self._paths(kind, key)
+    if os.path.isfile(weights_path) and os.path.isfile(facts_path):
+      self.hits += 1
+      with open(facts_path) as f:
+        facts = json.load(f)
+      arrays = io_utils.load_npz(weights_path)
+      model = architecture()
+      model.set_weights([arrays[f"w{i}"] for i in range(len(arrays))])
+      return model, facts
+    self.misses += 1
+    model, facts = build()
+    io_utils.atomic_save_npz(weights_path, **{
+        f"w{i}": w for i, w in enumerate(model.get_weights())})
+    io_utils.atomic_write_json(facts_path, facts)  # last: marks completion
+    return model, facts
+
+  @staticmethod
+  def pretrained_key(dataset: datasets.Dataset, split: splits_lib.ModelSplit,
+                     seed: int, architecture: str, train_config) -> str:
+    return digest("pretrained", dataset.fingerprint, split_digest(split),
+                  int(seed), architecture, dataclasses.asdict(train_config))
+
+  @staticmethod
+  def pruned_key(pretrained_key: str, seed: int, pruning_config,
+                 defense) -> str:
+    return digest("pruned", pretrained_key, int(seed),
+                  dataclasses.asdict(pruning_config), defense_digest(defense))
+
+
+def fresh_defense(defense):
+  """A per-model copy: defenses keep per-run state after `bind`."""
+  if defense is None or isinstance(defense, str):
+    return defense
+  return copy.deepcopy(defense)

@@ -1,0 +1,231 @@
+"""The end-to-end experiment behind `wemem run`: resumable and cached.
+
+For one dataset and seed, a run evaluates several *configurations* of the
+victim (the unpruned model, one-shot pruning, and iterative pruning with each
+defense) under the same adaptive attacks, then writes a report. It lives in
+`attacks` because it needs both packages (`wemem_tf` never imports
+`attacks`).
+
+Run directory:
+  manifest.json            flags, seed, versions, data fingerprint, commit
+  splits.npz               the split protocol's index arrays
+  memscores/               memorization scores (shared by all defenses)
+  models/                  every trained model, keyed by what determines it:
+                           pre-training is shared by all configurations
+  experiments/<label>/     attacks.json, attacks_roc.png, attack_scores.npz,
+                           step.json (written last: marks the step done)
+  report.json, report.md, plots/
+
+Every artifact is written atomically, so after an interruption (even
+`kill -9`) the same command skips finished steps, reloads finished models and
+produces the same numbers (wall times aside).
+"""
+
+import dataclasses
+import json
+import os
+import time
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+from attacks import base
+from attacks import experiment
+from attacks import model_store
+from attacks import registry
+from attacks import shadows as shadows_lib
+from wemem_tf import defenses as defenses_lib
+from wemem_tf import io_utils
+from wemem_tf import memorization
+from wemem_tf import run_manifest
+from wemem_tf.data import datasets
+from wemem_tf.data import splits as splits_lib
+from wemem_tf.models import zoo
+from wemem_tf.pruning import iterative
+from wemem_tf.training import loop as loop_lib
+
+BASELINES = ("unpruned", "one_shot")
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+  """What `run` evaluates.
+
+  Attributes:
+    dataset, data_dir: the data (`wemem_tf.data.load_dataset`).
+    seed: run seed.
+    architecture: model architecture (default: the dataset's).
+    pruning: iterative pruning settings (one-shot uses the same target
+      sparsity in a single pruning iteration).
+    training: optimizer and pre-training settings.
+    defenses: defense names for iterative pruning ("none" = base).
+    defense_settings: {defense name: {setting: value}} overrides.
+    baselines: any of "unpruned", "one_shot".
+    attacks: attack names (see attacks.registry).
+    num_shadows: shadow models.
+    num_reference_models: LiRA/RMIA reference models (0: automatic).
+    adaptive: attacker's models trained with the victim's defense.
+    memscore_models, memscore_epochs: the memorization estimate's size.
+    attack_options: attack settings.
+  """
+  dataset: str = "digits"
+  data_dir: Optional[str] = None
+  seed: int = 0
+  architecture: Optional[str] = None
+  pruning: iterative.PruningConfig = iterative.PruningConfig()
+  training: loop_lib.TrainConfig = loop_lib.TrainConfig()
+  defenses: Tuple[str, ...] = ("none", "rsw", "rmr", "swmr")
+  defense_settings: Dict[str, Dict[str, Any]] = dataclasses.field(
+      default_factory=dict)
+  baselines: Tuple[str, ...] = BASELINES
+  attacks: Tuple[str, ...] = tuple(registry.attack_names())
+  num_shadows: int = 5
+  num_reference_models: int = 0
+  adaptive: bool = True
+  memscore_models: int = 128
+  memscore_epochs: int = 30
+  attack_options: base.AttackOptions = base.AttackOptions()
+
+  def __post_init__(self):
+    unknown = [d for d in self.defenses if d != "none"
+               and d not in defenses_lib.available_defenses()]
+    if unknown:
+      raise ValueError(f"unknown defenses {unknown}; choose from "
+                       f"{defenses_lib.available_defenses()}.")
+    bad = [b for b in self.baselines if b not in BASELINES]
+    if bad:
+      raise ValueError(f"unknown baselines {bad}; choose from {BASELINES}.")
+    if not self.defenses and not self.baselines:
+      raise ValueError("nothing to run: give at least one defense or baseline.")
+    object.__setattr__(self, "attacks",
+                       tuple(registry.parse_attack_names(self.attacks)))
+
+  def arch(self) -> str:
+    return self.architecture or zoo.DEFAULT_ARCHITECTURE.get(self.dataset,
+                                                             "column_fc")
+
+  def to_json(self) -> Dict[str, Any]:
+    return json.loads(json.dumps(dataclasses.asdict(self), default=str))
+
+
+def label_of(defense: str) -> str:
+  return "base" if defense == "none" else defense
+
+
+@dataclasses.dataclass
+class Step:
+  """One configuration to evaluate: a label and its victim recipe."""
+  label: str
+  recipe: shadows_lib.ModelRecipe
+  kind: str  # "baseline" or "defense"
+
+  def key(self, config: RunConfig, fingerprint: str) -> str:
+    return model_store.digest(
+        self.label, fingerprint, config.seed, config.arch(),
+        dataclasses.asdict(self.recipe.pruning_config),
+        dataclasses.asdict(self.recipe.train_config), self.recipe.target,
+        model_store.defense_digest(self.recipe.defense), config.attacks,
+        config.num_shadows, config.num_reference_models, config.adaptive,
+        dataclasses.asdict(config.attack_options))
+
+
+class Progress:
+  """One line per step with elapsed time and an ETA."""
+
+  def __init__(self, total: int, log: Callable[[str], None]):
+    self.total, self.log = total, log
+    self.start = time.perf_counter()
+    self.done = 0
+    self.worked = []
+
+  def step(self, label: str, seconds: float, cached: bool) -> None:
+    self.done += 1
+    if not cached:
+      self.worked.append(seconds)
+    elapsed = time.perf_counter() - self.start
+    left = self.total - self.done
+    eta = (left * sum(self.worked) / len(self.worked)) if self.worked else 0.0
+    state = "cached" if cached else f"{seconds:.0f}s"
+    self.log(f"[{self.done}/{self.total}] {label:<10} {state:>7}   elapsed "
+             f"{elapsed:6.0f}s   ETA {eta:6.0f}s")
+
+
+def build_steps(config: RunConfig, dataset: datasets.Dataset,
+                scores_fn: Callable[[], Any]) -> List[Step]:
+  """The configurations of the run, in order."""
+  base_recipe = shadows_lib.ModelRecipe(
+      architecture=config.arch(), pruning_config=config.pruning,
+      train_config=config.training)
+  steps = []
+  if "unpruned" in config.baselines:
+    steps.append(Step("unpruned", dataclasses.replace(
+        base_recipe, target="unpruned"), "baseline"))
+  if "one_shot" in config.baselines:
+    one_shot = dataclasses.replace(config.pruning, num_iterations=2)
+    steps.append(Step("one_shot", dataclasses.replace(
+        base_recipe, pruning_config=one_shot), "baseline"))
+  for name in config.defenses:
+    defense = None if name == "none" else defenses_lib.build(
+        name, dataset.name, scores_fn,
+        **config.defense_settings.get(name, {}))
+    steps.append(Step(label_of(name), dataclasses.replace(
+        base_recipe, defense=defense), "defense"))
+  return steps
+
+
+def _lazy(fn):
+  cache = []
+
+  def get():
+    if not cache:
+      cache.append(fn())
+    return cache[0]
+  return get
+
+
+def run(config: RunConfig, run_dir: str,
+        log: Callable[[str], None] = print, command: Optional[str] = None
+        ) -> Dict[str, Any]:
+  """Runs (or resumes) every step and writes the report; returns it."""
+  from attacks import report as report_lib  # pylint: disable=g-import-not-at-top
+  os.makedirs(run_dir, exist_ok=True)
+  dataset = datasets.load_dataset(config.dataset, config.data_dir)
+  run_manifest.write_manifest(run_dir, config.seed, config.to_json(),
+                              dataset.fingerprint, command)
+  splits = splits_lib.make_splits(len(dataset), dataset.fingerprint,
+                                  config.seed, config.num_shadows,
+                                  dataset.heldout_mask)
+  splits.save(os.path.join(run_dir, "splits.npz"))
+  scores_fn = _lazy(lambda: memorization.cached_estimate(
+      dataset, os.path.join(run_dir, "memscores"), config.seed, config.arch(),
+      num_models=config.memscore_models, epochs=config.memscore_epochs))
+  store = model_store.ModelStore(os.path.join(run_dir, "models"))
+  steps = build_steps(config, dataset, scores_fn)
+  progress = Progress(len(steps), log)
+  log(f"wemem run: {dataset.name} ({len(dataset)} records), seed "
+      f"{config.seed}, {len(steps)} configurations, {len(config.attacks)} "
+      f"attacks -> {run_dir}")
+  for step in steps:
+    out_dir = os.path.join(run_dir, "experiments", step.label)
+    marker = os.path.join(out_dir, "step.json")
+    key = step.key(config, dataset.fingerprint)
+    if os.path.isfile(marker):
+      with open(marker) as f:
+        if json.load(f).get("key") == key:
+          progress.step(step.label, 0.0, cached=True)
+          continue
+    start = time.perf_counter()
+    result = experiment.run_experiment(dataset, experiment.ExperimentConfig(
+        recipe=step.recipe, attacks=config.attacks,
+        num_shadows=config.num_shadows,
+        num_reference_models=config.num_reference_models,
+        adaptive=config.adaptive, seed=config.seed,
+        options=config.attack_options), store)
+    experiment.write_artifacts(result, out_dir)
+    seconds = time.perf_counter() - start
+    io_utils.atomic_write_json(marker, {"key": key, "label": step.label,
+                                        "kind": step.kind,
+                                        "seconds": seconds})
+    progress.step(step.label, seconds, cached=False)
+  report = report_lib.write_report(run_dir, [s.label for s in steps])
+  log(f"report: {os.path.join(run_dir, 'report.md')} "
+      f"(total {time.perf_counter() - progress.start:.0f}s)")
+  return report

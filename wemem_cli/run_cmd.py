@@ -1,0 +1,70 @@
+"""`wemem run`: the whole experiment, resumable; `wemem report` rebuilds it.
+
+  wemem run                                   # embedded digits, defaults
+  wemem run --flagfile=configs/location_swmr.cfg --output_dir=runs/loc
+
+Runs every configuration (--baselines, then iterative pruning with each of
+--defenses) under the adaptive attacks, caching models and results in
+--output_dir; the same command after an interruption skips finished steps.
+Writes report.json, report.md and plots/ there.
+"""
+
+import os
+
+from absl import flags
+
+import wemem_tf  # pylint: disable=unused-import  (Keras 2 before TensorFlow)
+from attacks import pipeline
+from attacks import report as report_lib
+from wemem_cli import attack_cmd
+from wemem_cli import common_flags as cf
+from wemem_cli import defense_flags
+from wemem_cli import flag_utils
+
+DEFENSES = flags.DEFINE_list(
+    "defenses", ["none", "rsw", "rmr", "swmr"],
+    "Defenses to evaluate with iterative pruning (comma list of "
+    f"{','.join(defense_flags.DEFENSE_NAMES)}); none = base.")
+BASELINES = flags.DEFINE_list(
+    "baselines", list(pipeline.BASELINES),
+    "Baselines to evaluate too: unpruned, one_shot (empty: none).")
+
+
+def config_from_flags() -> pipeline.RunConfig:
+  defenses = tuple(DEFENSES.value)
+  settings = {d: defense_flags.defense_settings(d) for d in defenses}
+  return pipeline.RunConfig(
+      dataset=cf.DATASET.value, data_dir=cf.DATA_DIR.value,
+      seed=cf.SEED.value, architecture=cf.ARCHITECTURE.value,
+      pruning=flag_utils.pruning_config(), training=flag_utils.train_config(),
+      defenses=defenses, defense_settings=settings,
+      baselines=tuple(b for b in BASELINES.value if b),
+      attacks=tuple(attack_cmd.ATTACKS.value.split(",")),
+      num_shadows=cf.NUM_SHADOWS.value,
+      num_reference_models=attack_cmd.NUM_REFERENCE_MODELS.value,
+      adaptive=attack_cmd.ADAPTIVE.value,
+      memscore_models=defense_flags.MEMSCORE_MODELS.value,
+      memscore_epochs=defense_flags.MEMSCORE_EPOCHS.value,
+      attack_options=attack_cmd.attack_options())
+
+
+def main(argv) -> None:
+  if len(argv) > 1:
+    raise ValueError(f"unexpected arguments: {argv[1:]}")
+  pipeline.run(config_from_flags(), flag_utils.output_dir(),
+               command=flag_utils.command_line())
+
+
+def report_main(argv) -> None:
+  """`wemem report --output_dir=RUN`: rebuilds the report of a run."""
+  if len(argv) > 1:
+    raise ValueError(f"unexpected arguments: {argv[1:]}")
+  run_dir = flag_utils.output_dir()
+  experiments = os.path.join(run_dir, "experiments")
+  if not os.path.isdir(experiments):
+    raise ValueError(f"{run_dir!r} holds no finished experiments; run "
+                     "`wemem run --output_dir=...` first.")
+  labels = sorted(os.listdir(experiments),
+                  key=lambda l: (l not in pipeline.BASELINES, l != "base", l))
+  report_lib.write_report(run_dir, labels)
+  print(f"wrote {os.path.join(run_dir, 'report.md')}")
