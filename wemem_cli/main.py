@@ -36,7 +36,12 @@ def _main(argv):
   if len(argv) < 2 or argv[1] not in SUBCOMMANDS:
     raise app.UsageError(_USAGE + (f"\nunknown subcommand {argv[1]!r}"
                                    if len(argv) >= 2 else ""))
-  return _ENTRY_POINTS[argv[1]](argv[1:])
+  try:
+    return _ENTRY_POINTS[argv[1]](argv[1:])
+  except (ValueError, FileNotFoundError) as e:
+    # Bad input: the message says what to fix; no traceback.
+    print(f"wemem {argv[1]}: error: {e}", file=sys.stderr)
+    return 2
 
 
 _ENTRY_POINTS = {}

@@ -1,0 +1,109 @@
+"""The resumable run: caching, resume after kill -9, report."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from attacks import base
+from attacks import pipeline
+from attacks import report as report_lib
+from wemem_tf.pruning import iterative
+from wemem_tf.training import loop as loop_lib
+
+TINY = dict(
+    dataset="digits", seed=1,
+    pruning=iterative.PruningConfig(0.6, 3, epochs_per_iteration=2,
+                                    patience=2),
+    training=loop_lib.TrainConfig(max_epochs=3, patience=2),
+    defenses=("none", "rsw"), baselines=("unpruned",),
+    attacks=("conf", "gap"), num_shadows=2, memscore_models=48,
+    memscore_epochs=3, attack_options=base.AttackOptions(max_epochs=2))
+
+
+def test_run_writes_report_and_second_run_reuses_everything(tmp_path):
+  config = pipeline.RunConfig(**TINY)
+  logs = []
+  report = pipeline.run(config, str(tmp_path), log=logs.append)
+  assert set(report["defenses"]) == {"unpruned", "base", "rsw"}
+  for label, entry in report["defenses"].items():
+    assert 0 < entry["test_accuracy"] <= 1
+    assert set(entry["attacks"]) == {"conf", "gap"}
+    for metrics in entry["attacks"].values():
+      assert 0 <= metrics["balanced_accuracy"] <= 1
+    if label == "unpruned":
+      assert entry["defense_seconds"] is None
+    else:
+      assert entry["defense_seconds"] > 0
+      assert [i["iteration"] for i in entry["iterations"]] == [0, 1, 2]
+  assert report["defenses"]["rsw"]["defense_report"]["defense"] == "rsw"
+  for name in ("report.json", "report.md", "manifest.json",
+               "plots/privacy_utility.png", "plots/roc_best.png",
+               "plots/iterations.png"):
+    assert os.path.isfile(tmp_path / name), name
+  assert any("ETA" in line for line in logs)
+  logs.clear()
+  again = pipeline.run(config, str(tmp_path), log=logs.append)
+  assert sum("cached" in line for line in logs) == 3
+  assert report_lib.without_timings(again) == report_lib.without_timings(report)
+
+
+def test_changed_settings_redo_only_what_they_affect(tmp_path):
+  config = pipeline.RunConfig(**TINY)
+  pipeline.run(config, str(tmp_path), log=lambda _: None)
+  changed = pipeline.RunConfig(**{**TINY, "defense_settings": {
+      "rsw": {"width": 5}}})
+  logs = []
+  pipeline.run(changed, str(tmp_path), log=logs.append)
+  cached = [l for l in logs if "cached" in l]
+  assert len(cached) == 2 and not any("rsw" in l for l in cached)
+
+
+def test_bad_run_configs_are_refused():
+  with pytest.raises(ValueError, match="unknown defenses"):
+    pipeline.RunConfig(defenses=("magic",))
+  with pytest.raises(ValueError, match="unknown baselines"):
+    pipeline.RunConfig(baselines=("two_shot",))
+  with pytest.raises(ValueError, match="nothing to run"):
+    pipeline.RunConfig(defenses=(), baselines=())
+
+
+_CLI = [sys.executable, "-m", "wemem_cli.main", "run", "--seed=2",
+        "--epochs_per_iteration=2", "--pretrain_epochs=3", "--patience=2",
+        "--prune_iterations=3", "--num_shadows=2", "--attacks=conf,mentr",
+        "--defenses=none,random", "--baselines=unpruned",
+        "--attack_max_epochs=2"]
+
+
+def _cli(run_dir, **kwargs):
+  return subprocess.Popen(_CLI + [f"--output_dir={run_dir}"],
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True, **kwargs)
+
+
+def test_kill_9_then_rerun_equals_an_uninterrupted_run(tmp_path):
+  interrupted = tmp_path / "interrupted"
+  proc = _cli(interrupted)
+  marker = interrupted / "experiments" / "unpruned" / "step.json"
+  deadline = time.time() + 600
+  while not marker.exists() and proc.poll() is None and time.time() < deadline:
+    time.sleep(0.2)
+  assert marker.exists(), proc.communicate()[0][-3000:]
+  os.kill(proc.pid, signal.SIGKILL)  # in the middle of the next step
+  proc.wait()
+  assert not (interrupted / "report.json").exists()
+  resumed = _cli(interrupted)
+  out = resumed.communicate(timeout=900)[0]
+  assert resumed.returncode == 0, out[-3000:]
+  assert "[1/3] unpruned    cached" in out
+  fresh = _cli(tmp_path / "fresh")
+  out = fresh.communicate(timeout=900)[0]
+  assert fresh.returncode == 0, out[-3000:]
+  reports = [json.loads((d / "report.json").read_text())
+             for d in (interrupted, tmp_path / "fresh")]
+  assert (report_lib.without_timings(reports[0])
+          == report_lib.without_timings(reports[1]))
