@@ -146,20 +146,17 @@ class AdvRegStep(loop_lib.TrainStep):
       self.attack_optimizer.apply_gradients(zip(grads, attack_vars))
     self.last_attack_loss.assign(attack_loss)
 
-    variables = model.trainable_variables
-    with tf.GradientTape() as tape:
+
+    def objective():
       logits = model(xb, training=True)
       ce = tf.reduce_mean(self.loss_fn(yb, logits))
       member_logit = tf.squeeze(self.attack(
           [tf.nn.softmax(logits), tf.one_hot(yb, self.num_classes)],
           training=False), -1)
       membership = tf.reduce_mean(tf.sigmoid(member_logit))
-      loss = ce + self.weight * (membership - 0.5)
-    grads = tape.gradient(loss, variables)
-    grads = [g + weight_decay * v if g is not None else g
-             for g, v in zip(grads, variables)]
-    self.optimizer.apply_gradients(zip(grads, variables))
-    return ce
+      return ce + self.weight * (membership - 0.5), ce
+
+    return self.descend(model, objective, weight_decay)
 
 
 @dataclasses.dataclass

@@ -101,18 +101,16 @@ class HAMPStep(loop_lib.TrainStep):
     soft = onehot * self.p_true + (1.0 - onehot) * ((1.0 - self.p_true) /
                                                     (c - 1))
     log_soft = tf.math.log(soft)
-    variables = model.trainable_variables
-    with tf.GradientTape() as tape:
+
+    def objective():
       logits = model(xb, training=True)
       log_p = tf.nn.log_softmax(logits, axis=-1)
       kl = tf.reduce_sum(soft * (log_soft - log_p), axis=-1)
       entropy = -tf.reduce_sum(tf.exp(log_p) * log_p, axis=-1)
       loss = tf.reduce_mean(kl) - self.alpha * c * tf.reduce_mean(entropy)
-    grads = tape.gradient(loss, variables)
-    grads = [g + weight_decay * v if g is not None else g
-             for g, v in zip(grads, variables)]
-    self.optimizer.apply_gradients(zip(grads, variables))
-    return tf.reduce_mean(self.loss_fn(yb, logits))
+      return loss, tf.reduce_mean(self.loss_fn(yb, logits))
+
+    return self.descend(model, objective, weight_decay)
 
 
 def rearrange_like(scores: tf.Tensor, template: tf.Tensor) -> tf.Tensor:

@@ -63,16 +63,13 @@ class PPBStep(loop_lib.TrainStep):
 
   def __call__(self, model, xb, yb, weight_decay, group):
     del group
-    variables = model.trainable_variables
-    with tf.GradientTape() as tape:
+
+    def objective():
       logits = model(xb, training=True)
       ce = tf.reduce_mean(self.loss_fn(yb, logits))
-      loss = ce + self.alpha * sorted_pair_kl(logits)
-    grads = tape.gradient(loss, variables)
-    grads = [g + weight_decay * v if g is not None else g
-             for g, v in zip(grads, variables)]
-    self.optimizer.apply_gradients(zip(grads, variables))
-    return ce
+      return ce + self.alpha * sorted_pair_kl(logits), ce
+
+    return self.descend(model, objective, weight_decay)
 
 
 @dataclasses.dataclass

@@ -70,8 +70,8 @@ class RelaxLossStep(loop_lib.TrainStep):
     self.upper = float(upper)
 
   def __call__(self, model, xb, yb, weight_decay, group):
-    variables = model.trainable_variables
-    with tf.GradientTape() as tape:
+
+    def objective():
       logits = model(xb, training=True)
       ce = tf.reduce_mean(self.loss_fn(yb, logits))
       soft = flattened_targets(logits, yb, self.upper)
@@ -80,11 +80,9 @@ class RelaxLossStep(loop_lib.TrainStep):
       odd_epoch = tf.where(ce > self.alpha, ce, flatten)
       loss = tf.where(tf.equal(group, ASCENT_GROUP),
                       tf.abs(ce - self.alpha), odd_epoch)
-    grads = tape.gradient(loss, variables)
-    grads = [g + weight_decay * v if g is not None else g
-             for g, v in zip(grads, variables)]
-    self.optimizer.apply_gradients(zip(grads, variables))
-    return ce
+      return loss, ce
+
+    return self.descend(model, objective, weight_decay)
 
 
 @dataclasses.dataclass

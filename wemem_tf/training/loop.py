@@ -141,15 +141,39 @@ class TrainStep:
     self.optimizer = keras.optimizers.Adam(config.learning_rate)
     self.optimizer.build(model.trainable_variables)
 
+  def objective_gradients(self, model: keras.Model,
+                          objective: Callable[[], Tuple[tf.Tensor, tf.Tensor]],
+                          weight_decay: tf.Tensor):
+    """(reported loss, [∂objective/∂w + weight_decay · w]).
+
+    Args:
+      model: the model whose trainable variables are differentiated.
+      objective: () -> (scalar to minimize, scalar to report), computed from
+        the model inside the gradient tape.
+      weight_decay: the batch's L2 coefficient.
+    """
+    variables = model.trainable_variables
+    with tf.GradientTape() as tape:
+      loss, reported = objective()
+    grads = tape.gradient(loss, variables)
+    return reported, [g + weight_decay * v if g is not None else g
+                      for g, v in zip(grads, variables)]
+
+  def descend(self, model: keras.Model,
+              objective: Callable[[], Tuple[tf.Tensor, tf.Tensor]],
+              weight_decay: tf.Tensor) -> tf.Tensor:
+    """One optimizer step on `objective` (see `objective_gradients`)."""
+    reported, grads = self.objective_gradients(model, objective, weight_decay)
+    self.optimizer.apply_gradients(zip(grads, model.trainable_variables))
+    return reported
+
   def gradients(self, model: keras.Model, xb: tf.Tensor, yb: tf.Tensor,
                 weight_decay: tf.Tensor):
     """(mean loss, [gradient + weight_decay · variable]) for one batch."""
-    variables = model.trainable_variables
-    with tf.GradientTape() as tape:
+    def mean_loss():
       loss = tf.reduce_mean(self.loss_fn(yb, model(xb, training=True)))
-    grads = tape.gradient(loss, variables)
-    return loss, [g + weight_decay * v if g is not None else g
-                  for g, v in zip(grads, variables)]
+      return loss, loss
+    return self.objective_gradients(model, mean_loss, weight_decay)
 
   def __call__(self, model: keras.Model, xb: tf.Tensor, yb: tf.Tensor,
                weight_decay: tf.Tensor, group: tf.Tensor) -> tf.Tensor:
