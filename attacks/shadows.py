@@ -21,7 +21,6 @@ reference models then stop after pre-training too (pre-training is the first
 stage of the same pipeline: same build, seeding and `wemem_tf.pretrain`).
 """
 
-import copy
 import dataclasses
 import time
 from typing import Any, Dict, List, Optional, Sequence, Tuple

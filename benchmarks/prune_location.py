@@ -13,7 +13,6 @@ Each figure is the median of --repeats runs in this process.
 """
 
 import argparse
-import json
 import os
 import statistics
 import time

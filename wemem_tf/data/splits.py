@@ -17,7 +17,6 @@ Every array holds record indices into the `Dataset`.
 
 import dataclasses
 import json
-import os
 from typing import Optional, Tuple
 
 import numpy as np

@@ -42,7 +42,7 @@ another random stream.
 import dataclasses
 import math
 import time
-from typing import Callable, List, Optional, Sequence, Tuple
+from typing import Callable, List, Optional, Tuple
 
 import numpy as np
 import tensorflow as tf

@@ -2,7 +2,6 @@
 
 import dataclasses
 import os
-from typing import Optional
 
 import numpy as np
 import tensorflow as tf

@@ -5,8 +5,6 @@ import time
 from typing import Dict, List, Optional, Tuple
 
 import numpy as np
-import tensorflow as tf
-from tensorflow_model_optimization.python.core.sparsity.keras import pruning_wrapper
 
 from wemem_tf._keras import keras
 from wemem_tf.defenses import base as defense_base

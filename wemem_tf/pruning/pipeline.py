@@ -6,9 +6,8 @@ adaptive attacker's shadows are trained exactly like the victim.
 
 import dataclasses
 import time
-from typing import List, Optional, Tuple
+from typing import List, Optional
 
-import numpy as np
 
 from wemem_tf._keras import keras
 from wemem_tf.data import datasets

@@ -6,7 +6,7 @@ argument names where they apply, the same `PruneLowMagnitude` wrappers (so
 a choice of layers and a `defense` that the iterative trainer applies.
 """
 
-from typing import Callable, Iterable, List, Optional, Sequence, Union
+from typing import Callable, List, Optional, Sequence, Union
 
 import tensorflow_model_optimization as tfmot
 from tensorflow_model_optimization.python.core.sparsity.keras import pruning_wrapper

@@ -8,7 +8,7 @@ plan or the weights never retraces; only a new model object does.
 
 import dataclasses
 import time
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, List, Optional, Tuple
 
 import numpy as np
 import tensorflow as tf
