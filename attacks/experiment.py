@@ -115,12 +115,16 @@ def _describe_defense(defense) -> Any:
 
 
 def run_experiment(dataset: datasets.Dataset, config: ExperimentConfig,
-                   store: Optional[model_store.ModelStore] = None
+                   store: Optional[model_store.ModelStore] = None,
+                   splits: Optional[splits_lib.Splits] = None
                    ) -> ExperimentResult:
   """Trains what the attacks need, runs them on the victim.
 
   With a `store`, trained models are cached on disk (and reused by other
   experiments of the same run: pre-training is shared by all defenses).
+  `splits` replaces the protocol's splits for `config.seed` (e.g.
+  `splits_lib.rehearsal_splits`, where a held-out shadow plays the victim);
+  its first `config.num_shadows` shadows are used.
   """
   start = time.perf_counter()
   options = dataclasses.replace(config.options, seed=config.seed)
@@ -131,9 +135,20 @@ def run_experiment(dataset: datasets.Dataset, config: ExperimentConfig,
   if need_shadows and config.num_shadows < 1:
     raise ValueError("the chosen attacks need shadow models; set "
                      "num_shadows >= 1.")
-  splits = splits_lib.make_splits(
-      len(dataset), dataset.fingerprint, config.seed,
-      config.num_shadows if need_shadows else 0, dataset.heldout_mask)
+  num_shadows = config.num_shadows if need_shadows else 0
+  if splits is None:
+    splits = splits_lib.make_splits(len(dataset), dataset.fingerprint,
+                                    config.seed, num_shadows,
+                                    dataset.heldout_mask)
+  elif splits.fingerprint != dataset.fingerprint:
+    raise ValueError("the splits belong to another dataset (fingerprint "
+                     f"{splits.fingerprint[:12]}…, data "
+                     f"{dataset.fingerprint[:12]}…).")
+  elif len(splits.shadows) < num_shadows:
+    raise ValueError(f"the splits have {len(splits.shadows)} shadows; "
+                     f"{num_shadows} asked for.")
+  else:
+    splits = dataclasses.replace(splits, shadows=splits.shadows[:num_shadows])
   timing = {}
 
   t = time.perf_counter()

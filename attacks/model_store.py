@@ -15,7 +15,7 @@ import dataclasses
 import hashlib
 import json
 import os
-from typing import Any, Callable, Dict, Tuple
+from typing import Any, Callable, Dict, Optional, Tuple
 
 import numpy as np
 
@@ -55,10 +55,16 @@ def split_digest(split: splits_lib.ModelSplit) -> str:
 
 
 class ModelStore:
-  """Keras models on disk under `root`, built on first request."""
+  """Keras models on disk under `root`, built on first request.
 
-  def __init__(self, root: str):
+  `kinds` limits what is cached (None: every kind); other kinds are built
+  on every request and never written (e.g. defense tuning caches only the
+  "pretrained" models its trials share).
+  """
+
+  def __init__(self, root: str, kinds: Optional[Tuple[str, ...]] = None):
     self.root = root
+    self.kinds = None if kinds is None else tuple(kinds)
     os.makedirs(root, exist_ok=True)
     self.hits = 0
     self.misses = 0
@@ -79,6 +85,8 @@ class ModelStore:
       architecture: builds an untrained model of the same architecture
         (weights are loaded into it).
     """
+    if self.kinds is not None and kind not in self.kinds:
+      return build()
     weights_path, facts_path = self._paths(kind, key)
     if os.path.isfile(weights_path) and os.path.isfile(facts_path):
       self.hits += 1

@@ -182,9 +182,15 @@ def _lazy(fn):
 
 
 def run(config: RunConfig, run_dir: str,
-        log: Callable[[str], None] = print, command: Optional[str] = None
-        ) -> Dict[str, Any]:
-  """Runs (or resumes) every step and writes the report; returns it."""
+        log: Callable[[str], None] = print, command: Optional[str] = None,
+        cache_dir: Optional[str] = None) -> Dict[str, Any]:
+  """Runs (or resumes) every step and writes the report; returns it.
+
+  `cache_dir` (default `run_dir`) holds models/ and memscores/: another
+  run directory of the same dataset and seed shares its pre-trained models,
+  memorization scores and any identical pruned model.
+  """
+  cache_dir = cache_dir or run_dir
   from attacks import report as report_lib  # pylint: disable=g-import-not-at-top
   os.makedirs(run_dir, exist_ok=True)
   dataset = datasets.load_dataset(config.dataset, config.data_dir)
@@ -195,9 +201,9 @@ def run(config: RunConfig, run_dir: str,
                                   dataset.heldout_mask)
   splits.save(os.path.join(run_dir, "splits.npz"))
   scores_fn = _lazy(lambda: memorization.cached_estimate(
-      dataset, os.path.join(run_dir, "memscores"), config.seed, config.arch(),
+      dataset, os.path.join(cache_dir, "memscores"), config.seed, config.arch(),
       num_models=config.memscore_models, epochs=config.memscore_epochs))
-  store = model_store.ModelStore(os.path.join(run_dir, "models"))
+  store = model_store.ModelStore(os.path.join(cache_dir, "models"))
   steps = build_steps(config, dataset, scores_fn)
   progress = Progress(len(steps), log)
   log(f"wemem run: {dataset.name} ({len(dataset)} records), seed "

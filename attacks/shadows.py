@@ -260,9 +260,7 @@ def target_records(splits: splits_lib.Splits) -> np.ndarray:
 
 def attacker_heldout(splits: splits_lib.Splits) -> np.ndarray:
   """Held-out records on the attacker's side (none of the victim's)."""
-  victim = np.concatenate([splits.victim.train, splits.victim.dev,
-                           splits.victim.test])
-  return np.setdiff1d(splits.heldout, victim).astype(np.int64)
+  return splits_lib.shadow_heldout(splits)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -9,6 +9,10 @@ DATA_DIR = flags.DEFINE_string(
     "data_dir", None, "Folder with the dataset's files (not needed for digits).")
 OUTPUT_DIR = flags.DEFINE_string(
     "output_dir", None, "Run directory for artifacts (default: runs/<dataset>).")
+CACHE_DIR = flags.DEFINE_string(
+    "cache_dir", None, "Folder of the model store (models/) and memorization "
+    "scores (memscores/) to read and fill (default: --output_dir); point it "
+    "at another run directory to reuse its pre-trained models and scores.")
 SEED = flags.DEFINE_integer("seed", 0, "Seed of splits, initialization and order.")
 ARCHITECTURE = flags.DEFINE_string(
     "architecture", None, "Model architecture (default per dataset: column_fc "

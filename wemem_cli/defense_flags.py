@@ -90,6 +90,27 @@ def defense_settings(name: str) -> dict:
   return settings
 
 
+def flag_lines(name: str, settings: dict) -> list:
+  """Flagfile lines that select defense `name` with `settings` (for both
+  `--defense` and `wemem run`'s `--defenses`); None settings are skipped."""
+  if name not in DEFENSE_NAMES:
+    raise ValueError(f"unknown defense {name!r}; choose one of "
+                     f"{list(DEFENSE_NAMES)}.")
+  lines = [f"--defense={name}", f"--defenses={name}"]
+  known = _SETTINGS.get(name, {})
+  for setting, value in settings.items():
+    if value is None:
+      continue
+    if setting not in known:
+      raise ValueError(f"defense {name!r} has no setting flag for "
+                       f"{setting!r}; known: {sorted(known)}.")
+    if isinstance(value, bool):
+      lines.append(f"--{known[setting].name}={str(value).lower()}")
+    else:
+      lines.append(f"--{known[setting].name}={getattr(value, 'value', value)}")
+  return lines
+
+
 def scores_for(dataset: wemem_tf.data.Dataset, seed: int, architecture: str,
                cache_dir: str, path: Optional[str] = None
                ) -> memorization.MemScores:

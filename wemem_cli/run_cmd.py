@@ -52,7 +52,8 @@ def main(argv) -> None:
   if len(argv) > 1:
     raise ValueError(f"unexpected arguments: {argv[1:]}")
   pipeline.run(config_from_flags(), flag_utils.output_dir(),
-               command=flag_utils.command_line())
+               command=flag_utils.command_line(),
+               cache_dir=cf.CACHE_DIR.value)
 
 
 def report_main(argv) -> None:

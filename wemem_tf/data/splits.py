@@ -160,3 +160,45 @@ def splits_for(dataset, seed: int, num_shadows: int = 5,
   """`make_splits` for a `Dataset`."""
   return make_splits(len(dataset), dataset.fingerprint, seed, num_shadows,
                      dataset.heldout_mask, config)
+
+
+def shadow_heldout(splits: Splits) -> np.ndarray:
+  """The held-out records on the shadows' side (none of the victim's)."""
+  victim = np.concatenate([splits.victim.train, splits.victim.dev,
+                           splits.victim.test])
+  return np.setdiff1d(splits.heldout, victim).astype(np.int64)
+
+
+def rehearsal_splits(splits: Splits,
+                     config: SplitConfig = SplitConfig()) -> Splits:
+  """Splits for rehearsing attacks without touching the victim's records.
+
+  A *held-out shadow* plays the victim: it trains on `config.train_fraction`
+  of the shadow pool (as many records as the victim) and takes its dev/test
+  records from the rest of the shadow pool and one half of the shadows'
+  held-out records; the other half stays outside every target (LiRA / RMIA
+  need such records for dev and population). The shadows are `splits`'
+  own, so their pre-trained models are shared with the real experiment.
+  Used to tune defenses (METHOD.md §8): no victim train, dev or test
+  record appears in the result.
+
+  Args:
+    splits: the protocol's splits (`make_splits`), with >= 1 shadow.
+    config: split fractions (must be those `splits` were made with).
+
+  Returns:
+    `Splits` whose `victim` is the held-out shadow, `shadows` are
+    `splits.shadows`, `pool`/`victim_pool`/`shadow_pool` the shadow pool and
+    `heldout` the shadows' held-out records.
+  """
+  if not splits.shadows:
+    raise ValueError("rehearsal needs splits with at least one shadow.")
+  heldout = shadow_heldout(splits)
+  if heldout.size < 4:
+    raise ValueError(f"only {heldout.size} shadow-side held-out records; "
+                     "rehearsal needs at least 4.")
+  rng = _rng(splits.fingerprint, splits.seed, 10_000)
+  target_heldout, _ = _cut(rng.permutation(heldout), 0.5)
+  target = _model_split(rng, splits.shadow_pool, target_heldout, config)
+  return Splits(splits.fingerprint, splits.seed, splits.shadow_pool, heldout,
+                splits.shadow_pool, splits.shadow_pool, target, splits.shadows)

@@ -73,3 +73,30 @@ def test_bad_arguments():
     splits_lib.make_splits(5, "ab" * 32, 0)
   with pytest.raises(ValueError, match="heldout_fraction"):
     splits_lib.SplitConfig(heldout_fraction=1.5)
+
+
+def test_rehearsal_splits_never_touch_victim_records(digits):
+  s = splits_lib.splits_for(digits, seed=2, num_shadows=3)
+  r = splits_lib.rehearsal_splits(s)
+  victim = set(s.victim.train) | set(s.victim.dev) | set(s.victim.test)
+  target = r.victim
+  used = set(target.train) | set(target.dev) | set(target.test) | set(r.heldout)
+  assert not used & victim
+  assert r.shadows == s.shadows
+  # The held-out shadow trains on as many records as the real victim.
+  assert abs(len(target.train) - len(s.victim.train)) <= 1
+  assert set(target.train) <= set(s.shadow_pool)
+  for a, b in [(target.train, target.dev), (target.train, target.test),
+               (target.dev, target.test)]:
+    assert not set(a) & set(b)
+  # Half of the shadows' held-out records stay outside the target: the
+  # attacker's dev / population records.
+  outside = set(splits_lib.shadow_heldout(r)) - set(target.test)
+  assert len(outside) >= len(r.heldout) // 2 - 1
+  assert splits_lib.rehearsal_splits(s).victim.train.tolist() == \
+      target.train.tolist()
+
+
+def test_rehearsal_needs_shadows(digits):
+  with pytest.raises(ValueError, match="at least one shadow"):
+    splits_lib.rehearsal_splits(splits_lib.splits_for(digits, 0, 0))

@@ -1,0 +1,452 @@
+"""Defense settings found by KerasTuner (METHOD.md §8).
+
+A `keras_tuner` oracle (Bayesian optimization by default; random search and
+grid search available) proposes defense settings; `DefenseTuner.run_trial`
+prunes with them and returns the trial's metrics:
+
+1. the victim, pre-trained once (cached in a `ModelStore`) and pruned with
+   the trial's defense → its **dev** accuracy;
+2. a *rehearsal* (`wemem_tf.data.splits.rehearsal_splits`): a held-out shadow
+   model plays the victim, the shadows and LiRA/RMIA reference models are
+   trained with the same defense (adaptive), and the attacks run against it
+   → the **strongest attack's** balanced accuracy.
+
+No victim test record (member or non-member) is used. `attacks.objective`
+turns the pair into the score the oracle maximizes. Pre-trained models and
+memorization scores are shared by all trials (and with `wemem run` when the
+cache directory is a run directory); a trial that raises is recorded as
+FAILED with its error and the search goes on; the search resumes from its
+directory; KerasTuner's chief/worker mode distributes trials (README).
+"""
+
+import dataclasses
+import gc
+import json
+import os
+import time
+import traceback
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+
+import keras_tuner as kt
+from keras_tuner.engine import base_tuner
+import numpy as np
+
+from attacks import base
+from attacks import experiment
+from attacks import model_store
+from attacks import objective as objective_lib
+from attacks import registry
+from attacks import shadows as shadows_lib
+from wemem_tf import defenses as defenses_lib
+from wemem_tf import io_utils
+from wemem_tf._keras import keras
+from wemem_tf.data import datasets
+from wemem_tf.data import splits as splits_lib
+from wemem_tf.defenses import existing  # pylint: disable=unused-import  (registers)
+
+# Every attack but SAMIA (its sensitivity queries cost ~30 s per trial on
+# Location and it was never the strongest there).
+DEFAULT_ATTACKS = tuple(a for a in registry.attack_names() if a != "samia")
+WINDOW_METHODS = ("rsw", "swmr", "random")
+RISKY_METHODS = ("rmr", "swmr")
+EXISTING = ("ppb", "advreg", "dp", "relaxloss", "hamp")
+ORACLES = ("bayesian", "random", "grid")
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchSpace:
+  """Ranges of the defense settings searched (inclusive bounds).
+
+  Window sizes count records per class and epoch (METHOD.md §5); τ is
+  searched as the share of training records marked risky (`tau_share`),
+  since the score threshold's meaning depends on the estimator.
+
+  Attributes:
+    methods: defenses to choose among (WeMem methods and/or the existing
+      defenses "ppb", "advreg", "dp", "relaxloss", "hamp").
+    orders: window orders ("h2l", "l2h").
+    stride, width: window stride and width ranges; width in steps of
+      `width_step`.
+    tau_share: share of records that are risky.
+    lambda_mem: L2 weight decay of risky batches (log scale).
+    ppb_alpha, advreg_weight, dp_noise_multiplier, relaxloss_alpha,
+    hamp_entropy_threshold, hamp_alpha: the existing defenses' strengths.
+  """
+  methods: Tuple[str, ...] = ("rsw", "rmr", "swmr")
+  orders: Tuple[str, ...] = ("h2l", "l2h")
+  stride: Tuple[int, int] = (1, 4)
+  width: Tuple[int, int] = (5, 60)
+  width_step: int = 5
+  tau_share: Tuple[float, float] = (0.02, 0.4)
+  lambda_mem: Tuple[float, float] = (0.01, 1.0)
+  ppb_alpha: Tuple[float, float] = (1.0, 16.0)
+  advreg_weight: Tuple[float, float] = (1.0, 8.0)
+  dp_noise_multiplier: Tuple[float, float] = (0.01, 1.0)
+  relaxloss_alpha: Tuple[float, float] = (0.5, 2.0)
+  hamp_entropy_threshold: Tuple[float, float] = (0.5, 0.95)
+  hamp_alpha: Tuple[float, float] = (1e-4, 1e-2)
+
+  def __post_init__(self):
+    known = WINDOW_METHODS + ("rmr",) + EXISTING
+    bad = [m for m in self.methods if m not in known]
+    if not self.methods or bad:
+      raise ValueError(f"methods must be a non-empty subset of {known}; got "
+                       f"{list(self.methods)}.")
+    if not self.orders or set(self.orders) - {"h2l", "l2h"}:
+      raise ValueError(f"orders must be a non-empty subset of ('h2l', "
+                       f"'l2h'), got {self.orders}.")
+    for name in ("stride", "width", "tau_share", "lambda_mem", "ppb_alpha",
+                 "advreg_weight", "dp_noise_multiplier", "relaxloss_alpha",
+                 "hamp_entropy_threshold", "hamp_alpha"):
+      low, high = getattr(self, name)
+      if not 0 < low <= high:
+        raise ValueError(f"SearchSpace.{name} must be (low, high) with "
+                         f"0 < low <= high, got {(low, high)}.")
+    if self.tau_share[1] > 1.0:
+      raise ValueError("tau_share is a share of records: its range must lie "
+                       "in (0, 1].")
+    if self.width_step < 1:
+      raise ValueError("width_step must be >= 1.")
+
+  @classmethod
+  def for_dataset(cls, dataset_name: str, **overrides) -> "SearchSpace":
+    """Defaults scaled to the dataset's class sizes (the authors' settings
+    lie inside): per-class windows of tens of records for the tabular sets,
+    hundreds for CIFAR-10."""
+    if dataset_name in ("cifar10", "cifar10_subset"):
+      overrides = {"stride": (10, 200), "width": (100, 2000),
+                   "width_step": 100, **overrides}
+    return cls(**overrides)
+
+
+@dataclasses.dataclass(frozen=True)
+class DefenseChoice:
+  """A defense and its settings, as a trial proposes them.
+
+  Attributes:
+    name: defense registry name.
+    settings: constructor arguments ({} = the dataset's preset / defaults).
+  """
+  name: str
+  settings: Mapping[str, Any]
+
+  def build(self, dataset_name: str,
+            scores_fn: Optional[Callable[[], Any]] = None
+            ) -> defenses_lib.Defense:
+    return defenses_lib.build(self.name, dataset_name, scores_fn,
+                              **dict(self.settings))
+
+  def to_json(self) -> Dict[str, Any]:
+    return {"name": self.name, "settings": dict(self.settings)}
+
+
+class DefenseHyperModel(kt.HyperModel):
+  """Declares the search space; `build(hp)` returns a `DefenseChoice`.
+
+  Each method's settings live in a conditional scope of the "method"
+  choice, so oracles only tune the settings of the method a trial uses.
+  """
+
+  def __init__(self, space: SearchSpace):
+    super().__init__(name="wemem_defense")
+    self.space = space
+
+  def build(self, hp: kt.HyperParameters) -> DefenseChoice:
+    s = self.space
+    method = hp.Choice("method", list(s.methods))
+    settings: Dict[str, Any] = {}
+    window = [m for m in s.methods if m in ("rsw", "swmr")]
+    if window:
+      with hp.conditional_scope("method", window):
+        order = hp.Choice("order", list(s.orders))
+    windowed = [m for m in s.methods if m in WINDOW_METHODS]
+    if windowed:
+      with hp.conditional_scope("method", windowed):
+        stride = hp.Int("stride", s.stride[0], s.stride[1])
+        width = hp.Int("width", s.width[0], s.width[1], step=s.width_step)
+    risky = [m for m in s.methods if m in RISKY_METHODS]
+    if risky:
+      with hp.conditional_scope("method", risky):
+        tau_share = hp.Float("tau_share", *s.tau_share)
+        lambda_mem = hp.Float("lambda_mem", *s.lambda_mem, sampling="log")
+    if method in ("rsw", "swmr"):
+      settings["order"] = order
+    if method in WINDOW_METHODS:
+      settings.update(stride=stride, width=width)
+    if method in RISKY_METHODS:
+      settings.update(tau=None, tau_share=tau_share, lambda_mem=lambda_mem)
+    settings.update(self._existing(hp, method))
+    return DefenseChoice(method, settings)
+
+  def _existing(self, hp, method) -> Dict[str, Any]:
+    """Strength settings of the existing defenses (when searched)."""
+    s = self.space
+    specs = {  # method -> [(hp name, setting, range, sampling)]
+        "ppb": [("ppb_alpha", "alpha", s.ppb_alpha, "log")],
+        "advreg": [("advreg_weight", "weight", s.advreg_weight, "log")],
+        "dp": [("dp_noise_multiplier", "noise_multiplier",
+                s.dp_noise_multiplier, "log")],
+        "relaxloss": [("relaxloss_alpha", "alpha", s.relaxloss_alpha,
+                       "linear")],
+        "hamp": [("hamp_entropy_threshold", "entropy_threshold",
+                  s.hamp_entropy_threshold, "linear"),
+                 ("hamp_alpha", "alpha", s.hamp_alpha, "log")],
+    }
+    settings = {}
+    for name, entries in specs.items():
+      if name not in s.methods:
+        continue
+      with hp.conditional_scope("method", [name]):
+        for hp_name, setting, (low, high), sampling in entries:
+          value = hp.Float(hp_name, low, high, sampling=sampling)
+          if method == name:
+            settings[setting] = value
+    return settings
+
+
+@dataclasses.dataclass
+class TuningSetup:
+  """What every trial shares.
+
+  Attributes:
+    dataset: the data.
+    recipe: the victim's recipe without defense (architecture, pruning and
+      training settings); trials add their defense.
+    seed: run seed (splits, models, attacks).
+    attacks: attacks whose maximum is the privacy term.
+    num_shadows: shadow models of the rehearsal (>= 1).
+    num_reference_models: LiRA/RMIA reference models (0: automatic).
+    options: attack settings.
+    scores_fn: memorization scores over every record, computed once on
+      first use (the WeMem methods need them).
+    store: caches the pre-trained victim, held-out shadow, shadows and
+      reference models (pruned models are not cached by default).
+  """
+  dataset: datasets.Dataset
+  recipe: shadows_lib.ModelRecipe
+  seed: int = 0
+  attacks: Tuple[str, ...] = DEFAULT_ATTACKS
+  num_shadows: int = 5
+  num_reference_models: int = 0
+  options: base.AttackOptions = base.AttackOptions()
+  scores_fn: Optional[Callable[[], Any]] = None
+  store: Optional[model_store.ModelStore] = None
+
+  def __post_init__(self):
+    self.attacks = tuple(registry.parse_attack_names(self.attacks))
+    if self.num_shadows < 1:
+      raise ValueError("tuning rehearses attacks on a held-out shadow and "
+                       f"needs num_shadows >= 1, got {self.num_shadows}.")
+    self.splits = splits_lib.make_splits(
+        len(self.dataset), self.dataset.fingerprint, self.seed,
+        self.num_shadows, self.dataset.heldout_mask)
+    self.rehearsal = splits_lib.rehearsal_splits(self.splits)
+
+
+def _accuracy(model: shadows_lib.TrainedModel, dataset: datasets.Dataset,
+              records: np.ndarray) -> float:
+  x, y = dataset.take(records)
+  return float(np.mean(np.argmax(model.query.logits(x), 1) == y))
+
+
+def evaluate_choice(setup: TuningSetup, choice: DefenseChoice
+                    ) -> objective_lib.TrialMetrics:
+  """Prunes with `choice` and measures dev accuracy and rehearsed attacks."""
+  defense = choice.build(setup.dataset.name, setup.scores_fn)
+  recipe = dataclasses.replace(setup.recipe, defense=defense)
+  victim = shadows_lib.train_model(
+      setup.dataset, setup.splits.victim, shadows_lib.derived_seed(
+          setup.seed, 0, 0), recipe, setup.store)
+  dev_accuracy = _accuracy(victim, setup.dataset, setup.splits.victim.dev)
+  result = experiment.run_experiment(setup.dataset, experiment.ExperimentConfig(
+      recipe=recipe, attacks=setup.attacks, num_shadows=setup.num_shadows,
+      num_reference_models=setup.num_reference_models, adaptive=True,
+      seed=setup.seed, options=setup.options), setup.store, setup.rehearsal)
+  attacks = {r.attack: r.balanced_accuracy for r in result.suite.results}
+  return objective_lib.TrialMetrics.from_attacks(
+      dev_accuracy, attacks, result.victim.test_accuracy,
+      victim.defense_seconds or 0.0)
+
+
+TRIAL_FILE = "wemem_trial.json"
+
+
+class DefenseTuner(base_tuner.BaseTuner):
+  """A KerasTuner tuner whose trials prune with defense settings.
+
+  Use like any KerasTuner tuner: `tuner.search()` runs (or resumes) the
+  search; `tuner.oracle` holds the trials. Besides KerasTuner's own files,
+  each trial directory gets `wemem_trial.json` (choice, metrics, seconds,
+  status, error).
+  """
+
+  def __init__(self, oracle: kt.Oracle, setup: TuningSetup,
+               objective: objective_lib.TuningObjective,
+               space: SearchSpace, directory: str,
+               project_name: str = "tuner", overwrite: bool = False,
+               evaluate_fn: Callable[[TuningSetup, DefenseChoice],
+                                     objective_lib.TrialMetrics]
+               = evaluate_choice):
+    """Args: `evaluate_fn` measures a choice (default `evaluate_choice`;
+    tests substitute cheap known functions); the rest as KerasTuner's."""
+    self.setup = setup
+    self.objective = objective
+    self.evaluate_fn = evaluate_fn
+    super().__init__(oracle, hypermodel=DefenseHyperModel(space),
+                     directory=directory, project_name=project_name,
+                     overwrite=overwrite)
+
+  def run_trial(self, trial, *args, **kwargs) -> Dict[str, float]:
+    del args, kwargs
+    choice = self.hypermodel.build(trial.hyperparameters)
+    record = {"trial_id": trial.trial_id, "choice": choice.to_json(),
+              "tuner_id": self.tuner_id}
+    start = time.perf_counter()
+    try:
+      metrics = self.evaluate_fn(self.setup, choice)
+    except Exception as e:  # pylint: disable=broad-except
+      record.update(status="FAILED", seconds=time.perf_counter() - start,
+                    error=f"{type(e).__name__}: {e}",
+                    traceback=traceback.format_exc())
+      self._write_record(trial, record)
+      raise kt.errors.FailedTrialError(
+          f"trial {trial.trial_id} ({choice.name} {dict(choice.settings)}) "
+          f"failed: {type(e).__name__}: {e}") from e
+    finally:
+      keras.backend.clear_session()
+      gc.collect()
+    values = metrics.metrics(self.objective)
+    record.update(status="COMPLETED", seconds=time.perf_counter() - start,
+                  metrics=values, strongest_attack=metrics.strongest_attack,
+                  feasible=self.objective.feasible(metrics.attack_accuracy))
+    self._write_record(trial, record)
+    return values
+
+  def _write_record(self, trial, record: Dict[str, Any]) -> None:
+    io_utils.atomic_write_json(
+        os.path.join(self.get_trial_dir(trial.trial_id), TRIAL_FILE), record)
+
+  def save_model(self, trial_id, model, step=0):
+    """Trials keep no model (their pruned models are cheap to rebuild)."""
+    del trial_id, model, step
+
+  def load_model(self, trial):
+    raise NotImplementedError(
+        "defense trials keep no model: rebuild it with `wemem prune` and the "
+        "trial's settings (best.cfg).")
+
+
+def make_oracle(kind: str, max_trials: int, seed: int,
+                max_consecutive_failed_trials: int = 5) -> kt.Oracle:
+  """The oracle maximizing "score" ("bayesian", "random" or "grid")."""
+  if kind not in ORACLES:
+    raise ValueError(f"oracle must be one of {ORACLES}, got {kind!r}.")
+  if max_trials < 1:
+    raise ValueError(f"max_trials must be >= 1, got {max_trials}.")
+  goal = kt.Objective("score", direction="max")
+  common = dict(objective=goal, max_trials=max_trials, seed=seed,
+                max_consecutive_failed_trials=max_consecutive_failed_trials)
+  if kind == "bayesian":
+    return kt.oracles.BayesianOptimizationOracle(
+        num_initial_points=min(max_trials, 5), **common)
+  if kind == "random":
+    return kt.oracles.RandomSearchOracle(**common)
+  return kt.oracles.GridSearchOracle(**common)
+
+
+# ---- the trials table and the best trial ----------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class TrialRow:
+  """One line of the trials table."""
+  trial_id: str
+  status: str
+  choice: Optional[Dict[str, Any]]
+  metrics: Dict[str, float]
+  seconds: Optional[float]
+  error: Optional[str]
+
+  @property
+  def score(self) -> Optional[float]:
+    return self.metrics.get("score")
+
+
+def trial_rows(tuner: DefenseTuner) -> List[TrialRow]:
+  """Every trial the oracle knows of, in trial order."""
+  rows = []
+  for trial_id in sorted(tuner.oracle.trials, key=lambda t: (len(t), t)):
+    trial = tuner.oracle.trials[trial_id]
+    path = os.path.join(tuner.get_trial_dir(trial_id), TRIAL_FILE)
+    record = {}
+    if os.path.isfile(path):
+      with open(path) as f:
+        record = json.load(f)
+    metrics = record.get("metrics") or {
+        name: trial.metrics.get_last_value(name)
+        for name in trial.metrics.metrics}
+    choice = record.get("choice")
+    if choice is None and trial.hyperparameters.values:
+      choice = tuner.hypermodel.build(trial.hyperparameters).to_json()
+    error = record.get("error")
+    if error is None and trial.message:
+      error = str(trial.message).strip().splitlines()[-1]
+    rows.append(TrialRow(trial_id, str(trial.status), choice,
+                         {k: float(v) for k, v in metrics.items()
+                          if v is not None},
+                         record.get("seconds"), error))
+  return rows
+
+
+def best_row(rows: Sequence[TrialRow]) -> Optional[TrialRow]:
+  """The completed trial with the highest score (None if none completed)."""
+  done = [r for r in rows if r.status == "COMPLETED" and r.score is not None]
+  return max(done, key=lambda r: r.score) if done else None
+
+
+def _settings_text(choice: Optional[Dict[str, Any]]) -> str:
+  if not choice:
+    return ""
+  parts = []
+  for k, v in choice["settings"].items():
+    if v is None:
+      continue
+    parts.append(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}")
+  return f"{choice['name']} " + " ".join(parts)
+
+
+def trials_markdown(rows: Sequence[TrialRow],
+                    objective: objective_lib.TuningObjective) -> str:
+  """The trials table as Markdown (accuracies in percent)."""
+  lines = [f"Objective: {objective.describe()}.", "",
+           "| trial | status | defense and settings | dev acc | strongest "
+           "attack | score | seconds |", "|---|---|---|---|---|---|---|"]
+  for r in rows:
+    m = r.metrics
+    attack = ""
+    if "attack_accuracy" in m:
+      name = max((k for k in m if k.startswith("attack_")
+                  and k != "attack_accuracy"), default="",
+                 key=lambda k: m[k])
+      attack = f"{100 * m['attack_accuracy']:.1f} ({name[len('attack_'):]})"
+    dev = f"{100 * m['dev_accuracy']:.1f}" if "dev_accuracy" in m else ""
+    score = f"{m['score']:.4f}" if "score" in m else ""
+    seconds = f"{r.seconds:.0f}" if r.seconds is not None else ""
+    status = r.status + (f": {r.error}" if r.error else "")
+    lines.append(f"| {r.trial_id} | {status} | {_settings_text(r.choice)} | "
+                 f"{dev} | {attack} | {score} | {seconds} |")
+  return "\n".join(lines) + "\n"
+
+
+def write_trials(rows: Sequence[TrialRow],
+                 objective: objective_lib.TuningObjective,
+                 output_dir: str) -> Dict[str, str]:
+  """Writes trials.json and trials.md; returns their paths."""
+  paths = {"json": os.path.join(output_dir, "trials.json"),
+           "md": os.path.join(output_dir, "trials.md")}
+  io_utils.atomic_write_json(paths["json"], {
+      "objective": objective.to_json(),
+      "trials": [dataclasses.asdict(r) for r in rows]})
+  io_utils.atomic_write_bytes(paths["md"],
+                              trials_markdown(rows, objective).encode())
+  return paths

@@ -1,0 +1,235 @@
+"""The defense tuner: space, real trials, failures, resume, chief/worker.
+
+Search-mechanics tests use a cheap known evaluation function (a smooth
+formula of the settings) so they test KerasTuner integration, not training;
+one test runs real trials end to end on a tiny digits configuration.
+"""
+
+import dataclasses
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import wemem_tf  # pylint: disable=unused-import  (Keras 2 before TensorFlow)
+import keras_tuner as kt  # pylint: disable=g-bad-import-order
+
+from attacks import base
+from attacks import model_store
+from attacks import objective as objective_lib
+from attacks import shadows as shadows_lib
+from attacks import tuner as tuner_lib
+from wemem_tf import memorization
+from wemem_tf.data import datasets
+from wemem_tf.pruning import iterative
+from wemem_tf.training import loop as loop_lib
+
+TINY_RECIPE = shadows_lib.ModelRecipe(
+    architecture="column_fc",
+    pruning_config=iterative.PruningConfig(0.5, 2, epochs_per_iteration=2,
+                                           patience=2),
+    train_config=loop_lib.TrainConfig(max_epochs=2, patience=2))
+OBJECTIVE = objective_lib.TuningObjective("constrained", attack_target=0.7)
+
+
+def _setup(**kwargs) -> tuner_lib.TuningSetup:
+  return tuner_lib.TuningSetup(datasets.load_dataset("digits"), TINY_RECIPE,
+                               seed=0, attacks=("conf", "gap"), num_shadows=1,
+                               **kwargs)
+
+
+def known_evaluate(setup, choice):
+  """Known answers: rmr fails; a wider window leaks more, uses more data."""
+  del setup
+  if choice.name == "rmr":
+    raise ValueError("rmr is broken in this test")
+  width = choice.settings.get("width", 30)
+  return objective_lib.TrialMetrics.from_attacks(
+      dev_accuracy=0.5 + width / 200.0,
+      attacks={"conf": 0.55 + width / 150.0, "gap": 0.55},
+      rehearsal_test_accuracy=0.5, defense_seconds=0.1)
+
+
+def _tuner(directory, max_trials, evaluate=known_evaluate, overwrite=False,
+           methods=("rsw", "rmr"), oracle="random"):
+  space = tuner_lib.SearchSpace.for_dataset("digits", methods=methods)
+  return tuner_lib.DefenseTuner(
+      tuner_lib.make_oracle(oracle, max_trials, seed=3,
+                            max_consecutive_failed_trials=50),
+      _setup(), OBJECTIVE, space, directory=str(directory),
+      overwrite=overwrite, evaluate_fn=evaluate)
+
+
+def test_search_space_is_conditional_on_the_method():
+  model = tuner_lib.DefenseHyperModel(tuner_lib.SearchSpace(
+      methods=("rsw", "rmr", "swmr", "hamp")))
+  for method, expected in [
+      ("rsw", {"order", "stride", "width"}),
+      ("rmr", {"tau", "tau_share", "lambda_mem"}),
+      ("swmr", {"order", "stride", "width", "tau", "tau_share",
+                "lambda_mem"}),
+      ("hamp", {"entropy_threshold", "alpha"})]:
+    hp = kt.HyperParameters()
+    hp.values["method"] = method
+    choice = model.build(hp)
+    assert choice.name == method
+    assert set(choice.settings) == expected
+  with pytest.raises(ValueError, match="methods"):
+    tuner_lib.SearchSpace(methods=("magic",))
+  with pytest.raises(ValueError, match="width"):
+    tuner_lib.SearchSpace(width=(10, 5))
+  assert tuner_lib.SearchSpace.for_dataset("cifar10").width == (100, 2000)
+
+
+def test_failed_trials_are_recorded_and_the_search_goes_on(tmp_path):
+  tuner = _tuner(tmp_path, max_trials=8)
+  tuner.search()
+  rows = tuner_lib.trial_rows(tuner)
+  assert len(rows) == 8
+  failed = [r for r in rows if r.status == "FAILED"]
+  done = [r for r in rows if r.status == "COMPLETED"]
+  assert failed and done
+  assert all(r.choice["name"] == "rmr" for r in failed)
+  assert all("rmr is broken" in r.error for r in failed)
+  for r in done:  # the recorded score is the objective's formula
+    m = r.metrics
+    assert r.score == pytest.approx(OBJECTIVE.score(m["dev_accuracy"],
+                                                    m["attack_accuracy"]))
+  best = tuner_lib.best_row(rows)
+  assert best.score == max(r.score for r in done)
+  # Feasible = attack <= 0.7 <=> width <= 22.5; the best feasible trial has
+  # the widest such window.
+  feasible = [r for r in done if r.metrics["attack_accuracy"] <= 0.7]
+  if feasible:
+    assert best.choice["settings"]["width"] == max(
+        r.choice["settings"]["width"] for r in feasible)
+  paths = tuner_lib.write_trials(rows, OBJECTIVE, str(tmp_path))
+  table = open(paths["md"]).read()
+  assert table.count("FAILED") == len(failed)
+  assert len(json.load(open(paths["json"]))["trials"]) == 8
+
+
+class _Interrupt(BaseException):
+  pass
+
+
+def test_an_interrupted_search_resumes_without_redoing_trials(tmp_path):
+  calls = []
+
+  def interrupted_at_third(setup, choice):
+    calls.append(choice)
+    if len(calls) == 3:
+      raise _Interrupt()
+    return known_evaluate(setup, choice)
+
+  with pytest.raises(_Interrupt):
+    _tuner(tmp_path, 5, interrupted_at_third, methods=("rsw",)).search()
+  assert len(calls) == 3
+  resumed = []
+
+  def counting(setup, choice):
+    resumed.append(choice)
+    return known_evaluate(setup, choice)
+
+  tuner = _tuner(tmp_path, 5, counting, methods=("rsw",))
+  tuner.search()
+  rows = tuner_lib.trial_rows(tuner)
+  assert [r.status for r in rows] == ["COMPLETED"] * 5
+  # Two trials were done before the interruption; the interrupted one and
+  # the last two remain.
+  assert len(resumed) == 3
+  assert resumed[0] == calls[2]  # the interrupted trial is re-run as is
+  # overwrite=True starts afresh.
+  fresh = []
+  _tuner(tmp_path, 2, lambda s, c: fresh.append(c) or known_evaluate(s, c),
+         overwrite=True, methods=("rsw",)).search()
+  assert len(fresh) == 2
+
+
+def test_real_trials_never_read_the_victims_test_records(tmp_path):
+  """End to end: real pruning and attacks. Scrambling the victim's test
+  records (features and labels) must not change any trial metric."""
+  dataset = datasets.load_dataset("digits")
+  n = len(dataset)
+  scores = memorization.MemScores(  # any fixed scores do for this test
+      np.random.default_rng(1).uniform(0, 1, n), np.arange(n),
+      dataset.fingerprint, np.full(n, -1), np.full(n, -1), method="test")
+  store = model_store.ModelStore(str(tmp_path / "models"),
+                                 kinds=("pretrained",))
+  setup = tuner_lib.TuningSetup(dataset, TINY_RECIPE, seed=0,
+                                attacks=("conf", "gap", "rmia"),
+                                num_shadows=1, num_reference_models=2,
+                                options=base.AttackOptions(max_epochs=2),
+                                scores_fn=lambda: scores, store=store)
+  choice = tuner_lib.DefenseChoice("swmr", dict(
+      order="h2l", stride=1, width=20, tau=None, tau_share=0.2,
+      lambda_mem=0.1))
+  first = tuner_lib.evaluate_choice(setup, choice)
+  assert 0.0 <= first.dev_accuracy <= 1.0
+  assert set(first.attacks) == {"conf", "gap", "rmia"}
+  assert first.attack_accuracy == max(first.attacks.values())
+  assert store.misses > 0 and not any(
+      n.startswith("pruned") for n in os.listdir(store.root))
+
+  test = setup.splits.victim.test
+  rng = np.random.default_rng(0)
+  x, y = dataset.x.copy(), dataset.y.copy()
+  x[test] = rng.permutation(x)[:len(test)]
+  y[test] = rng.integers(0, dataset.num_classes, len(test))
+  scrambled = dataclasses.replace(dataset, x=x, y=y)  # same fingerprint
+  hits = store.hits
+  again = tuner_lib.evaluate_choice(
+      dataclasses.replace(setup, dataset=scrambled), choice)
+  assert store.hits > hits  # pre-trained models came from the cache
+  untimed = lambda m: dataclasses.replace(m, defense_seconds=0.0)
+  assert untimed(again) == untimed(first)
+
+
+def _free_port() -> int:
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    return s.getsockname()[1]
+
+
+def test_chief_and_worker_processes(tmp_path):
+  """KerasTuner's distributed mode: a chief serves the oracle, a worker
+  runs the trials; both are separate processes on this machine."""
+  port = str(_free_port())
+  env = dict(os.environ, KERASTUNER_ORACLE_IP="127.0.0.1",
+             KERASTUNER_ORACLE_PORT=port)
+  command = [sys.executable, "-m", "attacks.tuner_test", str(tmp_path)]
+  chief = subprocess.Popen(command, env=dict(env, KERASTUNER_TUNER_ID="chief"),
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+  worker = subprocess.run(command, env=dict(env, KERASTUNER_TUNER_ID="tuner0"),
+                          capture_output=True, text=True, timeout=300)
+  chief_out = chief.communicate(timeout=120)[0].decode()
+  assert worker.returncode == 0, worker.stderr[-3000:]
+  assert chief.returncode == 0, chief_out[-3000:]
+  result = json.load(open(tmp_path / "result.json"))
+  assert result["completed"] == 3
+  assert result["tuner_ids"] == ["tuner0"]
+
+
+def _distributed_main(directory: str) -> None:
+  """One process of the chief/worker test (role from KERASTUNER_TUNER_ID)."""
+  tuner = _tuner(directory, 3, methods=("rsw",))
+  tuner.search()
+  if tuner._is_worker():  # pylint: disable=protected-access
+    return
+  rows = tuner_lib.trial_rows(tuner)
+  tuner_ids = set()
+  for r in rows:
+    with open(os.path.join(tuner.get_trial_dir(r.trial_id),
+                           tuner_lib.TRIAL_FILE)) as f:
+      tuner_ids.add(json.load(f)["tuner_id"])
+  with open(os.path.join(directory, "result.json"), "w") as f:
+    json.dump({"completed": sum(r.status == "COMPLETED" for r in rows),
+               "tuner_ids": sorted(tuner_ids)}, f)
+
+
+if __name__ == "__main__":
+  _distributed_main(sys.argv[1])

@@ -1,0 +1,145 @@
+"""`wemem tune`: defense settings by KerasTuner (METHOD.md §8).
+
+  wemem tune --flagfile=configs/location_base.cfg --data_dir=../shared/data \\
+    --max_trials=20 --objective=constrained --attack_target=0.7 \\
+    --output_dir=runs/location_tune
+  wemem run --flagfile=configs/location_base.cfg \\
+    --flagfile=runs/location_tune/best.cfg --output_dir=runs/location_tuned
+
+Each trial prunes the victim with the trial's settings (dev accuracy) and
+rehearses the adaptive attacks on a held-out shadow (see attacks/tuner.py
+and attacks/objective.py). Writes into --output_dir: manifest.json, the
+KerasTuner project (tuner/), trials.json + trials.md (every trial, failed
+ones with their error), best.json and best.cfg (a flagfile for `wemem run` /
+`wemem prune`). The same command resumes an interrupted search; --overwrite
+starts afresh. Distributed: start one process with KERASTUNER_TUNER_ID=chief
+and workers with KERASTUNER_TUNER_ID=tuner0, tuner1, ... (all with the same
+KERASTUNER_ORACLE_IP / KERASTUNER_ORACLE_PORT, flags and --output_dir on a
+shared file system); the chief serves the oracle and writes the tables.
+"""
+
+import os
+
+from absl import flags
+
+import wemem_tf
+from attacks import model_store
+from attacks import objective as objective_lib
+from attacks import registry
+from attacks import shadows
+from attacks import tuner as tuner_lib
+from wemem_cli import attack_cmd
+from wemem_cli import common_flags as cf
+from wemem_cli import defense_flags
+from wemem_cli import flag_utils
+from wemem_tf import io_utils
+
+MAX_TRIALS = flags.DEFINE_integer("max_trials", 20, "Trials of the search.")
+ORACLE = flags.DEFINE_enum("oracle", "bayesian", list(tuner_lib.ORACLES),
+                           "KerasTuner oracle.")
+OBJECTIVE = flags.DEFINE_enum(
+    "objective", "constrained", [k.value for k in objective_lib.ObjectiveKind],
+    "constrained: maximize dev accuracy subject to the strongest attack's "
+    "balanced accuracy <= --attack_target; weighted: dev accuracy - "
+    "--objective_weight x (attack accuracy - 0.5).")
+ATTACK_TARGET = flags.DEFINE_float(
+    "attack_target", 0.7, "Highest acceptable balanced accuracy of the "
+    "strongest rehearsed attack (constrained objective).")
+OBJECTIVE_WEIGHT = flags.DEFINE_float(
+    "objective_weight", 1.0, "Price of attack accuracy in dev accuracy "
+    "(weighted objective).")
+TUNE_METHODS = flags.DEFINE_list(
+    "tune_methods", ["rsw", "rmr", "swmr"], "Defenses to choose among: WeMem "
+    "methods (rsw, rmr, swmr, random) and/or existing defenses (ppb, advreg, "
+    "dp, relaxloss, hamp; their strength is tuned).")
+TUNE_ATTACKS = flags.DEFINE_string(
+    "tune_attacks", ",".join(tuner_lib.DEFAULT_ATTACKS),
+    "Attacks rehearsed in every trial ('all' or a comma list); the strongest "
+    "counts.")
+OVERWRITE = flags.DEFINE_boolean(
+    "overwrite", False, "Start a new search instead of resuming the one in "
+    "--output_dir.")
+MAX_FAILED = flags.DEFINE_integer(
+    "max_consecutive_failed_trials", 5, "Stop the search after this many "
+    "failed trials in a row (a failed trial is recorded and skipped).")
+
+
+def _setup(dataset, cache_dir: str) -> tuner_lib.TuningSetup:
+  seed = cf.SEED.value
+  arch = flag_utils.architecture(dataset.name)
+  recipe = shadows.ModelRecipe(architecture=arch,
+                               pruning_config=flag_utils.pruning_config(),
+                               train_config=flag_utils.train_config())
+  return tuner_lib.TuningSetup(
+      dataset, recipe, seed=seed,
+      attacks=tuple(registry.parse_attack_names(TUNE_ATTACKS.value)),
+      num_shadows=cf.NUM_SHADOWS.value,
+      num_reference_models=attack_cmd.NUM_REFERENCE_MODELS.value,
+      options=attack_cmd.attack_options(),
+      scores_fn=lambda: defense_flags.scores_for(
+          dataset, seed, arch, os.path.join(cache_dir, "memscores"),
+          defense_flags.MEMSCORES.value),
+      store=model_store.ModelStore(os.path.join(cache_dir, "models"),
+                                   kinds=("pretrained",)))
+
+
+def write_best(rows, objective, output_dir: str, dataset_name: str) -> str:
+  """best.json and best.cfg for the best completed trial; returns a line."""
+  best = tuner_lib.best_row(rows)
+  if best is None:
+    return "no trial completed: nothing to write."
+  name, settings = best.choice["name"], best.choice["settings"]
+  feasible = objective.feasible(best.metrics["attack_accuracy"])
+  header = [f"# wemem tune: best of {len(rows)} trials (trial {best.trial_id}, "
+            f"score {best.score:.4f}; {objective.describe()}).",
+            f"# dev accuracy {100 * best.metrics['dev_accuracy']:.1f}%, "
+            f"strongest rehearsed attack "
+            f"{100 * best.metrics['attack_accuracy']:.1f}%.",
+            "# Use after the base flagfile: wemem run --flagfile=<base.cfg> "
+            "--flagfile=best.cfg"]
+  if feasible is False:
+    header.append(f"# WARNING: no trial met the attack target "
+                  f"{objective.attack_target:g}; this is the closest.")
+  lines = header + [f"--dataset={dataset_name}"] + defense_flags.flag_lines(
+      name, settings)
+  io_utils.atomic_write_bytes(os.path.join(output_dir, "best.cfg"),
+                              ("\n".join(lines) + "\n").encode())
+  io_utils.atomic_write_json(os.path.join(output_dir, "best.json"), {
+      "trial_id": best.trial_id, "defense": best.choice,
+      "metrics": best.metrics, "feasible": feasible,
+      "objective": objective.to_json()})
+  return (f"best: trial {best.trial_id}: {name} {settings} -> dev accuracy "
+          f"{100 * best.metrics['dev_accuracy']:.1f}%, strongest attack "
+          f"{100 * best.metrics['attack_accuracy']:.1f}%"
+          + (" (target not met)" if feasible is False else ""))
+
+
+def main(argv) -> int:
+  if len(argv) > 1:
+    raise ValueError(f"unexpected arguments: {argv[1:]}")
+  objective = objective_lib.TuningObjective(
+      OBJECTIVE.value, ATTACK_TARGET.value, OBJECTIVE_WEIGHT.value)
+  dataset = flag_utils.load_dataset()
+  space = tuner_lib.SearchSpace.for_dataset(
+      dataset.name, methods=tuple(TUNE_METHODS.value))
+  output_dir = flag_utils.output_dir()
+  cache_dir = cf.CACHE_DIR.value or output_dir
+  wemem_tf.run_manifest.write_manifest(
+      output_dir, cf.SEED.value, flag_utils.flag_values(), dataset.fingerprint,
+      flag_utils.command_line(), name="tune_manifest.json")
+  tuner = tuner_lib.DefenseTuner(
+      tuner_lib.make_oracle(ORACLE.value, MAX_TRIALS.value, cf.SEED.value,
+                            MAX_FAILED.value),
+      _setup(dataset, cache_dir), objective, space, directory=output_dir,
+      project_name="tuner", overwrite=OVERWRITE.value)
+  tuner.search()
+  if tuner._is_worker():  # pylint: disable=protected-access
+    print("worker done; the chief writes the trials table.")
+    return 0
+  rows = tuner_lib.trial_rows(tuner)
+  paths = tuner_lib.write_trials(rows, objective, output_dir)
+  print(tuner_lib.trials_markdown(rows, objective))
+  print(write_best(rows, objective, output_dir, dataset.name))
+  print(f"wrote {paths['md']}, {paths['json']}, "
+        f"{os.path.join(output_dir, 'best.cfg')}")
+  return 0
