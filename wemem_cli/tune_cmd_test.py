@@ -1,0 +1,58 @@
+"""`wemem tune`: trials table, best flagfile usable by the other commands."""
+
+import json
+import subprocess
+import sys
+
+
+def _wemem(*args, timeout=600):
+  return subprocess.run([sys.executable, "-m", "wemem_cli.main", *args],
+                        capture_output=True, text=True, timeout=timeout)
+
+
+def test_tune_writes_trials_and_a_best_flagfile(tmp_path):
+  out = tmp_path / "tune"
+  args = ["tune", "--dataset=digits", f"--output_dir={out}", "--seed=1",
+          "--tune_methods=rsw", "--max_trials=2", "--oracle=random",
+          "--tune_attacks=conf,gap", "--num_shadows=1",
+          "--objective=weighted", "--objective_weight=0.5",
+          "--target_sparsity=0.5", "--prune_iterations=2",
+          "--epochs_per_iteration=2", "--patience=2", "--pretrain_epochs=2",
+          "--memscore_models=32", "--memscore_epochs=2",
+          "--attack_max_epochs=2"]
+  proc = _wemem(*args)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  trials = json.loads((out / "trials.json").read_text())
+  assert trials["objective"]["kind"] == "weighted"
+  assert [t["status"] for t in trials["trials"]] == ["COMPLETED"] * 2
+  best = json.loads((out / "best.json").read_text())
+  m = best["metrics"]
+  assert m["score"] == max(t["metrics"]["score"] for t in trials["trials"])
+  assert abs(m["score"] - (m["dev_accuracy"]
+                           - 0.5 * (m["attack_accuracy"] - 0.5))) < 1e-9
+  cfg = (out / "best.cfg").read_text()
+  assert "--defense=rsw" in cfg and "--window_width=" in cfg
+  assert (out / "trials.md").read_text().count("| COMPLETED |") == 2
+  assert json.loads((out / "tune_manifest.json").read_text())["seed"] == 1
+  # Pre-trained models are cached for the trials, pruned ones are not.
+  names = [p.name for p in (out / "models").iterdir()]
+  assert names and all(n.startswith("pretrained") for n in names)
+
+  # The flagfile parses for `wemem run` (an empty run dir is then refused).
+  proc = _wemem("report", f"--flagfile={out / 'best.cfg'}",
+                f"--output_dir={tmp_path / 'empty'}")
+  assert "holds no finished experiments" in proc.stderr, proc.stderr[-2000:]
+
+  # Rerunning resumes: nothing new to do, same best.
+  proc = _wemem(*args)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert json.loads((out / "best.json").read_text()) == best
+
+
+def test_tune_rejects_bad_settings(tmp_path):
+  proc = _wemem("tune", "--dataset=digits", f"--output_dir={tmp_path}",
+                "--tune_methods=magic")
+  assert proc.returncode == 2 and "methods must be" in proc.stderr
+  proc = _wemem("tune", "--dataset=digits", f"--output_dir={tmp_path}",
+                "--attack_target=70")
+  assert proc.returncode == 2 and "attack_target" in proc.stderr
