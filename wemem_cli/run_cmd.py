@@ -14,6 +14,7 @@ import os
 from absl import flags
 
 import wemem_tf  # pylint: disable=unused-import  (Keras 2 before TensorFlow)
+from attacks import aggregate
 from attacks import pipeline
 from attacks import report as report_lib
 from wemem_cli import attack_cmd
@@ -25,6 +26,9 @@ DEFENSES = flags.DEFINE_list(
     "defenses", ["none", "rsw", "rmr", "swmr"],
     "Defenses to evaluate with iterative pruning (comma list of "
     f"{','.join(defense_flags.DEFENSE_NAMES)}); none = base.")
+RUNS = flags.DEFINE_list(
+    "runs", [], "wemem report only: run directories of different seeds to "
+    "aggregate (mean ± std) into --output_dir/aggregate.{json,md}.")
 BASELINES = flags.DEFINE_list(
     "baselines", list(pipeline.BASELINES),
     "Baselines to evaluate too: unpruned, one_shot (empty: none).")
@@ -57,10 +61,17 @@ def main(argv) -> None:
 
 
 def report_main(argv) -> None:
-  """`wemem report --output_dir=RUN`: rebuilds the report of a run."""
+  """`wemem report --output_dir=RUN`: rebuilds the report of a run.
+
+  With --runs=RUN1,RUN2,...: writes their mean ± std into --output_dir.
+  """
   if len(argv) > 1:
     raise ValueError(f"unexpected arguments: {argv[1:]}")
   run_dir = flag_utils.output_dir()
+  if RUNS.value:
+    paths = aggregate.write_aggregate(RUNS.value, run_dir)
+    print(f"wrote {paths['md']} and {paths['json']}")
+    return
   experiments = os.path.join(run_dir, "experiments")
   if not os.path.isdir(experiments):
     raise ValueError(f"{run_dir!r} holds no finished experiments; run "
