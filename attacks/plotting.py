@@ -1,7 +1,8 @@
-"""ROC curves of several attacks on log-log axes (the low-FPR regime)."""
+"""Attack plots: ROC curves of several attacks on log-log axes (the low-FPR
+regime), and the best attack per pruning iteration."""
 
 import io
-from typing import Optional, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
 from matplotlib import colormaps
 from matplotlib import figure as mpl_figure
@@ -46,6 +47,62 @@ def plot_roc_curves(results: Sequence[metrics_lib.AttackResult],
   if title:
     ax.set_title(title)
   ax.legend(fontsize=7, loc="lower right")
+  fig.tight_layout()
+  if path is not None:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=120)
+    io_utils.atomic_write_bytes(path, buffer.getvalue())
+  return fig
+
+
+def plot_attack_per_iteration(series: Mapping[str, Mapping[str, Any]],
+                              path: Optional[str] = None, title: str = ""):
+  """Best attack and victim test accuracy per pruning iteration.
+
+  Two panels sharing the x axis (pruning iteration, labelled with its target
+  sparsity): the best attack's balanced accuracy at each iteration (marker
+  labels name the attack) and the victim's test accuracy; one line per
+  configuration.
+
+  Args:
+    series: {configuration label: an iterations.json document
+      (`attacks.iterations.IterationsResult.to_json`)}.
+    path: where to write the PNG (atomically); None: do not write.
+    title: figure title.
+
+  Returns:
+    The matplotlib `Figure` (not attached to pyplot).
+  """
+  series = {label: doc for label, doc in series.items() if doc["iterations"]}
+  if not series:
+    raise ValueError("no per-iteration results to plot.")
+  fig = mpl_figure.Figure(figsize=(6.4, 6.6))
+  top, bottom = fig.subplots(2, 1, sharex=True)
+  ticks = {}
+  for i, (label, doc) in enumerate(series.items()):
+    its = doc["iterations"]
+    x = [it["iteration"] for it in its]
+    for it in its:
+      ticks.setdefault(it["iteration"], it["target_sparsity"])
+    best = [100 * it["best_attack"]["balanced_accuracy"] for it in its]
+    color = colormaps["tab10"].colors[i % 10]
+    top.plot(x, best, marker="o", color=color, label=label)
+    for xi, yi, it in zip(x, best, its):
+      top.annotate(it["best_attack"]["attack"], (xi, yi), fontsize=6,
+                   textcoords="offset points", xytext=(3, 3), color=color)
+    bottom.plot(x, [100 * it["victim_test_accuracy"] for it in its],
+                marker="s", color=color, label=label)
+  top.axhline(50, color="k", lw=0.8, ls="--")
+  top.set_ylabel("best attack, balanced accuracy (%)")
+  bottom.set_ylabel("victim test accuracy (%)")
+  order = sorted(ticks)
+  bottom.set_xticks(order)
+  bottom.set_xticklabels([f"{k}\ns={ticks[k]:.2f}" for k in order])
+  bottom.set_xlabel("pruning iteration (target sparsity)")
+  for ax in (top, bottom):
+    ax.grid(alpha=0.3)
+  top.legend(fontsize=8)
+  top.set_title(title or "attacks on the models after each pruning iteration")
   fig.tight_layout()
   if path is not None:
     buffer = io.BytesIO()

@@ -12,18 +12,24 @@ report.json schema (documented in README):
        "best_attack": {"attack": name, "balanced_accuracy": float},
        "iterations": [{"iteration", "target_sparsity", "test_accuracy"}],
        "attacks": {attack: {"balanced_accuracy", "auc", "tpr_at_0.1pct_fpr",
-                            "tpr_at_1pct_fpr", "advantage", "seconds"}}}}}
+                            "tpr_at_1pct_fpr", "advantage", "seconds"}},
+       # only when experiments/<label>/iterations.json exists
+       # (attacks.iterations): the attacks on the models after each
+       # pruning iteration
+       "attack_per_iteration": [{"iteration", "target_sparsity",
+                                 "test_accuracy", "best_attack"}]}}}
 """
 
 import json
 import os
-from typing import Any, Dict, List, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-import-position
 import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
 
+from attacks import plotting  # pylint: disable=g-import-not-at-top,wrong-import-position
 from wemem_tf import io_utils  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 METRICS = ("balanced_accuracy", "auc", "tpr_at_0.1pct_fpr", "tpr_at_1pct_fpr",
@@ -48,6 +54,15 @@ def _entry(attacks_json: Dict[str, Any], step: Dict[str, Any]) -> Dict[str, Any]
   }
 
 
+def _load_iterations(run_dir: str, label: str) -> Optional[Dict[str, Any]]:
+  """experiments/<label>/iterations.json, or None when there is none."""
+  path = os.path.join(run_dir, "experiments", label, "iterations.json")
+  if not os.path.isfile(path):
+    return None
+  with open(path) as f:
+    return json.load(f)
+
+
 def collect(run_dir: str, labels: Sequence[str]) -> Dict[str, Any]:
   """The report dict from the finished steps of `run_dir`."""
   with open(os.path.join(run_dir, "manifest.json")) as f:
@@ -62,6 +77,14 @@ def collect(run_dir: str, labels: Sequence[str]) -> Dict[str, Any]:
       step = json.load(f)
     with open(os.path.join(folder, "attacks.json")) as f:
       entries[label] = _entry(json.load(f), step)
+    per_iteration = _load_iterations(run_dir, label)
+    if per_iteration is not None:
+      entries[label]["attack_per_iteration"] = [
+          {"iteration": it["iteration"],
+           "target_sparsity": it["target_sparsity"],
+           "test_accuracy": it["victim_test_accuracy"],
+           "best_attack": it["best_attack"]}
+          for it in per_iteration["iterations"]]
   return {"dataset": manifest["settings"]["dataset"],
           "seed": manifest["seed"], "data_fingerprint":
           manifest["data_fingerprint"], "defenses": entries}
@@ -107,8 +130,26 @@ def markdown(report: Dict[str, Any]) -> str:
     for label, e in entries.items():
       cells = [_pct(e["attacks"].get(a, {}).get(metric)) for a in attacks]
       lines.append(f"| {label} | " + " | ".join(cells) + " |")
+  per_iteration = {label: e["attack_per_iteration"]
+                   for label, e in entries.items()
+                   if e.get("attack_per_iteration")}
+  if per_iteration:
+    count = max(len(its) for its in per_iteration.values())
+    lines += ["", "## Best attack per pruning iteration (%)", "",
+              "Best attack balanced accuracy / victim test accuracy on the "
+              "models after each iteration (victim, shadows and reference "
+              "models all at that iteration).", "",
+              "| configuration | " + " | ".join(
+                  f"it {k}" for k in range(count)) + " |",
+              "|---|" + "---|" * count]
+    for label, its in per_iteration.items():
+      cells = [f"{_pct(it['best_attack']['balanced_accuracy'])} / "
+               f"{_pct(it['test_accuracy'])}" for it in its]
+      cells += [""] * (count - len(cells))
+      lines.append(f"| {label} | " + " | ".join(cells) + " |")
   lines += ["", "Plots: plots/privacy_utility.png, plots/roc_best.png, "
-            "plots/iterations.png."]
+            "plots/iterations.png" + (", plots/attack_per_iteration.png"
+                                      if per_iteration else "") + "."]
   return "\n".join(lines) + "\n"
 
 
@@ -176,13 +217,26 @@ def _plot_best_roc(run_dir, report, path):
 
 
 def write_report(run_dir: str, labels: List[str]) -> Dict[str, Any]:
-  """Writes report.json, report.md and plots/; returns the report dict."""
+  """Writes report.json, report.md and plots/; returns the report dict.
+
+  plots/attack_per_iteration.png is drawn when some configuration has an
+  experiments/<label>/iterations.json (`attacks.iterations`).
+  """
   report = collect(run_dir, labels)
   plots = os.path.join(run_dir, "plots")
   os.makedirs(plots, exist_ok=True)
   _plot_privacy_utility(report, os.path.join(plots, "privacy_utility.png"))
   _plot_iterations(report, os.path.join(plots, "iterations.png"))
   _plot_best_roc(run_dir, report, os.path.join(plots, "roc_best.png"))
+  per_iteration = {label: _load_iterations(run_dir, label)
+                   for label in report["defenses"]}
+  per_iteration = {label: doc for label, doc in per_iteration.items()
+                   if doc is not None and doc["iterations"]}
+  if per_iteration:
+    plotting.plot_attack_per_iteration(
+        per_iteration, os.path.join(plots, "attack_per_iteration.png"),
+        title=f"best adaptive attack per pruning iteration, "
+        f"{report['dataset']}")
   io_utils.atomic_write_json(os.path.join(run_dir, "report.json"), report)
   io_utils.atomic_write_bytes(os.path.join(run_dir, "report.md"),
                               markdown(report).encode())

@@ -8,6 +8,14 @@ writes OUT/attacks.json (one row per attack: attack, balanced_accuracy, auc,
 tpr_at_0.1pct_fpr, tpr_at_1pct_fpr, advantage, seconds, ...; plus
 victim_test_accuracy), OUT/attacks_roc.png (log-log ROC curves) and
 OUT/attack_scores.npz (raw scores).
+
+With --per_iteration the attacks also run on the models after every pruning
+iteration (victim, shadows and reference models all at iteration k; see
+`attacks.iterations`): OUT/iterations.json and
+OUT/plots/attack_per_iteration.png besides the files above, which then
+describe the last iteration (the same numbers as without the flag).
+--model_store_dir caches trained models (pre-training is shared by every
+defense and by --per_iteration).
 """
 
 import os
@@ -18,6 +26,9 @@ from absl import logging
 import wemem_tf
 from attacks import base
 from attacks import experiment
+from attacks import iterations
+from attacks import model_store
+from attacks import plotting
 from attacks import registry
 from attacks import shadows
 from wemem_cli import common_flags
@@ -41,6 +52,14 @@ ATTACK_MAX_EPOCHS = flags.DEFINE_integer(
     "models.")
 ATTACK_PATIENCE = flags.DEFINE_integer(
     "attack_patience", 5, "Early-stopping patience of the attack models.")
+PER_ITERATION = flags.DEFINE_boolean(
+    "per_iteration", False, "Also attack the models after every pruning "
+    "iteration (victim, shadows, reference models at the same iteration); "
+    "writes iterations.json and plots/attack_per_iteration.png.")
+MODEL_STORE_DIR = flags.DEFINE_string(
+    "model_store_dir", None, "Cache trained models here (attacks.model_store;"
+    " e.g. RUN/models of `wemem run`) and reuse what is already there; "
+    "default: no cache.")
 
 
 def attack_options() -> base.AttackOptions:
@@ -88,7 +107,12 @@ def main(argv) -> int:
   defense = defense_flags.defense_from_flags(
       dataset, seed, flag_utils.architecture(dataset.name), output_dir)
   config = config_from_flags(defense)
-  result = experiment.run_experiment(dataset, config)
+  store = (model_store.ModelStore(MODEL_STORE_DIR.value)
+           if MODEL_STORE_DIR.value else None)
+  if PER_ITERATION.value:
+    result = _run_per_iteration(dataset, config, store, output_dir)
+  else:
+    result = experiment.run_experiment(dataset, config, store)
   paths = experiment.write_artifacts(result, output_dir)
   logging.info("wrote %s", paths)
   print(f"victim test accuracy {100 * result.victim.test_accuracy:.2f}% "
@@ -96,6 +120,35 @@ def main(argv) -> int:
   print(result.suite.table())
   print(f"wrote {paths['json']}, {paths['roc']}, {paths['scores']}")
   return 0
+
+
+def _run_per_iteration(dataset, config: experiment.ExperimentConfig,
+                       store, output_dir: str) -> experiment.ExperimentResult:
+  """Attacks after every iteration; writes iterations.json and the plot.
+
+  Returns:
+    The last iteration as an `ExperimentResult`.
+  """
+  if config.recipe.target != "pruned":
+    raise ValueError("--per_iteration needs --target=pruned.")
+  result = iterations.run_per_iteration(dataset, config, store)
+  doc = result.to_json()
+  json_path = iterations.write_iterations_json(
+      result, os.path.join(output_dir, "iterations.json"))
+  label = ("base" if defense_flags.DEFENSE.value == "none"
+           else defense_flags.DEFENSE.value)
+  plot_path = os.path.join(output_dir, "plots", "attack_per_iteration.png")
+  plotting.plot_attack_per_iteration(
+      {label: doc}, plot_path,
+      title=f"{dataset.name}, {label}: best adaptive attack per iteration")
+  print("iteration  sparsity  test acc  best attack (balanced accuracy)")
+  for it in doc["iterations"]:
+    best = it["best_attack"]
+    print(f"{it['iteration']:>9}  {it['target_sparsity']:8.2f}  "
+          f"{100 * it['victim_test_accuracy']:8.2f}  {best['attack']} "
+          f"({100 * best['balanced_accuracy']:.2f})")
+  print(f"wrote {json_path}, {plot_path}")
+  return result.final_experiment()
 
 
 if __name__ == "__main__":

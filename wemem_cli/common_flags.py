@@ -13,6 +13,9 @@ CACHE_DIR = flags.DEFINE_string(
     "cache_dir", None, "Folder of the model store (models/) and memorization "
     "scores (memscores/) to read and fill (default: --output_dir); point it "
     "at another run directory to reuse its pre-trained models and scores.")
+OUTPUT = flags.DEFINE_string(
+    "output", None, "File to write: the scores .npz (memscore) or the "
+    ".tflite model (export).")
 SEED = flags.DEFINE_integer("seed", 0, "Seed of splits, initialization and order.")
 ARCHITECTURE = flags.DEFINE_string(
     "architecture", None, "Model architecture (default per dataset: column_fc "

@@ -18,6 +18,9 @@ SUBCOMMANDS = {
     "attack": "wemem_cli.attack_cmd",
     "memscore": "wemem_cli.memscore_cmd",
     "report": "wemem_cli.run_cmd:report_main",
+    "tune": "wemem_cli.tune_cmd",
+    "pretrain": "wemem_cli.pretrain_cmd",
+    "export": "wemem_cli.export_cmd",
 }
 
 _USAGE = "usage: wemem {%s} [--flags] [--flagfile=configs/...]" % "|".join(

@@ -28,8 +28,7 @@ SUBSET_FRACTION = flags.DEFINE_float(
     "trains on, in (0, 1).")
 EPOCHS = flags.DEFINE_integer(
     "epochs", 30, "Memorization: training epochs of each model.")
-OUTPUT = flags.DEFINE_string(
-    "output", None, "Memorization: the .npz file to write.")
+OUTPUT = cf.OUTPUT
 CHUNK_SIZE = flags.DEFINE_integer(
     "chunk_size", 64, "Memorization: models trained together in one graph.")
 METHOD = flags.DEFINE_enum(

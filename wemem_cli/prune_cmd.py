@@ -1,5 +1,9 @@
 """`wemem prune`: pre-train (or load) a victim and prune it iteratively.
 
+With `--pretrained=PRE/pretrained.h5` from `wemem pretrain` (same --dataset,
+--seed and --architecture), pruning starts from that model and gives the same
+pruned model as pre-training here would.
+
 Writes to --output_dir: `history.json` (one entry per pruning iteration),
 `summary.json` (pre-training, TFLite export, wall times), `pretrained.h5`,
 `model.h5` (the stripped pruned model, HDF5), `model.tflite`, `splits.npz` and
@@ -15,10 +19,13 @@ import wemem_tf
 from wemem_cli import common_flags as cf
 from wemem_cli import defense_flags
 from wemem_cli import flag_utils
+from wemem_cli import model_files
 
 PRETRAINED = flags.DEFINE_string(
-    "pretrained", None, "Path of a pre-trained dense model (.h5) to prune "
-    "instead of pre-training one.")
+    "pretrained", None, "Path of a pre-trained dense model (.h5, e.g. from "
+    "`wemem pretrain` with the same --dataset/--seed/--architecture) to prune "
+    "instead of pre-training one; its architecture, input shape and classes "
+    "must match the dataset's.")
 
 
 def main(argv) -> None:
@@ -27,19 +34,17 @@ def main(argv) -> None:
   dataset = flag_utils.load_dataset()
   out = flag_utils.output_dir()
   seed = cf.SEED.value
+  architecture = flag_utils.architecture(dataset.name)
+  pretrained = None
+  if PRETRAINED.value:  # checked before anything is written
+    pretrained = model_files.load_model(PRETRAINED.value, "--pretrained")
+    model_files.check_matches(pretrained, dataset, architecture,
+                              "--pretrained")
   wemem_tf.run_manifest.write_manifest(
       out, seed, flag_utils.flag_values(), dataset.fingerprint,
       flag_utils.command_line())
   splits = wemem_tf.data.splits_for(dataset, seed, num_shadows=0)
   splits.save(os.path.join(out, "splits.npz"))
-  pretrained = None
-  if PRETRAINED.value:
-    pretrained = wemem_tf.keras.models.load_model(PRETRAINED.value)
-    if tuple(pretrained.input_shape[1:]) != dataset.input_shape:
-      raise ValueError(f"--pretrained model expects inputs "
-                       f"{pretrained.input_shape[1:]}, dataset {dataset.name} "
-                       f"has {dataset.input_shape}.")
-  architecture = flag_utils.architecture(dataset.name)
   defense = defense_flags.defense_from_flags(dataset, seed, architecture, out)
   result = wemem_tf.pretrain_and_prune(
       dataset, splits.victim, seed, architecture=architecture,

@@ -2,7 +2,7 @@
 
 import dataclasses
 import time
-from typing import Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -72,6 +72,10 @@ class IterationRecord:
 
   def to_json(self) -> dict:
     return dataclasses.asdict(self)
+
+
+# (record of the finished iteration, the wrapped model at its checkpoint).
+IterationHook = Callable[[IterationRecord, keras.Model], None]
 
 
 def _evaluate(loop: loop_lib.TrainingLoop, train: Arrays, dev: Arrays,
@@ -151,7 +155,8 @@ class IterativePruner:
     self.apply_masks()
 
   def run(self, train: Arrays, dev: Arrays, test: Optional[Arrays] = None,
-          seed: int = 0, train_index: Optional[np.ndarray] = None
+          seed: int = 0, train_index: Optional[np.ndarray] = None,
+          on_iteration: Optional[IterationHook] = None
           ) -> List[IterationRecord]:
     """Fine-tunes through every iteration; returns one record per iteration.
 
@@ -163,6 +168,11 @@ class IterativePruner:
       seed: seeds the epoch order of every iteration.
       train_index: int (n,) dataset record indices of `train` (aligns
         memorization scores); default 0..n-1.
+      on_iteration: optional `(record, model)` callback run after each
+        iteration, while the wrapped model holds that iteration's chosen
+        (best dev) checkpoint with its masks applied: the model as the
+        iteration leaves it. It may read the model (e.g. copy its weights)
+        but must not change it; it does not alter training.
     """
     index = (np.arange(len(train[1]), dtype=np.int64) if train_index is None
              else np.asarray(train_index, np.int64))
@@ -190,11 +200,14 @@ class IterativePruner:
         self.model.set_weights(best_weights)
       train_acc, dev_acc, test_acc = _evaluate(self.loop, train, dev, test)
       sparsity = prune_lib.layer_sparsity(self.model)
-      if not self.config.restore_best_weights:
-        self.model.set_weights(last_weights)
-      history.append(IterationRecord(
+      record = IterationRecord(
           iteration, self.schedule.sparsity(iteration), sparsity, train_acc,
           dev_acc, test_acc, fit.epochs_run, fit.best_epoch,
-          time.perf_counter() - start))
+          time.perf_counter() - start)
+      if on_iteration is not None:
+        on_iteration(record, self.model)
+      if not self.config.restore_best_weights:
+        self.model.set_weights(last_weights)
+      history.append(record)
     self.model.set_weights(best_weights)
     return history

@@ -56,7 +56,9 @@ def pretrain_and_prune(dataset: datasets.Dataset, split: splits_lib.ModelSplit,
                        pruning_config: iterative.PruningConfig = iterative.PruningConfig(),
                        train_config: loop_lib.TrainConfig = loop_lib.TrainConfig(),
                        pretrained: Optional[keras.Model] = None,
-                       defense=None) -> PipelineResult:
+                       defense=None,
+                       on_iteration: Optional[iterative.IterationHook] = None
+                       ) -> PipelineResult:
   """Pre-trains (unless `pretrained` is given) and iteratively prunes one model.
 
   Args:
@@ -71,6 +73,9 @@ def pretrain_and_prune(dataset: datasets.Dataset, split: splits_lib.ModelSplit,
       not modified).
     defense: passed to `prune_low_memorization` (None, a name or a
       `Defense`).
+    on_iteration: optional `(IterationRecord, wrapped model)` callback after
+      each pruning iteration (see `IterativePruner.run`); results are the
+      same with or without it.
   """
   train, dev, test = (dataset.take(split.train), dataset.take(split.dev),
                       dataset.take(split.test))
@@ -90,7 +95,8 @@ def pretrain_and_prune(dataset: datasets.Dataset, split: splits_lib.ModelSplit,
   wrapped = prune_lib.prune_low_memorization(
       working, pruning_config.schedule(), defense=defense)
   pruner = iterative.IterativePruner(wrapped, pruning_config, train_config)
-  history = pruner.run(train, dev, test, seed=seed, train_index=split.train)
+  history = pruner.run(train, dev, test, seed=seed, train_index=split.train,
+                       on_iteration=on_iteration)
   pruned = prune_lib.strip_pruning(wrapped)
   prune_seconds = time.perf_counter() - start
   return PipelineResult(pretrained, pruned, fit, history, pretrain_seconds,

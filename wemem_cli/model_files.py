@@ -1,0 +1,89 @@
+"""Loading saved Keras models given on the command line, with clear errors.
+
+Used by `wemem prune --pretrained`, `wemem export --model`: a missing file,
+a file that is not a Keras model, or a model that does not fit the dataset
+becomes a one-line `FileNotFoundError` / `ValueError` (the `wemem` entry
+point prints it without a traceback).
+"""
+
+import os
+from typing import List, Tuple
+
+import wemem_tf
+from wemem_tf.data import datasets
+from wemem_tf.models import zoo
+from wemem_tf.pruning import prune as prune_lib
+
+keras = wemem_tf.keras
+
+# (layer class name, shapes of the layer's weights) per weighted layer.
+Signature = List[Tuple[str, List[Tuple[int, ...]]]]
+
+
+def load_model(path: str, flag: str) -> keras.Model:
+  """Loads a tf_keras model saved with `model.save` (.h5 or .keras).
+
+  Models that still hold TFMOT pruning wrappers load too (inside
+  `wemem_tf.prune_scope`).
+
+  Args:
+    path: the model file.
+    flag: the flag that named it (for messages), e.g. "--pretrained".
+
+  Raises:
+    FileNotFoundError: `path` is not an existing file.
+    ValueError: no path, or the file is not a loadable tf_keras model.
+  """
+  if not path:
+    raise ValueError(f"{flag} is required: the path of a saved model (.h5).")
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f"{flag}: no such file {path!r}.")
+  try:
+    with prune_lib.prune_scope():
+      model = keras.models.load_model(path, compile=False)
+  except Exception as e:  # pylint: disable=broad-except  (h5py, Keras, OS)
+    raise ValueError(f"{flag}: {path!r} is not a readable Keras model file "
+                     f"({type(e).__name__}: {str(e)[:200]}).") from e
+  if not isinstance(model, keras.Model):
+    raise ValueError(f"{flag}: {path!r} holds a {type(model).__name__}, not "
+                     "a Keras model.")
+  return model
+
+
+def signature(model: keras.Model) -> Signature:
+  """The weighted layers' classes and weight shapes, in layer order."""
+  return [(type(layer).__name__, [tuple(w.shape) for w in layer.weights])
+          for layer in model.layers if layer.weights]
+
+
+def check_data_shapes(model: keras.Model, dataset: datasets.Dataset,
+                      flag: str) -> None:
+  """Raises ValueError unless `model` takes `dataset`'s records (same
+  per-record input shape) and has `dataset.num_classes` outputs."""
+  input_shape = tuple(model.input_shape[1:])
+  if input_shape != tuple(dataset.input_shape):
+    raise ValueError(f"{flag} model expects inputs of shape {input_shape}; "
+                     f"dataset {dataset.name} has {dataset.input_shape}.")
+  classes = model.output_shape[-1]
+  if classes != dataset.num_classes:
+    raise ValueError(f"{flag} model has {classes} outputs; dataset "
+                     f"{dataset.name} has {dataset.num_classes} classes.")
+
+
+def check_matches(model: keras.Model, dataset: datasets.Dataset,
+                  architecture: str, flag: str) -> None:
+  """Raises ValueError unless `model` is a dense `architecture` model for
+  `dataset`: same input shape (no batch axis), `dataset.num_classes`
+  outputs, same weighted layers and weight shapes, no pruning wrappers."""
+  check_data_shapes(model, dataset, flag)
+  if prune_lib.pruned_wrappers(model):
+    raise ValueError(f"{flag} model still has pruning wrappers; give a "
+                     "dense (pre-trained) or stripped model.")
+  expected = signature(zoo.build_model(architecture, dataset.input_shape,
+                                       dataset.num_classes))
+  got = signature(model)
+  if got != expected:
+    raise ValueError(
+        f"{flag} model is not a {architecture} model for {dataset.name} "
+        f"(pass --architecture to match it): its weighted layers are {got}, "
+        f"{architecture} has {expected}.")
