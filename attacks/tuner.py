@@ -417,13 +417,53 @@ def _settings_text(choice: Optional[Dict[str, Any]]) -> str:
   return f"{choice['name']} " + " ".join(parts)
 
 
+def preset_choices(dataset_name: str,
+                   methods: Sequence[str]) -> List[DefenseChoice]:
+  """The authors' settings (wemem PRESETS) of `methods` for the dataset."""
+  from wemem_tf.defenses import wemem  # pylint: disable=g-import-not-at-top
+  presets = wemem.PRESETS.get(dataset_name, {})
+  return [DefenseChoice(m, {k: getattr(v, "value", v)
+                            for k, v in presets[m].items()})
+          for m in methods if m in presets]
+
+
+def evaluate_presets(setup: TuningSetup, methods: Sequence[str],
+                     objective: objective_lib.TuningObjective, path: str,
+                     evaluate_fn=evaluate_choice) -> List[TrialRow]:
+  """Measures the authors' preset settings exactly like a trial.
+
+  Gives the search's results a reference point on the same (rehearsal)
+  axes. Results are cached in `path` (JSON, rewritten after each preset),
+  so a rerun measures only what is missing.
+  """
+  done = {}
+  if os.path.isfile(path):
+    with open(path) as f:
+      done = {r["trial_id"]: r for r in json.load(f)}
+  rows = []
+  for choice in preset_choices(setup.dataset.name, methods):
+    label = f"preset:{choice.name}"
+    if label not in done:
+      start = time.perf_counter()
+      metrics = evaluate_fn(setup, choice)
+      done[label] = dataclasses.asdict(TrialRow(
+          label, "COMPLETED", choice.to_json(), metrics.metrics(objective),
+          time.perf_counter() - start, None))
+      io_utils.atomic_write_json(path, list(done.values()))
+      keras.backend.clear_session()
+    rows.append(TrialRow(**done[label]))
+  return rows
+
+
 def trials_markdown(rows: Sequence[TrialRow],
-                    objective: objective_lib.TuningObjective) -> str:
-  """The trials table as Markdown (accuracies in percent)."""
+                    objective: objective_lib.TuningObjective,
+                    presets: Sequence[TrialRow] = ()) -> str:
+  """The trials table as Markdown (accuracies in percent); `presets` rows
+  (the authors' settings, measured the same way) come first."""
   lines = [f"Objective: {objective.describe()}.", "",
            "| trial | status | defense and settings | dev acc | strongest "
            "attack | score | seconds |", "|---|---|---|---|---|---|---|"]
-  for r in rows:
+  for r in list(presets) + list(rows):
     m = r.metrics
     attack = ""
     if "attack_accuracy" in m:
@@ -442,13 +482,15 @@ def trials_markdown(rows: Sequence[TrialRow],
 
 def write_trials(rows: Sequence[TrialRow],
                  objective: objective_lib.TuningObjective,
-                 output_dir: str) -> Dict[str, str]:
+                 output_dir: str,
+                 presets: Sequence[TrialRow] = ()) -> Dict[str, str]:
   """Writes trials.json and trials.md; returns their paths."""
   paths = {"json": os.path.join(output_dir, "trials.json"),
            "md": os.path.join(output_dir, "trials.md")}
   io_utils.atomic_write_json(paths["json"], {
       "objective": objective.to_json(),
-      "trials": [dataclasses.asdict(r) for r in rows]})
-  io_utils.atomic_write_bytes(paths["md"],
-                              trials_markdown(rows, objective).encode())
+      "trials": [dataclasses.asdict(r) for r in rows],
+      "presets": [dataclasses.asdict(r) for r in presets]})
+  io_utils.atomic_write_bytes(
+      paths["md"], trials_markdown(rows, objective, presets).encode())
   return paths

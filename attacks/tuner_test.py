@@ -113,6 +113,27 @@ def test_failed_trials_are_recorded_and_the_search_goes_on(tmp_path):
   assert len(json.load(open(paths["json"]))["trials"]) == 8
 
 
+def test_presets_are_measured_like_trials_and_cached(tmp_path):
+  setup = tuner_lib.TuningSetup(
+      dataclasses.replace(datasets.load_dataset("digits"), name="location"),
+      TINY_RECIPE, seed=0, attacks=("conf",), num_shadows=1)
+  choices = tuner_lib.preset_choices("location", ("rsw", "swmr", "ppb"))
+  assert [c.name for c in choices] == ["rsw", "swmr"]  # ppb has no preset
+  assert choices[0].settings == {"order": "l2h", "stride": 1, "width": 15}
+  calls = []
+  evaluate = lambda s, c: calls.append(c) or known_evaluate(s, c)
+  path = str(tmp_path / "presets.json")
+  rows = tuner_lib.evaluate_presets(setup, ("rsw", "swmr"), OBJECTIVE, path,
+                                    evaluate)
+  assert [r.trial_id for r in rows] == ["preset:rsw", "preset:swmr"]
+  assert rows[0].metrics["dev_accuracy"] == pytest.approx(0.5 + 15 / 200)
+  again = tuner_lib.evaluate_presets(setup, ("rsw", "swmr"), OBJECTIVE, path,
+                                     evaluate)
+  assert len(calls) == 2 and again == rows
+  table = tuner_lib.trials_markdown([], OBJECTIVE, rows)
+  assert "| preset:rsw | COMPLETED | rsw order=l2h stride=1 width=15 |" in table
+
+
 class _Interrupt(BaseException):
   pass
 

@@ -59,6 +59,10 @@ TUNE_ATTACKS = flags.DEFINE_string(
 OVERWRITE = flags.DEFINE_boolean(
     "overwrite", False, "Start a new search instead of resuming the one in "
     "--output_dir.")
+PRESETS = flags.DEFINE_boolean(
+    "tune_presets", False, "Also measure the authors' preset settings of the "
+    "tuned WeMem methods (when the dataset has presets) the same way as a "
+    "trial, as reference rows of the trials table (cached in presets.json).")
 MAX_FAILED = flags.DEFINE_integer(
     "max_consecutive_failed_trials", 5, "Stop the search after this many "
     "failed trials in a row (a failed trial is recorded and skipped).")
@@ -127,18 +131,24 @@ def main(argv) -> int:
   wemem_tf.run_manifest.write_manifest(
       output_dir, cf.SEED.value, flag_utils.flag_values(), dataset.fingerprint,
       flag_utils.command_line(), name="tune_manifest.json")
+  setup = _setup(dataset, cache_dir)
   tuner = tuner_lib.DefenseTuner(
       tuner_lib.make_oracle(ORACLE.value, MAX_TRIALS.value, cf.SEED.value,
                             MAX_FAILED.value),
-      _setup(dataset, cache_dir), objective, space, directory=output_dir,
+      setup, objective, space, directory=output_dir,
       project_name="tuner", overwrite=OVERWRITE.value)
   tuner.search()
   if tuner._is_worker():  # pylint: disable=protected-access
     print("worker done; the chief writes the trials table.")
     return 0
   rows = tuner_lib.trial_rows(tuner)
-  paths = tuner_lib.write_trials(rows, objective, output_dir)
-  print(tuner_lib.trials_markdown(rows, objective))
+  presets = []
+  if PRESETS.value:
+    presets = tuner_lib.evaluate_presets(
+        setup, space.methods, objective,
+        os.path.join(output_dir, "presets.json"))
+  paths = tuner_lib.write_trials(rows, objective, output_dir, presets)
+  print(tuner_lib.trials_markdown(rows, objective, presets))
   print(write_best(rows, objective, output_dir, dataset.name))
   print(f"wrote {paths['md']}, {paths['json']}, "
         f"{os.path.join(output_dir, 'best.cfg')}")
