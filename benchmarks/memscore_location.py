@@ -19,6 +19,9 @@ models of `--epochs` epochs on random 70% subsets of the 4,008-record pool of
 
   python benchmarks/memscore_location.py --data_dir=../shared/data \
       --output=benchmarks/results/memscore_location
+
+WEMEM_TF_FUSED_EPOCH=0 in the environment times the per-step graph instead
+of the native epoch op (`ensemble.train_vectorized`), for comparison.
 """
 
 import argparse
@@ -156,6 +159,7 @@ def main(argv=None):
       "pool_records": int(len(pool)), "subset_fraction": 0.7,
       "chunk_size": args.chunk_size,
       "first_layer": scores.details["first_layer"],
+      "fused_epoch": scores.details.get("fused_epoch", False),
       "native_kernels": kernels is not None,
       "wall_seconds": wall, "train_seconds": train_seconds,
       "cpu_seconds": cpu_seconds,
@@ -183,7 +187,9 @@ def main(argv=None):
   lines = [
       f"K = {args.num_models} ColumnFC models x {args.epochs} epochs on "
       f"Location's {len(pool)}-record pool (70% subsets), first layer "
-      f"{result['first_layer']}, chunks of {args.chunk_size}:",
+      f"{result['first_layer']}"
+      f"{' (one native op per epoch)' if result['fused_epoch'] else ''}, "
+      f"chunks of {args.chunk_size}:",
       f"  wall time {wall:.1f} s (training {train_seconds:.1f} s), "
       f"{result['models_per_second']:.2f} models/s, {result['trace_count']} "
       "graph trace(s)",

@@ -202,3 +202,65 @@ def test_fused_native_layer_matches_dense_path_with_dropout():
     weights.append([v.numpy() for v in ens.variables])
   for a, b in zip(*weights):
     np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5)
+
+
+@needs_native
+@pytest.mark.parametrize("spec,batch_size", [
+    (ensemble.MLPSpec(20, (16, 8), (0.3, 0.2), 3), 8),
+    (ensemble.MLPSpec(20, (16,), (0.0,), 3), 8),
+    (ensemble.MLPSpec(20, (70, 33, 9), (0.1, 0.0, 0.5), 5), 16)])
+def test_fused_epoch_matches_per_step_graph(spec, batch_size):
+  """One native op per epoch makes the per-step graph's updates (same
+  dropout masks, Adam step counts and L2 terms) and returns its losses."""
+  x, y = _binary_data(n=90, d=20, classes=spec.num_classes)
+  config = loop_lib.TrainConfig(batch_size=batch_size, weight_decay=0.01)
+  membership = np.zeros((3, 90), bool)
+  for c in range(3):
+    membership[c, np.random.default_rng(c).permutation(90)[:50]] = True
+  results = []
+  for fused in (True, False):
+    ens = ensemble.MLPEnsemble(spec, 3, config, seed=4, first_layer="native",
+                               fused_epoch=fused)
+    ens.set_data(x, y)
+    rng = np.random.default_rng(9)
+    losses = [ens.train_epoch(*ensemble.epoch_schedule(membership,
+                                                       batch_size, rng))
+              for _ in range(3)]
+    state = [v.numpy() for v in ens.variables + ens._m + ens._v]  # pylint: disable=protected-access
+    counters = [ens._step.numpy(), ens._dropout_seed.numpy()]  # pylint: disable=protected-access
+    results.append((state, np.array(losses), counters))
+    assert ens.trace_count == 1
+  (state_a, loss_a, count_a), (state_b, loss_b, count_b) = results
+  for a, b in zip(state_a, state_b):
+    np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-6)
+  np.testing.assert_allclose(loss_a, loss_b, rtol=1e-5)
+  assert count_a == count_b
+
+
+@needs_native
+def test_fused_epoch_rejects_bad_records_and_leaves_weights():
+  x, y = _binary_data()
+  spec = ensemble.MLPSpec(20, (16,), (0.1,), 3)
+  ens = ensemble.MLPEnsemble(spec, 2, loop_lib.TrainConfig(batch_size=4))
+  ens.set_data(x, y)
+  before = [v.numpy() for v in ens.variables]
+  order = np.zeros((2, 8), np.int32)
+  order[1, 5] = 60  # The pool has 60 records.
+  with pytest.raises(tf.errors.InvalidArgumentError, match="out of range"):
+    ens.train_epoch(order, np.ones((2, 8), np.float32))
+  for a, b in zip(before, ens.variables):
+    np.testing.assert_array_equal(a, b.numpy())
+
+
+@pytest.mark.parametrize("first_layer", ["auto", "dense"])
+def test_pool_logits_match_logits(first_layer):
+  x, y = _binary_data(n=50)
+  spec = ensemble.MLPSpec(20, (16, 8), (0.1, 0.1), 3)
+  ens = ensemble.MLPEnsemble(spec, 3, loop_lib.TrainConfig(batch_size=8),
+                             first_layer=first_layer)
+  ens.set_data(x, y)
+  membership = np.ones((3, 50), bool)
+  ens.train_epoch(*ensemble.epoch_schedule(membership, 8,
+                                           np.random.default_rng(0)))
+  np.testing.assert_allclose(ens.pool_logits(batch_size=16), ens.logits(x),
+                             rtol=1e-5, atol=1e-5)
