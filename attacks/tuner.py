@@ -223,6 +223,8 @@ class TuningSetup:
       first use (the WeMem methods need them).
     store: caches the pre-trained victim, held-out shadow, shadows and
       reference models (pruned models are not cached by default).
+    rehearsal_stream: which held-out shadow plays the victim
+      (`rehearsal_splits`' stream; confirmation uses others).
   """
   dataset: datasets.Dataset
   recipe: shadows_lib.ModelRecipe
@@ -233,6 +235,7 @@ class TuningSetup:
   options: base.AttackOptions = base.AttackOptions()
   scores_fn: Optional[Callable[[], Any]] = None
   store: Optional[model_store.ModelStore] = None
+  rehearsal_stream: int = 0
 
   def __post_init__(self):
     self.attacks = tuple(registry.parse_attack_names(self.attacks))
@@ -242,7 +245,8 @@ class TuningSetup:
     self.splits = splits_lib.make_splits(
         len(self.dataset), self.dataset.fingerprint, self.seed,
         self.num_shadows, self.dataset.heldout_mask)
-    self.rehearsal = splits_lib.rehearsal_splits(self.splits)
+    self.rehearsal = splits_lib.rehearsal_splits(
+        self.splits, stream=self.rehearsal_stream)
 
 
 def _accuracy(model: shadows_lib.TrainedModel, dataset: datasets.Dataset,
@@ -402,7 +406,8 @@ def trial_rows(tuner: DefenseTuner) -> List[TrialRow]:
 
 def best_row(rows: Sequence[TrialRow]) -> Optional[TrialRow]:
   """The completed trial with the highest score (None if none completed)."""
-  done = [r for r in rows if r.status == "COMPLETED" and r.score is not None]
+  done = [r for r in rows if r.status in ("COMPLETED", "CONFIRMED")
+          and r.score is not None]
   return max(done, key=lambda r: r.score) if done else None
 
 
@@ -455,11 +460,71 @@ def evaluate_presets(setup: TuningSetup, methods: Sequence[str],
   return rows
 
 
+def confirm(setup: TuningSetup, candidates: Sequence[TrialRow],
+            repeats: int, objective: objective_lib.TuningObjective,
+            path: str, evaluate_fn=evaluate_choice) -> List[TrialRow]:
+  """Re-measures candidates on `repeats` other held-out shadows.
+
+  A search keeps the trial whose single measurement came out best, which
+  favours lucky measurements (the winner's curse). Confirmation measures
+  each candidate (e.g. the top trials and the presets) again with
+  rehearsal streams 1..repeats and scores the *mean* dev accuracy and mean
+  attack accuracy with `objective`. Measurements are cached in `path`.
+
+  Returns:
+    One row per candidate (status "CONFIRMED", trial_id as given), with
+    metrics: score (of the means), dev_accuracy and attack_accuracy (means),
+    dev_accuracies / attack_accuracies (every measurement, stream 0 first)
+    as lists, and measurements.
+  """
+  if repeats < 1:
+    raise ValueError(f"repeats must be >= 1, got {repeats}.")
+  done: Dict[str, Dict[str, Any]] = {}
+  if os.path.isfile(path):
+    with open(path) as f:
+      done = json.load(f)
+  rows = []
+  for row in candidates:
+    if row.choice is None or "dev_accuracy" not in row.metrics:
+      raise ValueError(f"trial {row.trial_id} has no measurement to confirm.")
+    choice = DefenseChoice(row.choice["name"], row.choice["settings"])
+    measured = done.setdefault(row.trial_id, {})
+    for stream in range(1, repeats + 1):
+      if str(stream) in measured:
+        continue
+      metrics = evaluate_fn(
+          dataclasses.replace(setup, rehearsal_stream=stream), choice)
+      measured[str(stream)] = {"dev_accuracy": metrics.dev_accuracy,
+                               "attack_accuracy": metrics.attack_accuracy,
+                               "strongest_attack": metrics.strongest_attack}
+      io_utils.atomic_write_json(path, done)
+      keras.backend.clear_session()
+    dev = [row.metrics["dev_accuracy"]] + [
+        measured[str(k)]["dev_accuracy"] for k in range(1, repeats + 1)]
+    attack = [row.metrics["attack_accuracy"]] + [
+        measured[str(k)]["attack_accuracy"] for k in range(1, repeats + 1)]
+    mean_dev, mean_attack = float(np.mean(dev)), float(np.mean(attack))
+    rows.append(TrialRow(row.trial_id, "CONFIRMED", row.choice, {
+        "score": objective.score(mean_dev, mean_attack),
+        "dev_accuracy": mean_dev, "attack_accuracy": mean_attack,
+        "measurements": float(len(dev))}, None, None))
+    rows[-1].metrics["dev_accuracies"] = dev  # lists, for the record
+    rows[-1].metrics["attack_accuracies"] = attack
+  return rows
+
+
+def top_rows(rows: Sequence[TrialRow], k: int) -> List[TrialRow]:
+  """The k completed trials with the highest scores, best first."""
+  done = [r for r in rows if r.status == "COMPLETED" and r.score is not None]
+  return sorted(done, key=lambda r: -r.score)[:k]
+
+
 def trials_markdown(rows: Sequence[TrialRow],
                     objective: objective_lib.TuningObjective,
                     presets: Sequence[TrialRow] = ()) -> str:
   """The trials table as Markdown (accuracies in percent); `presets` rows
-  (the authors' settings, measured the same way) come first."""
+  (the authors' settings, measured the same way) come first. Confirmed
+  rows show means over their measurements."""
   lines = [f"Objective: {objective.describe()}.", "",
            "| trial | status | defense and settings | dev acc | strongest "
            "attack | score | seconds |", "|---|---|---|---|---|---|---|"]
@@ -467,10 +532,12 @@ def trials_markdown(rows: Sequence[TrialRow],
     m = r.metrics
     attack = ""
     if "attack_accuracy" in m:
-      name = max((k for k in m if k.startswith("attack_")
-                  and k != "attack_accuracy"), default="",
-                 key=lambda k: m[k])
-      attack = f"{100 * m['attack_accuracy']:.1f} ({name[len('attack_'):]})"
+      names = [k for k in m if k.startswith("attack_")
+               and k != "attack_accuracy" and isinstance(m[k], float)]
+      attack = f"{100 * m['attack_accuracy']:.1f}"
+      if names:
+        name = max(names, key=lambda k: m[k])
+        attack += f" ({name[len('attack_'):]})"
     dev = f"{100 * m['dev_accuracy']:.1f}" if "dev_accuracy" in m else ""
     score = f"{m['score']:.4f}" if "score" in m else ""
     seconds = f"{r.seconds:.0f}" if r.seconds is not None else ""
@@ -482,15 +549,22 @@ def trials_markdown(rows: Sequence[TrialRow],
 
 def write_trials(rows: Sequence[TrialRow],
                  objective: objective_lib.TuningObjective,
-                 output_dir: str,
-                 presets: Sequence[TrialRow] = ()) -> Dict[str, str]:
+                 output_dir: str, presets: Sequence[TrialRow] = (),
+                 confirmed: Sequence[TrialRow] = ()) -> Dict[str, str]:
   """Writes trials.json and trials.md; returns their paths."""
   paths = {"json": os.path.join(output_dir, "trials.json"),
            "md": os.path.join(output_dir, "trials.md")}
   io_utils.atomic_write_json(paths["json"], {
       "objective": objective.to_json(),
       "trials": [dataclasses.asdict(r) for r in rows],
-      "presets": [dataclasses.asdict(r) for r in presets]})
-  io_utils.atomic_write_bytes(
-      paths["md"], trials_markdown(rows, objective, presets).encode())
+      "presets": [dataclasses.asdict(r) for r in presets],
+      "confirmed": [dataclasses.asdict(r) for r in confirmed]})
+  text = trials_markdown(rows, objective, presets)
+  if confirmed:
+    n = int(confirmed[0].metrics["measurements"])
+    text += (f"\nConfirmation: mean of {n} measurements (the search's and "
+             f"{n - 1} other held-out shadows):\n\n" + "\n".join(
+                 trials_markdown(confirmed, objective).splitlines()[2:]) +
+             "\n")
+  io_utils.atomic_write_bytes(paths["md"], text.encode())
   return paths

@@ -134,6 +134,49 @@ def test_presets_are_measured_like_trials_and_cached(tmp_path):
   assert "| preset:rsw | COMPLETED | rsw order=l2h stride=1 width=15 |" in table
 
 
+def test_confirmation_undoes_a_lucky_measurement(tmp_path):
+  """Trial "lucky" measured 0.60 once (stream 0) but really leaks 0.80;
+  "steady" leaks 0.68 everywhere. The search alone would keep "lucky";
+  confirmation on two more held-out shadows keeps "steady"."""
+  truth = {5: 0.80, 20: 0.68}
+
+  def evaluate(setup, choice):
+    width = choice.settings["width"]
+    return objective_lib.TrialMetrics.from_attacks(
+        0.6, {"conf": truth[width]}, 0.5, 0.1)
+
+  def row(trial_id, width, measured):
+    return tuner_lib.TrialRow(
+        trial_id, "COMPLETED", {"name": "rsw", "settings": {"width": width}},
+        {"score": OBJECTIVE.score(0.6, measured), "dev_accuracy": 0.6,
+         "attack_accuracy": measured}, 1.0, None)
+
+  rows = [row("lucky", 5, 0.60), row("steady", 20, 0.68)]
+  assert tuner_lib.best_row(rows).trial_id == "lucky"
+  assert [r.trial_id for r in tuner_lib.top_rows(rows, 1)] == ["lucky"]
+  setup = _setup()
+  path = str(tmp_path / "confirm.json")
+  calls = []
+  counted = lambda s, c: calls.append(s.rehearsal_stream) or evaluate(s, c)
+  confirmed = tuner_lib.confirm(setup, rows, 2, OBJECTIVE, path, counted)
+  assert sorted(calls) == [1, 1, 2, 2]
+  by_id = {r.trial_id: r for r in confirmed}
+  assert by_id["lucky"].metrics["attack_accuracy"] == pytest.approx(
+      (0.60 + 0.80 + 0.80) / 3)  # 0.733: infeasible
+  assert by_id["steady"].metrics["attack_accuracy"] == pytest.approx(0.68)
+  assert tuner_lib.best_row(confirmed).trial_id == "steady"
+  # Cached: a rerun measures nothing.
+  tuner_lib.confirm(setup, rows, 2, OBJECTIVE, path, counted)
+  assert len(calls) == 4
+  # Other streams are other held-out shadows.
+  other = dataclasses.replace(setup, rehearsal_stream=1)
+  assert not np.array_equal(other.rehearsal.victim.train,
+                            setup.rehearsal.victim.train)
+  table = tuner_lib.write_trials(rows, OBJECTIVE, str(tmp_path),
+                                 confirmed=confirmed)["md"]
+  assert "Confirmation: mean of 3 measurements" in open(table).read()
+
+
 class _Interrupt(BaseException):
   pass
 

@@ -63,6 +63,13 @@ PRESETS = flags.DEFINE_boolean(
     "tune_presets", False, "Also measure the authors' preset settings of the "
     "tuned WeMem methods (when the dataset has presets) the same way as a "
     "trial, as reference rows of the trials table (cached in presets.json).")
+CONFIRM_TOP_K = flags.DEFINE_integer(
+    "confirm_top_k", 3, "After the search, re-measure this many best trials "
+    "(and the presets, with --tune_presets) on other held-out shadows and "
+    "choose the best by the mean (0: keep the search's best as is).")
+CONFIRM_REPEATS = flags.DEFINE_integer(
+    "confirm_repeats", 2, "Other held-out shadows each confirmed candidate "
+    "is measured on.")
 MAX_FAILED = flags.DEFINE_integer(
     "max_consecutive_failed_trials", 5, "Stop the search after this many "
     "failed trials in a row (a failed trial is recorded and skipped).")
@@ -94,7 +101,9 @@ def write_best(rows, objective, output_dir: str, dataset_name: str) -> str:
     return "no trial completed: nothing to write."
   name, settings = best.choice["name"], best.choice["settings"]
   feasible = objective.feasible(best.metrics["attack_accuracy"])
-  header = [f"# wemem tune: best of {len(rows)} trials (trial {best.trial_id}, "
+  what = ("confirmed candidates (mean over held-out shadows)"
+          if best.status == "CONFIRMED" else "trials")
+  header = [f"# wemem tune: best of {len(rows)} {what} ({best.trial_id}, "
             f"score {best.score:.4f}; {objective.describe()}).",
             f"# dev accuracy {100 * best.metrics['dev_accuracy']:.1f}%, "
             f"strongest rehearsed attack "
@@ -109,7 +118,8 @@ def write_best(rows, objective, output_dir: str, dataset_name: str) -> str:
   io_utils.atomic_write_bytes(os.path.join(output_dir, "best.cfg"),
                               ("\n".join(lines) + "\n").encode())
   io_utils.atomic_write_json(os.path.join(output_dir, "best.json"), {
-      "trial_id": best.trial_id, "defense": best.choice,
+      "trial_id": best.trial_id, "status": best.status,
+      "defense": best.choice,
       "metrics": best.metrics, "feasible": feasible,
       "objective": objective.to_json()})
   return (f"best: trial {best.trial_id}: {name} {settings} -> dev accuracy "
@@ -147,9 +157,17 @@ def main(argv) -> int:
     presets = tuner_lib.evaluate_presets(
         setup, space.methods, objective,
         os.path.join(output_dir, "presets.json"))
-  paths = tuner_lib.write_trials(rows, objective, output_dir, presets)
-  print(tuner_lib.trials_markdown(rows, objective, presets))
-  print(write_best(rows, objective, output_dir, dataset.name))
+  confirmed = []
+  if CONFIRM_TOP_K.value > 0 and CONFIRM_REPEATS.value > 0:
+    confirmed = tuner_lib.confirm(
+        setup, tuner_lib.top_rows(rows, CONFIRM_TOP_K.value) + list(presets),
+        CONFIRM_REPEATS.value, objective,
+        os.path.join(output_dir, "confirm.json"))
+  paths = tuner_lib.write_trials(rows, objective, output_dir, presets,
+                                 confirmed)
+  with open(paths["md"]) as f:
+    print(f.read())
+  print(write_best(confirmed or rows, objective, output_dir, dataset.name))
   print(f"wrote {paths['md']}, {paths['json']}, "
         f"{os.path.join(output_dir, 'best.cfg')}")
   return 0

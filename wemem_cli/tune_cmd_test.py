@@ -19,7 +19,8 @@ def test_tune_writes_trials_and_a_best_flagfile(tmp_path):
           "--target_sparsity=0.5", "--prune_iterations=2",
           "--epochs_per_iteration=2", "--patience=2", "--pretrain_epochs=2",
           "--memscore_models=32", "--memscore_epochs=2",
-          "--attack_max_epochs=2"]
+          "--attack_max_epochs=2", "--confirm_top_k=1",
+          "--confirm_repeats=1"]
   proc = _wemem(*args)
   assert proc.returncode == 0, proc.stderr[-3000:]
   trials = json.loads((out / "trials.json").read_text())
@@ -27,7 +28,11 @@ def test_tune_writes_trials_and_a_best_flagfile(tmp_path):
   assert [t["status"] for t in trials["trials"]] == ["COMPLETED"] * 2
   best = json.loads((out / "best.json").read_text())
   m = best["metrics"]
-  assert m["score"] == max(t["metrics"]["score"] for t in trials["trials"])
+  # The search's best trial, confirmed on one more held-out shadow.
+  top = max(trials["trials"], key=lambda t: t["metrics"]["score"])
+  assert best["status"] == "CONFIRMED" and best["trial_id"] == top["trial_id"]
+  assert m["attack_accuracies"][0] == top["metrics"]["attack_accuracy"]
+  assert len(m["attack_accuracies"]) == 2
   assert abs(m["score"] - (m["dev_accuracy"]
                            - 0.5 * (m["attack_accuracy"] - 0.5))) < 1e-9
   cfg = (out / "best.cfg").read_text()

@@ -169,8 +169,8 @@ def shadow_heldout(splits: Splits) -> np.ndarray:
   return np.setdiff1d(splits.heldout, victim).astype(np.int64)
 
 
-def rehearsal_splits(splits: Splits,
-                     config: SplitConfig = SplitConfig()) -> Splits:
+def rehearsal_splits(splits: Splits, config: SplitConfig = SplitConfig(),
+                     stream: int = 0) -> Splits:
   """Splits for rehearsing attacks without touching the victim's records.
 
   A *held-out shadow* plays the victim: it trains on `config.train_fraction`
@@ -185,6 +185,8 @@ def rehearsal_splits(splits: Splits,
   Args:
     splits: the protocol's splits (`make_splits`), with >= 1 shadow.
     config: split fractions (must be those `splits` were made with).
+    stream: which held-out shadow (another stream draws another target
+      split and another half of the held-out records; 0 is the default).
 
   Returns:
     `Splits` whose `victim` is the held-out shadow, `shadows` are
@@ -197,7 +199,9 @@ def rehearsal_splits(splits: Splits,
   if heldout.size < 4:
     raise ValueError(f"only {heldout.size} shadow-side held-out records; "
                      "rehearsal needs at least 4.")
-  rng = _rng(splits.fingerprint, splits.seed, 10_000)
+  if stream < 0:
+    raise ValueError(f"stream must be >= 0, got {stream}.")
+  rng = _rng(splits.fingerprint, splits.seed, 10_000 + int(stream))
   target_heldout, _ = _cut(rng.permutation(heldout), 0.5)
   target = _model_split(rng, splits.shadow_pool, target_heldout, config)
   return Splits(splits.fingerprint, splits.seed, splits.shadow_pool, heldout,

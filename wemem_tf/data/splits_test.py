@@ -100,3 +100,13 @@ def test_rehearsal_splits_never_touch_victim_records(digits):
 def test_rehearsal_needs_shadows(digits):
   with pytest.raises(ValueError, match="at least one shadow"):
     splits_lib.rehearsal_splits(splits_lib.splits_for(digits, 0, 0))
+
+
+def test_rehearsal_streams_draw_other_targets(digits):
+  s = splits_lib.splits_for(digits, seed=2, num_shadows=2)
+  a, b = splits_lib.rehearsal_splits(s), splits_lib.rehearsal_splits(
+      s, stream=1)
+  assert not np.array_equal(a.victim.train, b.victim.train)
+  assert np.array_equal(a.heldout, b.heldout) and a.shadows == b.shadows
+  with pytest.raises(ValueError, match="stream"):
+    splits_lib.rehearsal_splits(s, stream=-1)
