@@ -114,6 +114,21 @@ def _describe_defense(defense) -> Any:
   return described
 
 
+def plan_attacks(config: ExperimentConfig
+                 ) -> Tuple[base.AttackOptions, List[Any], bool, bool, bool]:
+  """(options, attack objects, needs shadows, needs reference models,
+  needs sensitivity) for `config`; refuses shadow attacks without shadows."""
+  options = dataclasses.replace(config.options, seed=config.seed)
+  attacks = [registry.make_attack(n, options) for n in config.attacks]
+  need_shadows = any(a.needs_shadows for a in attacks)
+  if need_shadows and config.num_shadows < 1:
+    raise ValueError("the chosen attacks need shadow models; set "
+                     "num_shadows >= 1.")
+  return (options, attacks, need_shadows,
+          any(a.needs_reference for a in attacks),
+          any(a.needs_sensitivity for a in attacks))
+
+
 def run_experiment(dataset: datasets.Dataset, config: ExperimentConfig,
                    store: Optional[model_store.ModelStore] = None,
                    splits: Optional[splits_lib.Splits] = None
@@ -127,14 +142,8 @@ def run_experiment(dataset: datasets.Dataset, config: ExperimentConfig,
   its first `config.num_shadows` shadows are used.
   """
   start = time.perf_counter()
-  options = dataclasses.replace(config.options, seed=config.seed)
-  attacks = [registry.make_attack(n, options) for n in config.attacks]
-  need_shadows = any(a.needs_shadows for a in attacks)
-  need_reference = any(a.needs_reference for a in attacks)
-  need_sensitivity = any(a.needs_sensitivity for a in attacks)
-  if need_shadows and config.num_shadows < 1:
-    raise ValueError("the chosen attacks need shadow models; set "
-                     "num_shadows >= 1.")
+  options, attacks, need_shadows, need_reference, need_sensitivity = (
+      plan_attacks(config))
   num_shadows = config.num_shadows if need_shadows else 0
   if splits is None:
     splits = splits_lib.make_splits(len(dataset), dataset.fingerprint,

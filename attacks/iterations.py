@@ -36,8 +36,9 @@ experiment (same keys), the final pruned model is stored under the usual
 """
 
 import dataclasses
+import functools
 import time
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 from tensorflow_privacy.privacy.privacy_tests.membership_inference_attack import data_structures as tfp_ds
@@ -122,16 +123,6 @@ def _prune_each_iteration(dataset: datasets.Dataset,
   return out
 
 
-def _lazy(fn: Callable[[], Any]) -> Callable[[], Any]:
-  cache = []
-
-  def get():
-    if not cache:
-      cache.append(fn())
-    return cache[0]
-  return get
-
-
 def train_model_iterations(dataset: datasets.Dataset,
                            split: splits_lib.ModelSplit, seed: int,
                            recipe: shadows_lib.ModelRecipe,
@@ -163,8 +154,8 @@ def train_model_iterations(dataset: datasets.Dataset,
   pretrained, pre_facts = (
       store.get_or_build("pretrained", pre_key, build_pre, architecture)
       if store else build_pre())
-  built = _lazy(lambda: _prune_each_iteration(dataset, split, seed, recipe,
-                                              pretrained))
+  built = functools.cache(lambda: _prune_each_iteration(
+      dataset, split, seed, recipe, pretrained))
   key = model_store.ModelStore.pruned_key(pre_key, seed,
                                           recipe.pruning_config,
                                           recipe.defense)
@@ -283,14 +274,8 @@ def run_per_iteration(dataset: datasets.Dataset,
                      f"unpruned model has no iterations), got "
                      f"{config.recipe.target!r}.")
   start = time.perf_counter()
-  options = dataclasses.replace(config.options, seed=config.seed)
-  probes = [registry.make_attack(n, options) for n in config.attacks]
-  need_shadows = any(a.needs_shadows for a in probes)
-  need_reference = any(a.needs_reference for a in probes)
-  need_sensitivity = any(a.needs_sensitivity for a in probes)
-  if need_shadows and config.num_shadows < 1:
-    raise ValueError("the chosen attacks need shadow models; set "
-                     "num_shadows >= 1.")
+  options, _, need_shadows, need_reference, need_sensitivity = (
+      experiment.plan_attacks(config))
   splits = splits_lib.make_splits(
       len(dataset), dataset.fingerprint, config.seed,
       config.num_shadows if need_shadows else 0, dataset.heldout_mask)

@@ -22,6 +22,7 @@ produces the same numbers (wall times aside).
 """
 
 import dataclasses
+import functools
 import json
 import os
 import time
@@ -171,16 +172,6 @@ def build_steps(config: RunConfig, dataset: datasets.Dataset,
   return steps
 
 
-def _lazy(fn):
-  cache = []
-
-  def get():
-    if not cache:
-      cache.append(fn())
-    return cache[0]
-  return get
-
-
 def run(config: RunConfig, run_dir: str,
         log: Callable[[str], None] = print, command: Optional[str] = None,
         cache_dir: Optional[str] = None) -> Dict[str, Any]:
@@ -200,7 +191,7 @@ def run(config: RunConfig, run_dir: str,
                                   config.seed, config.num_shadows,
                                   dataset.heldout_mask)
   splits.save(os.path.join(run_dir, "splits.npz"))
-  scores_fn = _lazy(lambda: memorization.cached_estimate(
+  scores_fn = functools.cache(lambda: memorization.cached_estimate(
       dataset, os.path.join(cache_dir, "memscores"), config.seed, config.arch(),
       num_models=config.memscore_models, epochs=config.memscore_epochs))
   store = model_store.ModelStore(os.path.join(cache_dir, "models"))
