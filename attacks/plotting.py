@@ -12,6 +12,13 @@ from attacks import metrics as metrics_lib
 from wemem_tf import io_utils
 
 
+def save_png(fig: mpl_figure.Figure, path: str) -> None:
+  """Writes `fig` as a 120-dpi PNG atomically (temp file + rename)."""
+  buffer = io.BytesIO()
+  fig.savefig(buffer, format="png", dpi=120)
+  io_utils.atomic_write_bytes(path, buffer.getvalue())
+
+
 def plot_roc_curves(results: Sequence[metrics_lib.AttackResult],
                     path: Optional[str] = None, title: str = ""):
   """Plots every attack's ROC (log-log) and writes a PNG to `path`.
@@ -49,9 +56,7 @@ def plot_roc_curves(results: Sequence[metrics_lib.AttackResult],
   ax.legend(fontsize=7, loc="lower right")
   fig.tight_layout()
   if path is not None:
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=120)
-    io_utils.atomic_write_bytes(path, buffer.getvalue())
+    save_png(fig, path)
   return fig
 
 
@@ -105,7 +110,5 @@ def plot_attack_per_iteration(series: Mapping[str, Mapping[str, Any]],
   top.set_title(title or "attacks on the models after each pruning iteration")
   fig.tight_layout()
   if path is not None:
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=120)
-    io_utils.atomic_write_bytes(path, buffer.getvalue())
+    save_png(fig, path)
   return fig

@@ -24,13 +24,12 @@ import json
 import os
 from typing import Any, Dict, List, Optional, Sequence
 
-import matplotlib
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-import-position
-import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
+from matplotlib import figure as mpl_figure
+import numpy as np
 
-from attacks import plotting  # pylint: disable=g-import-not-at-top,wrong-import-position
-from wemem_tf import io_utils  # pylint: disable=g-import-not-at-top,wrong-import-position
+from attacks import metrics as metrics_lib
+from attacks import plotting
+from wemem_tf import io_utils
 
 METRICS = ("balanced_accuracy", "auc", "tpr_at_0.1pct_fpr", "tpr_at_1pct_fpr",
            "advantage", "seconds")
@@ -154,7 +153,8 @@ def markdown(report: Dict[str, Any]) -> str:
 
 
 def _plot_privacy_utility(report, path):
-  fig, ax = plt.subplots(figsize=(5.5, 4.2))
+  fig = mpl_figure.Figure(figsize=(5.5, 4.2))
+  ax = fig.subplots()
   for label, e in report["defenses"].items():
     x = 100 * e["best_attack"]["balanced_accuracy"]
     y = 100 * e["test_accuracy"]
@@ -166,12 +166,12 @@ def _plot_privacy_utility(report, path):
   ax.set_title(f"privacy–utility, {report['dataset']}")
   ax.grid(alpha=0.3)
   fig.tight_layout()
-  fig.savefig(path, dpi=120)
-  plt.close(fig)
+  plotting.save_png(fig, path)
 
 
 def _plot_iterations(report, path):
-  fig, ax = plt.subplots(figsize=(5.5, 4.2))
+  fig = mpl_figure.Figure(figsize=(5.5, 4.2))
+  ax = fig.subplots()
   for label, e in report["defenses"].items():
     its = e["iterations"]
     if its:
@@ -184,12 +184,12 @@ def _plot_iterations(report, path):
   if ax.lines:
     ax.legend(fontsize=8)
   fig.tight_layout()
-  fig.savefig(path, dpi=120)
-  plt.close(fig)
+  plotting.save_png(fig, path)
 
 
 def _plot_best_roc(run_dir, report, path):
-  fig, ax = plt.subplots(figsize=(5.5, 4.5))
+  fig = mpl_figure.Figure(figsize=(5.5, 4.5))
+  ax = fig.subplots()
   for label, e in report["defenses"].items():
     scores_path = os.path.join(run_dir, "experiments", label,
                                "attack_scores.npz")
@@ -197,12 +197,9 @@ def _plot_best_roc(run_dir, report, path):
       continue
     best = e["best_attack"]["attack"]
     arrays = io_utils.load_npz(scores_path)
-    members = arrays[f"{best}_member_scores"]
-    non = arrays[f"{best}_non_member_scores"]
-    thresholds = np.unique(np.concatenate([members, non]))[::-1]
-    tpr = [(members >= t).mean() for t in thresholds]
-    fpr = [(non >= t).mean() for t in thresholds]
-    ax.plot(np.maximum(fpr, 1e-4), np.maximum(tpr, 1e-4),
+    roc = metrics_lib.roc_curve(arrays[f"{best}_member_scores"],
+                                arrays[f"{best}_non_member_scores"])
+    ax.plot(np.maximum(roc.fpr, 1e-4), np.maximum(roc.tpr, 1e-4),
             label=f"{label} ({best})")
   ax.plot([1e-4, 1], [1e-4, 1], "k--", lw=0.8)
   ax.set_xscale("log")
@@ -212,8 +209,7 @@ def _plot_best_roc(run_dir, report, path):
   ax.set_title("ROC of each configuration's strongest attack")
   ax.legend(fontsize=7)
   fig.tight_layout()
-  fig.savefig(path, dpi=120)
-  plt.close(fig)
+  plotting.save_png(fig, path)
 
 
 def write_report(run_dir: str, labels: List[str]) -> Dict[str, Any]:
