@@ -40,6 +40,12 @@ class AttackOptions:
       `lira_min_per_record` IN and OUT observations, else global.
     lira_min_per_record: see lira_variance.
     rmia_gamma: RMIA's likelihood-ratio threshold γ.
+    rmia_marginal: how RMIA estimates p(x) from its reference models: "all"
+      (their mean: the paper's online RMIA, whose IN and OUT models are
+      balanced by design), "in_out" (the mean of the IN models' mean and
+      the OUT models' mean: p(x) under an even membership prior whatever
+      the design's inclusion rate) or "auto" (default: "all" when every
+      record is IN in exactly half the reference models, else "in_out").
   """
   seed: int = 0
   max_epochs: int = 50
@@ -54,6 +60,7 @@ class AttackOptions:
   lira_variance: str = "auto"
   lira_min_per_record: int = 32
   rmia_gamma: float = 1.0
+  rmia_marginal: str = "auto"
 
   def __post_init__(self):
     if self.max_epochs < 1 or self.patience < 1 or self.batch_size < 1:
@@ -68,6 +75,9 @@ class AttackOptions:
       raise ValueError("samia_width must be a multiple of samia_heads.")
     if not self.rmia_gamma > 0:
       raise ValueError(f"rmia_gamma must be > 0, got {self.rmia_gamma}.")
+    if self.rmia_marginal not in ("auto", "all", "in_out"):
+      raise ValueError("rmia_marginal must be 'auto', 'all' or 'in_out', got "
+                       f"{self.rmia_marginal!r}.")
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

@@ -38,6 +38,11 @@ class ExperimentConfig:
     num_shadows: shadow models (shadow protocol).
     num_reference_models: random-halves reference models for LiRA / RMIA;
       0 = max(4, num_shadows rounded up to even).
+    reference_inclusion: share of the pool each reference model trains on
+      (0.5: the protocol's random halves; see `shadows.random_halves`).
+      None: matched to the victim's training-set size
+      (`shadows.matched_design`; num_reference_models 0 then takes the
+      design's count).
     adaptive: train the attacker's models with the victim's defense.
     seed: run seed (splits, models, attacks).
     options: attack settings (its seed is replaced by `seed`).
@@ -46,6 +51,7 @@ class ExperimentConfig:
   attacks: Tuple[str, ...] = tuple(registry.attack_names())
   num_shadows: int = 5
   num_reference_models: int = 0
+  reference_inclusion: Optional[float] = 0.5
   adaptive: bool = True
   seed: int = 0
   options: base.AttackOptions = base.AttackOptions()
@@ -55,11 +61,24 @@ class ExperimentConfig:
                        tuple(registry.parse_attack_names(self.attacks)))
     if self.num_shadows < 0 or self.num_reference_models < 0:
       raise ValueError("num_shadows and num_reference_models must be >= 0.")
+    if (self.reference_inclusion is not None
+        and not 0.0 < self.reference_inclusion < 1.0):
+      raise ValueError("reference_inclusion must lie in (0, 1), got "
+                       f"{self.reference_inclusion}.")
 
   def reference_count(self) -> int:
     if self.num_reference_models:
       return self.num_reference_models
     return max(MIN_REFERENCE_MODELS, self.num_shadows + self.num_shadows % 2)
+
+  def reference_plan(self, splits: splits_lib.Splits
+                     ) -> shadows_lib.ReferencePlan:
+    """The LiRA/RMIA reference models' records for `splits`."""
+    inclusion, count = self.reference_inclusion, self.reference_count()
+    if inclusion is None:
+      inclusion, matched = shadows_lib.matched_design(splits)
+      count = self.num_reference_models or matched
+    return shadows_lib.plan_for(splits, count, self.seed, inclusion)
 
 
 @dataclasses.dataclass
@@ -176,7 +195,7 @@ def run_experiment(dataset: datasets.Dataset, config: ExperimentConfig,
   t = time.perf_counter()
   reference, plan = [], None
   if need_reference:
-    plan = shadows_lib.plan_for(splits, config.reference_count(), config.seed)
+    plan = config.reference_plan(splits)
     reference = shadows_lib.train_reference_models(
         dataset, plan, config.recipe, config.adaptive, config.seed, store)
   timing["reference_training"] = time.perf_counter() - t

@@ -300,7 +300,7 @@ def run_per_iteration(dataset: datasets.Dataset,
   t = time.perf_counter()
   reference, plan = [], None
   if need_reference:
-    plan = shadows_lib.plan_for(splits, config.reference_count(), config.seed)
+    plan = config.reference_plan(splits)
     reference = [train_model_iterations(
         dataset, plan.split(r), shadows_lib.derived_seed(config.seed, 2, r),
         attacker_recipe, store) for r in range(plan.num_models)]

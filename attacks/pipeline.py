@@ -63,6 +63,8 @@ class RunConfig:
     attacks: attack names (see attacks.registry).
     num_shadows: shadow models.
     num_reference_models: LiRA/RMIA reference models (0: automatic).
+    reference_inclusion: share of the pool each reference model trains on
+      (0.5: random halves; None: matched to the victim's training size).
     adaptive: attacker's models trained with the victim's defense.
     memscore_models, memscore_epochs: the memorization estimate's size.
     attack_options: attack settings.
@@ -80,6 +82,7 @@ class RunConfig:
   attacks: Tuple[str, ...] = tuple(registry.attack_names())
   num_shadows: int = 5
   num_reference_models: int = 0
+  reference_inclusion: Optional[float] = 0.5
   adaptive: bool = True
   memscore_models: int = 128
   memscore_epochs: int = 30
@@ -124,7 +127,8 @@ class Step:
         dataclasses.asdict(self.recipe.pruning_config),
         dataclasses.asdict(self.recipe.train_config), self.recipe.target,
         model_store.defense_digest(self.recipe.defense), config.attacks,
-        config.num_shadows, config.num_reference_models, config.adaptive,
+        config.num_shadows, config.num_reference_models,
+        config.reference_inclusion, config.adaptive,
         dataclasses.asdict(config.attack_options))
 
 
@@ -214,6 +218,7 @@ def run(config: RunConfig, run_dir: str,
         recipe=step.recipe, attacks=config.attacks,
         num_shadows=config.num_shadows,
         num_reference_models=config.num_reference_models,
+        reference_inclusion=config.reference_inclusion,
         adaptive=config.adaptive, seed=config.seed,
         options=config.attack_options), store)
     experiment.write_artifacts(result, out_dir)

@@ -7,7 +7,10 @@ trained on, queried on the target model too):
   score(x) = Pr_z[ LR(x, z) >= γ ],
 
 where p(· | θ) is the target model's true-class probability and p(·) its
-mean over the reference models (IN and OUT: the online variant). With one
+mean over the reference models (IN and OUT: the online variant; with
+`rmia_marginal="in_out"`, the default for designs that are not halves, the
+mean of the IN and the OUT models' means). Population records
+are OUT for every reference model, so p(z) is always their plain mean. With one
 target model the score is a non-decreasing function of p(x | θ) / p(x); we
 break its ties (many members reach score 1 with few z) by that ratio:
 score = (#{z : LR(x, z) >= γ} + r / (1 + r)) / (n_z + 1) with
@@ -44,6 +47,38 @@ def rmia_scores(target_px: np.ndarray, reference_px: np.ndarray,
   return (count + ratio_x / (1.0 + ratio_x)) / (ratio_z.size + 1.0)
 
 
+def reference_marginal(px: np.ndarray, in_mask: np.ndarray,
+                       how: str = "all") -> np.ndarray:
+  """p(x) of each record from its reference models, float64 (n,).
+
+  Args:
+    px: (R, n) reference models' true-class probabilities.
+    in_mask: bool (R, n), which models trained on which record.
+    how: "all" (mean over the R models) or "in_out" (mean of the IN mean
+      and the OUT mean; a record with models on one side only gets that
+      side's mean).
+  """
+  if how == "all":
+    return px.mean(0)
+  if how != "in_out":
+    raise ValueError(f"how must be 'all' or 'in_out', got {how!r}.")
+  n_in, n_out = in_mask.sum(0), (~in_mask).sum(0)
+  with np.errstate(invalid="ignore", divide="ignore"):
+    mean_in = (px * in_mask).sum(0) / n_in
+    mean_out = (px * ~in_mask).sum(0) / n_out
+  return np.where(n_in == 0, mean_out,
+                  np.where(n_out == 0, mean_in, 0.5 * (mean_in + mean_out)))
+
+
+def marginal_mode(in_mask: np.ndarray, option: str) -> str:
+  """`AttackOptions.rmia_marginal` resolved for a design ("auto": "all" iff
+  every record is IN in exactly half of the models)."""
+  if option != "auto":
+    return option
+  balanced = np.all(2 * in_mask.sum(0) == in_mask.shape[0])
+  return "all" if balanced else "in_out"
+
+
 class RMIA(base.Attack):
   """Online RMIA with population records."""
   name = "rmia"
@@ -70,15 +105,19 @@ class RMIA(base.Attack):
     px = ref.stack("true_class_confidence")
     pz = np.stack([out.true_class_confidence() for out in ref.population])
     gamma = self.options.rmia_gamma
+    how = marginal_mode(ref.in_mask, self.options.rmia_marginal)
     members, non_members = [], []
     for j in range(ref.num_models):
       others = np.arange(ref.num_models) != j
-      scores = rmia_scores(px[j], px[others].mean(0), pz[j],
-                           pz[others].mean(0), gamma)
+      scores = rmia_scores(px[j],
+                           reference_marginal(px[others], ref.in_mask[others],
+                                              how),
+                           pz[j], pz[others].mean(0), gamma)
       members.append(scores[ref.in_mask[j]])
       non_members.append(scores[~ref.in_mask[j]])
     self._reference = ref
-    self._px, self._pz = px.mean(0), pz.mean(0)
+    self._px = reference_marginal(px, ref.in_mask, how)
+    self._pz = pz.mean(0)
     return base.Calibration(np.concatenate(members),
                             np.concatenate(non_members))
 

@@ -70,6 +70,60 @@ def test_random_halves_rejects_too_few_models(digits):
     shadows.plan_for(splits, 1, seed=0)
 
 
+@pytest.mark.parametrize("num_models,inclusion", [(10, 0.8), (6, 0.3)])
+def test_fixed_share_subsets(digits, num_models, inclusion):
+  _, splits = digits
+  plan = shadows.plan_for(splits, num_models, seed=3, inclusion=inclusion)
+  k = int(round(inclusion * num_models))
+  # Every record is IN exactly k models, OUT in the others.
+  np.testing.assert_array_equal(plan.in_mask.sum(0), k)
+  # Each model trains on about k / R of the pool (binomial spread).
+  sizes = plan.in_mask.sum(1)
+  n = plan.pool.size
+  spread = 4 * np.sqrt(n * inclusion * (1 - inclusion))
+  assert np.all(np.abs(sizes - n * k / num_models) <= spread)
+  # Not one fixed subset repeated: models differ, and so do OUT sets.
+  assert len({row.tobytes() for row in plan.in_mask}) == num_models
+  np.testing.assert_array_equal(
+      shadows.plan_for(splits, num_models, seed=3, inclusion=inclusion)
+      .in_mask, plan.in_mask)
+  assert not np.intersect1d(plan.dev, plan.pool).size
+
+
+def test_fixed_share_subsets_reject_designs_without_out_models(digits):
+  _, splits = digits
+  with pytest.raises(ValueError, match="no OUT model"):
+    shadows.plan_for(splits, 4, seed=0, inclusion=0.9)
+  with pytest.raises(ValueError, match="no IN model"):
+    shadows.plan_for(splits, 4, seed=0, inclusion=0.1)
+  with pytest.raises(ValueError, match=r"inclusion must lie in \(0, 1\)"):
+    shadows.plan_for(splits, 4, seed=0, inclusion=1.0)
+
+
+def test_matched_inclusion():
+  # Location's rehearsal: 1,804 target records from a pool of 2,170.
+  inclusion, count = shadows.matched_inclusion(1804, 2170)
+  assert (inclusion, count) == (0.8, 10)
+  # Location's real protocol: a pool of 4,271 (halves would be 18% larger).
+  assert shadows.matched_inclusion(1804, 4271) == (5 / 12, 12)
+  for target, pool, min_out in [(1804, 2170, 3), (500, 510, 2), (10, 300, 2)]:
+    inclusion, count = shadows.matched_inclusion(target, pool, min_out=min_out)
+    k = round(inclusion * count)
+    assert k >= 2 and count - k >= min_out and count % 2 == 0
+    assert abs(inclusion * pool - target) <= 0.05 * target
+  with pytest.raises(ValueError, match="target_train_size"):
+    shadows.matched_inclusion(3000, 2000)
+
+
+def test_matched_design(digits):
+  _, splits = digits
+  inclusion, count = shadows.matched_design(splits)
+  plan = shadows.plan_for(splits, count, seed=0, inclusion=inclusion)
+  sizes = plan.in_mask.sum(1)
+  assert abs(np.median(sizes) - splits.victim.train.size) <= (
+      0.1 * splits.victim.train.size)
+
+
 def test_recipe_defense_passes_through_only_when_adaptive():
   recipe = shadows.ModelRecipe(defense="some_defense")
   assert recipe.for_attacker(adaptive=True).defense == "some_defense"

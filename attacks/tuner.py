@@ -217,7 +217,14 @@ class TuningSetup:
     seed: run seed (splits, models, attacks).
     attacks: attacks whose maximum is the privacy term.
     num_shadows: shadow models of the rehearsal (>= 1).
-    num_reference_models: LiRA/RMIA reference models (0: automatic).
+    num_reference_models: LiRA/RMIA reference models (0: automatic, see
+      `reference_inclusion`).
+    reference_inclusion: share of the rehearsal's pool each reference
+      model trains on. None (default): matched to the held-out shadow's
+      training size (`shadows.matched_design`, every record IN and OUT in
+      >= 2 models), since the rehearsal's pool is too small for halves to
+      give reference models as large as the target (see README "Tuning
+      defenses"). 0.5: random halves (smaller models here).
     options: attack settings.
     scores_fn: memorization scores over every record, computed once on
       first use (the WeMem methods need them).
@@ -232,6 +239,7 @@ class TuningSetup:
   attacks: Tuple[str, ...] = DEFAULT_ATTACKS
   num_shadows: int = 5
   num_reference_models: int = 0
+  reference_inclusion: Optional[float] = None
   options: base.AttackOptions = base.AttackOptions()
   scores_fn: Optional[Callable[[], Any]] = None
   store: Optional[model_store.ModelStore] = None
@@ -247,6 +255,10 @@ class TuningSetup:
         self.num_shadows, self.dataset.heldout_mask)
     self.rehearsal = splits_lib.rehearsal_splits(
         self.splits, stream=self.rehearsal_stream)
+    if self.reference_inclusion is None:
+      inclusion, count = shadows_lib.matched_design(self.rehearsal)
+      self.reference_inclusion = inclusion
+      self.num_reference_models = self.num_reference_models or count
 
 
 def _accuracy(model: shadows_lib.TrainedModel, dataset: datasets.Dataset,
@@ -266,7 +278,8 @@ def evaluate_choice(setup: TuningSetup, choice: DefenseChoice
   dev_accuracy = _accuracy(victim, setup.dataset, setup.splits.victim.dev)
   result = experiment.run_experiment(setup.dataset, experiment.ExperimentConfig(
       recipe=recipe, attacks=setup.attacks, num_shadows=setup.num_shadows,
-      num_reference_models=setup.num_reference_models, adaptive=True,
+      num_reference_models=setup.num_reference_models,
+      reference_inclusion=setup.reference_inclusion, adaptive=True,
       seed=setup.seed, options=setup.options), setup.store, setup.rehearsal)
   attacks = {r.attack: r.balanced_accuracy for r in result.suite.results}
   return objective_lib.TrialMetrics.from_attacks(

@@ -42,6 +42,19 @@ def _setup(**kwargs) -> tuner_lib.TuningSetup:
                                **kwargs)
 
 
+def test_rehearsal_reference_models_match_the_targets_size():
+  setup = _setup()
+  pool = np.union1d(shadows_lib.target_records(setup.rehearsal),
+                    setup.rehearsal.shadow_pool).size
+  target = setup.rehearsal.victim.train.size
+  assert setup.reference_inclusion > 0.5
+  assert abs(setup.reference_inclusion * pool - target) <= 0.05 * target
+  k = round(setup.reference_inclusion * setup.num_reference_models)
+  assert setup.num_reference_models - k >= 2  # OUT models per record
+  halves = _setup(reference_inclusion=0.5)
+  assert halves.num_reference_models == 0  # the experiment's default count
+
+
 def known_evaluate(setup, choice):
   """Known answers: rmr fails; a wider window leaks more, uses more data."""
   del setup

@@ -19,6 +19,7 @@ defense and by --per_iteration).
 """
 
 import os
+from typing import Optional
 
 from absl import flags
 from absl import logging
@@ -47,6 +48,11 @@ TARGET = flags.DEFINE_enum(
 NUM_REFERENCE_MODELS = flags.DEFINE_integer(
     "num_reference_models", 0, "Random-halves reference models for LiRA and "
     "RMIA (0: max(4, num_shadows rounded up to even)).")
+REFERENCE_INCLUSION = flags.DEFINE_string(
+    "reference_inclusion", "0.5", "Share of the pool each LiRA/RMIA "
+    "reference model trains on: a number in (0, 1) (0.5: random halves, the "
+    "attacks' protocol) or 'matched' (as many records as the victim trains "
+    "on; --num_reference_models 0 then picks the count).")
 ATTACK_MAX_EPOCHS = flags.DEFINE_integer(
     "attack_max_epochs", 50, "Epochs at most for the NN and SAMIA attack "
     "models.")
@@ -60,6 +66,25 @@ MODEL_STORE_DIR = flags.DEFINE_string(
     "model_store_dir", None, "Cache trained models here (attacks.model_store;"
     " e.g. RUN/models of `wemem run`) and reuse what is already there; "
     "default: no cache.")
+
+
+def parse_inclusion(text: str, flag: str) -> Optional[float]:
+  """'matched' -> None; a number in (0, 1) -> itself; else a clear error."""
+  text = text.strip()
+  if text == "matched":
+    return None
+  try:
+    value = float(text)
+  except ValueError:
+    value = -1.0
+  if not 0.0 < value < 1.0:
+    raise ValueError(f"--{flag} must be 'matched' or a number in (0, 1), "
+                     f"got {text!r}.")
+  return value
+
+
+def reference_inclusion() -> Optional[float]:
+  return parse_inclusion(REFERENCE_INCLUSION.value, "reference_inclusion")
 
 
 def attack_options() -> base.AttackOptions:
@@ -86,6 +111,7 @@ def config_from_flags(defense=None) -> experiment.ExperimentConfig:
       attacks=tuple(registry.parse_attack_names(ATTACKS.value)),
       num_shadows=common_flags.NUM_SHADOWS.value,
       num_reference_models=NUM_REFERENCE_MODELS.value,
+      reference_inclusion=reference_inclusion(),
       adaptive=ADAPTIVE.value,
       seed=common_flags.SEED.value,
       options=attack_options())
@@ -96,6 +122,7 @@ def main(argv) -> int:
   if len(argv) > 1:
     raise ValueError(f"unexpected arguments: {argv[1:]}")
   registry.parse_attack_names(ATTACKS.value)  # fail fast on a bad list
+  reference_inclusion()  # and on a bad design
   dataset = flag_utils.load_dataset()
   seed = common_flags.SEED.value
   output_dir = common_flags.OUTPUT_DIR.value or os.path.join(

@@ -45,6 +45,10 @@ def test_errors_are_messages_not_tracebacks(tmp_path):
   proc = _wemem("prune", "--dataset=digits", "--target_sparsity=1.5",
                 f"--output_dir={tmp_path}")
   assert proc.returncode != 0 and "strictly between 0 and 1" in proc.stderr
+  proc = _wemem("attack", "--dataset=digits", "--reference_inclusion=1.5",
+                f"--output_dir={tmp_path}")
+  assert proc.returncode == 2 and "--reference_inclusion must be" in (
+      proc.stderr)
   proc = _wemem("frobnicate")
   assert proc.returncode != 0 and "usage: wemem" in proc.stderr
 

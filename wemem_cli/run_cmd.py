@@ -46,6 +46,7 @@ def config_from_flags() -> pipeline.RunConfig:
       attacks=tuple(attack_cmd.ATTACKS.value.split(",")),
       num_shadows=cf.NUM_SHADOWS.value,
       num_reference_models=attack_cmd.NUM_REFERENCE_MODELS.value,
+      reference_inclusion=attack_cmd.reference_inclusion(),
       adaptive=attack_cmd.ADAPTIVE.value,
       memscore_models=defense_flags.MEMSCORE_MODELS.value,
       memscore_epochs=defense_flags.MEMSCORE_EPOCHS.value,

@@ -19,6 +19,7 @@ shared file system); the chief serves the oracle and writes the tables.
 """
 
 import os
+from typing import Optional
 
 from absl import flags
 
@@ -70,12 +71,26 @@ CONFIRM_TOP_K = flags.DEFINE_integer(
 CONFIRM_REPEATS = flags.DEFINE_integer(
     "confirm_repeats", 2, "Other held-out shadows each confirmed candidate "
     "is measured on.")
+REHEARSAL_INCLUSION = flags.DEFINE_string(
+    "rehearsal_inclusion", "matched", "Share of the rehearsal's pool each "
+    "LiRA/RMIA reference model trains on: 'matched' (reference models as "
+    "large as the held-out shadow that plays the victim; see README "
+    "'Tuning defenses') or a number in (0, 1) (0.5: the real protocol's "
+    "random halves, smaller models here).")
 MAX_FAILED = flags.DEFINE_integer(
     "max_consecutive_failed_trials", 5, "Stop the search after this many "
     "failed trials in a row (a failed trial is recorded and skipped).")
 
 
-def _setup(dataset, cache_dir: str) -> tuner_lib.TuningSetup:
+def rehearsal_inclusion() -> Optional[float]:
+  """--rehearsal_inclusion as `TuningSetup.reference_inclusion`."""
+  return attack_cmd.parse_inclusion(REHEARSAL_INCLUSION.value,
+                                    "rehearsal_inclusion")
+
+
+def setup_from_flags(dataset, cache_dir: str) -> tuner_lib.TuningSetup:
+  """The `TuningSetup` the flags describe (models cached under
+  `cache_dir`)."""
   seed = cf.SEED.value
   arch = flag_utils.architecture(dataset.name)
   recipe = shadows.ModelRecipe(architecture=arch,
@@ -86,6 +101,7 @@ def _setup(dataset, cache_dir: str) -> tuner_lib.TuningSetup:
       attacks=tuple(registry.parse_attack_names(TUNE_ATTACKS.value)),
       num_shadows=cf.NUM_SHADOWS.value,
       num_reference_models=attack_cmd.NUM_REFERENCE_MODELS.value,
+      reference_inclusion=rehearsal_inclusion(),
       options=attack_cmd.attack_options(),
       scores_fn=lambda: defense_flags.scores_for(
           dataset, seed, arch, os.path.join(cache_dir, "memscores"),
@@ -141,7 +157,7 @@ def main(argv) -> int:
   wemem_tf.run_manifest.write_manifest(
       output_dir, cf.SEED.value, flag_utils.flag_values(), dataset.fingerprint,
       flag_utils.command_line(), name="tune_manifest.json")
-  setup = _setup(dataset, cache_dir)
+  setup = setup_from_flags(dataset, cache_dir)
   tuner = tuner_lib.DefenseTuner(
       tuner_lib.make_oracle(ORACLE.value, MAX_TRIALS.value, cf.SEED.value,
                             MAX_FAILED.value),

@@ -61,3 +61,7 @@ def test_tune_rejects_bad_settings(tmp_path):
   proc = _wemem("tune", "--dataset=digits", f"--output_dir={tmp_path}",
                 "--attack_target=70")
   assert proc.returncode == 2 and "attack_target" in proc.stderr
+  proc = _wemem("tune", "--dataset=digits", f"--output_dir={tmp_path}",
+                "--rehearsal_inclusion=most")
+  assert proc.returncode == 2 and "--rehearsal_inclusion must be" in (
+      proc.stderr)
