@@ -206,6 +206,9 @@ class DefenseHyperModel(kt.HyperModel):
     return settings
 
 
+REHEARSALS = ("scaled", "held_out")
+
+
 @dataclasses.dataclass
 class TuningSetup:
   """What every trial shares.
@@ -217,21 +220,30 @@ class TuningSetup:
     seed: run seed (splits, models, attacks).
     attacks: attacks whose maximum is the privacy term.
     num_shadows: shadow models of the rehearsal (>= 1).
-    num_reference_models: LiRA/RMIA reference models (0: automatic, see
-      `reference_inclusion`).
-    reference_inclusion: share of the rehearsal's pool each reference
-      model trains on. None (default): matched to the held-out shadow's
-      training size (`shadows.matched_design`, every record IN and OUT in
-      >= 2 models), since the rehearsal's pool is too small for halves to
-      give reference models as large as the target (see README "Tuning
-      defenses"). 0.5: random halves (smaller models here).
+    num_reference_models: LiRA/RMIA reference models (0: automatic).
+    rehearsal: where the attacks are rehearsed (README "Tuning defenses"):
+      "scaled" (default): the whole protocol again on the shadows' side at
+        about half scale (`splits.scaled_rehearsal_splits`), windows scaled
+        to the smaller classes (`scale`); every ratio the attacks depend on
+        is the real protocol's.
+      "held_out": a full-size held-out shadow plays the victim
+        (`splits.rehearsal_splits`); its reference models cannot have the
+        real protocol's size and overlap with the target's training set.
+    reference_inclusion: share of the pool each reference model trains on.
+      None (default): 0.5 (random halves, the real protocol) for "scaled";
+      matched to the target's training size (`shadows.matched_design`) for
+      "held_out", whose pool is too small for halves of that size.
     options: attack settings.
     scores_fn: memorization scores over every record, computed once on
       first use (the WeMem methods need them).
-    store: caches the pre-trained victim, held-out shadow, shadows and
+    store: caches the pre-trained victim, rehearsal target, shadows and
       reference models (pruned models are not cached by default).
-    rehearsal_stream: which held-out shadow plays the victim
-      (`rehearsal_splits`' stream; confirmation uses others).
+    rehearsal_stream: which rehearsal (another stream draws other splits;
+      confirmation uses others).
+
+  Set in `__post_init__`: `splits` (the protocol's), `rehearsal` (the
+  rehearsal's splits) and `scale` (rehearsal target's training size / the
+  victim's; 1 for "held_out").
   """
   dataset: datasets.Dataset
   recipe: shadows_lib.ModelRecipe
@@ -239,6 +251,7 @@ class TuningSetup:
   attacks: Tuple[str, ...] = DEFAULT_ATTACKS
   num_shadows: int = 5
   num_reference_models: int = 0
+  rehearsal_kind: str = "scaled"
   reference_inclusion: Optional[float] = None
   options: base.AttackOptions = base.AttackOptions()
   scores_fn: Optional[Callable[[], Any]] = None
@@ -248,17 +261,40 @@ class TuningSetup:
   def __post_init__(self):
     self.attacks = tuple(registry.parse_attack_names(self.attacks))
     if self.num_shadows < 1:
-      raise ValueError("tuning rehearses attacks on a held-out shadow and "
+      raise ValueError("tuning rehearses attacks with shadow models and "
                        f"needs num_shadows >= 1, got {self.num_shadows}.")
+    if self.rehearsal_kind not in REHEARSALS:
+      raise ValueError(f"rehearsal_kind must be one of {REHEARSALS}, got "
+                       f"{self.rehearsal_kind!r}.")
     self.splits = splits_lib.make_splits(
         len(self.dataset), self.dataset.fingerprint, self.seed,
         self.num_shadows, self.dataset.heldout_mask)
-    self.rehearsal = splits_lib.rehearsal_splits(
-        self.splits, stream=self.rehearsal_stream)
-    if self.reference_inclusion is None:
-      inclusion, count = shadows_lib.matched_design(self.rehearsal)
-      self.reference_inclusion = inclusion
-      self.num_reference_models = self.num_reference_models or count
+    if self.rehearsal_kind == "scaled":
+      self.rehearsal = splits_lib.scaled_rehearsal_splits(
+          self.splits, stream=self.rehearsal_stream)
+      if self.reference_inclusion is None:
+        self.reference_inclusion = 0.5
+    else:
+      self.rehearsal = splits_lib.rehearsal_splits(
+          self.splits, stream=self.rehearsal_stream)
+      if self.reference_inclusion is None:
+        inclusion, count = shadows_lib.matched_design(self.rehearsal)
+        self.reference_inclusion = inclusion
+        self.num_reference_models = self.num_reference_models or count
+    self.scale = (self.rehearsal.victim.train.size
+                  / self.splits.victim.train.size)
+
+
+def scaled_defense(defense: defenses_lib.Defense, scale: float
+                   ) -> defenses_lib.Defense:
+  """`defense` for a training set `scale` times as large: a sliding
+  window's stride and width (records per class) are multiplied by `scale`
+  (fractional windows, `wemem_tf.defenses.window`); other settings are
+  shares or strengths and stay."""
+  if scale == 1.0 or not getattr(defense, "windowed", False):
+    return defense
+  return dataclasses.replace(defense, stride=defense.stride * scale,
+                             width=max(1.0, defense.width * scale))
 
 
 def _accuracy(model: shadows_lib.TrainedModel, dataset: datasets.Dataset,
@@ -276,8 +312,11 @@ def evaluate_choice(setup: TuningSetup, choice: DefenseChoice
       setup.dataset, setup.splits.victim, shadows_lib.derived_seed(
           setup.seed, 0, 0), recipe, setup.store)
   dev_accuracy = _accuracy(victim, setup.dataset, setup.splits.victim.dev)
+  rehearsed = dataclasses.replace(
+      setup.recipe, defense=scaled_defense(
+          choice.build(setup.dataset.name, setup.scores_fn), setup.scale))
   result = experiment.run_experiment(setup.dataset, experiment.ExperimentConfig(
-      recipe=recipe, attacks=setup.attacks, num_shadows=setup.num_shadows,
+      recipe=rehearsed, attacks=setup.attacks, num_shadows=setup.num_shadows,
       num_reference_models=setup.num_reference_models,
       reference_inclusion=setup.reference_inclusion, adaptive=True,
       seed=setup.seed, options=setup.options), setup.store, setup.rehearsal)

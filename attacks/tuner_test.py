@@ -23,6 +23,7 @@ from attacks import model_store
 from attacks import objective as objective_lib
 from attacks import shadows as shadows_lib
 from attacks import tuner as tuner_lib
+from wemem_tf import defenses as defenses_lib
 from wemem_tf import memorization
 from wemem_tf.data import datasets
 from wemem_tf.pruning import iterative
@@ -42,8 +43,31 @@ def _setup(**kwargs) -> tuner_lib.TuningSetup:
                                **kwargs)
 
 
-def test_rehearsal_reference_models_match_the_targets_size():
+def test_scaled_rehearsal_and_scaled_windows():
   setup = _setup()
+  assert setup.rehearsal_kind == "scaled" and setup.reference_inclusion == 0.5
+  assert 0.4 < setup.scale < 0.6
+  victim = np.concatenate([setup.splits.victim.train, setup.splits.victim.dev,
+                           setup.splits.victim.test])
+  rehearsal = setup.rehearsal
+  assert not np.intersect1d(np.concatenate(
+      [rehearsal.victim.train, rehearsal.victim.test,
+       rehearsal.shadow_pool]), victim).size
+  rsw = defenses_lib.build("rsw", "location", None, order="l2h", stride=2,
+                           width=15)
+  half = tuner_lib.scaled_defense(rsw, 0.5)
+  assert (half.stride, half.width, half.order) == (1.0, 7.5, rsw.order)
+  assert (rsw.stride, rsw.width) == (2, 15)  # the original is unchanged
+  assert tuner_lib.scaled_defense(rsw, 1.0) is rsw
+  rmr = defenses_lib.build("rmr", "location", None, lambda_mem=0.1, tau=0.5)
+  assert tuner_lib.scaled_defense(rmr, 0.5) is rmr  # nothing per class
+  with pytest.raises(ValueError, match="rehearsal_kind"):
+    _setup(rehearsal_kind="mirror")
+
+
+def test_held_out_rehearsal_reference_models_match_the_targets_size():
+  setup = _setup(rehearsal_kind="held_out")
+  assert setup.scale == pytest.approx(1.0, abs=0.01)
   pool = np.union1d(shadows_lib.target_records(setup.rehearsal),
                     setup.rehearsal.shadow_pool).size
   target = setup.rehearsal.victim.train.size
@@ -51,7 +75,7 @@ def test_rehearsal_reference_models_match_the_targets_size():
   assert abs(setup.reference_inclusion * pool - target) <= 0.05 * target
   k = round(setup.reference_inclusion * setup.num_reference_models)
   assert setup.num_reference_models - k >= 2  # OUT models per record
-  halves = _setup(reference_inclusion=0.5)
+  halves = _setup(rehearsal_kind="held_out", reference_inclusion=0.5)
   assert halves.num_reference_models == 0  # the experiment's default count
 
 

@@ -195,14 +195,18 @@ def summarize(state: Dict[str, Any], real: Dict[str, Dict[str, float]]
   return rows, summary
 
 
-def markdown(rows, summary, setup: tuner_lib.TuningSetup) -> str:
+def markdown(rows, summary, setup: tuner_lib.TuningSetup,
+             state_command: str) -> str:
   lines = [
       f"# Rehearsal fidelity: {setup.dataset.name}, seed {setup.seed}",
       "",
-      f"Rehearsal: {setup.num_shadows} shadows, "
+      f"Rehearsal: {setup.rehearsal_kind} (target {setup.scale:.2f}× the "
+      f"victim's training size), {setup.num_shadows} shadows, "
       f"{setup.num_reference_models} reference models at inclusion "
       f"{setup.reference_inclusion:.3f}, RMIA p(x): "
       f"{setup.options.rmia_marginal}; attacks: {', '.join(setup.attacks)}.",
+      "",
+      f"Command: `{state_command}`",
       "",
       "| setting | held-out shadows | rehearsal: dev acc | rehearsal: "
       "strongest attack | real: test acc | real: strongest attack |",
@@ -236,6 +240,7 @@ def main(argv) -> int:
   state = _load(path)
   state["setup"] = {
       "dataset": dataset.name, "seed": setup.seed,
+      "rehearsal": setup.rehearsal_kind, "scale": setup.scale,
       "num_shadows": setup.num_shadows,
       "num_reference_models": setup.num_reference_models,
       "reference_inclusion": setup.reference_inclusion,
@@ -244,7 +249,7 @@ def main(argv) -> int:
   measure(setup, choices, streams, state, path)
   rows, summary = summarize(state, real_numbers(setup.attacks))
   state.update(rows=rows, summary=summary)
-  text = markdown(rows, summary, setup)
+  text = markdown(rows, summary, setup, state["setup"]["command"])
   if path:
     io_utils.atomic_write_json(path, state)
     io_utils.atomic_write_bytes(os.path.splitext(path)[0] + ".md",

@@ -68,17 +68,19 @@ MODEL_STORE_DIR = flags.DEFINE_string(
     "default: no cache.")
 
 
-def parse_inclusion(text: str, flag: str) -> Optional[float]:
-  """'matched' -> None; a number in (0, 1) -> itself; else a clear error."""
+def parse_inclusion(text: str, flag: str,
+                    keyword: str = "matched") -> Optional[float]:
+  """`keyword` -> None; a number in (0, 1) -> itself; else a clear error
+  that names `flag`."""
   text = text.strip()
-  if text == "matched":
+  if text == keyword:
     return None
   try:
     value = float(text)
   except ValueError:
     value = -1.0
   if not 0.0 < value < 1.0:
-    raise ValueError(f"--{flag} must be 'matched' or a number in (0, 1), "
+    raise ValueError(f"--{flag} must be '{keyword}' or a number in (0, 1), "
                      f"got {text!r}.")
   return value
 

@@ -71,12 +71,17 @@ CONFIRM_TOP_K = flags.DEFINE_integer(
 CONFIRM_REPEATS = flags.DEFINE_integer(
     "confirm_repeats", 2, "Other held-out shadows each confirmed candidate "
     "is measured on.")
+REHEARSAL = flags.DEFINE_enum(
+    "rehearsal", "scaled", list(tuner_lib.REHEARSALS), "Where trials "
+    "rehearse the attacks (README 'Tuning defenses'): 'scaled' (the whole "
+    "protocol again on the shadows' side at about half scale, windows "
+    "scaled; the real protocol's ratios) or 'held_out' (a full-size "
+    "held-out shadow plays the victim).")
 REHEARSAL_INCLUSION = flags.DEFINE_string(
-    "rehearsal_inclusion", "matched", "Share of the rehearsal's pool each "
-    "LiRA/RMIA reference model trains on: 'matched' (reference models as "
-    "large as the held-out shadow that plays the victim; see README "
-    "'Tuning defenses') or a number in (0, 1) (0.5: the real protocol's "
-    "random halves, smaller models here).")
+    "rehearsal_inclusion", "auto", "Share of the rehearsal's pool each "
+    "LiRA/RMIA reference model trains on: 'auto' (0.5 for --rehearsal="
+    "scaled; matched to the target's size for held_out) or a number in "
+    "(0, 1).")
 MAX_FAILED = flags.DEFINE_integer(
     "max_consecutive_failed_trials", 5, "Stop the search after this many "
     "failed trials in a row (a failed trial is recorded and skipped).")
@@ -85,7 +90,7 @@ MAX_FAILED = flags.DEFINE_integer(
 def rehearsal_inclusion() -> Optional[float]:
   """--rehearsal_inclusion as `TuningSetup.reference_inclusion`."""
   return attack_cmd.parse_inclusion(REHEARSAL_INCLUSION.value,
-                                    "rehearsal_inclusion")
+                                    "rehearsal_inclusion", keyword="auto")
 
 
 def setup_from_flags(dataset, cache_dir: str) -> tuner_lib.TuningSetup:
@@ -101,6 +106,7 @@ def setup_from_flags(dataset, cache_dir: str) -> tuner_lib.TuningSetup:
       attacks=tuple(registry.parse_attack_names(TUNE_ATTACKS.value)),
       num_shadows=cf.NUM_SHADOWS.value,
       num_reference_models=attack_cmd.NUM_REFERENCE_MODELS.value,
+      rehearsal_kind=REHEARSAL.value,
       reference_inclusion=rehearsal_inclusion(),
       options=attack_cmd.attack_options(),
       scores_fn=lambda: defense_flags.scores_for(

@@ -143,16 +143,25 @@ def make_splits(num_records: int, fingerprint: str, seed: int,
     pool, heldout = all_records[~heldout_mask], all_records[heldout_mask]
   else:
     heldout, pool = _cut(rng.permutation(all_records), config.heldout_fraction)
+  return _protocol(fingerprint, seed, pool, heldout, rng,
+                   lambda i: _rng(fingerprint, seed, 1 + i), num_shadows,
+                   config)
+
+
+def _protocol(fingerprint: str, seed: int, pool: np.ndarray,
+              heldout: np.ndarray, rng: np.random.Generator,
+              shadow_rng, num_shadows: int, config: SplitConfig) -> Splits:
+  """Steps 2-4 of the protocol on a given pool and held-out set."""
   victim_pool, shadow_pool = _cut(rng.permutation(pool),
                                   config.victim_pool_fraction)
-  victim_heldout, shadow_heldout = _cut(rng.permutation(heldout),
-                                        config.victim_pool_fraction)
+  victim_heldout, shadow_heldout_part = _cut(rng.permutation(heldout),
+                                             config.victim_pool_fraction)
   victim = _model_split(rng, victim_pool, victim_heldout, config)
-  shadows = tuple(_model_split(_rng(fingerprint, seed, 1 + i), shadow_pool,
-                               shadow_heldout, config)
+  shadows = tuple(_model_split(shadow_rng(i), shadow_pool,
+                               shadow_heldout_part, config)
                   for i in range(num_shadows))
-  return Splits(fingerprint, seed, pool, heldout, victim_pool, shadow_pool,
-                victim, shadows)
+  return Splits(fingerprint, seed, np.sort(pool), np.sort(heldout),
+                victim_pool, shadow_pool, victim, shadows)
 
 
 def splits_for(dataset, seed: int, num_shadows: int = 5,
@@ -206,3 +215,38 @@ def rehearsal_splits(splits: Splits, config: SplitConfig = SplitConfig(),
   target = _model_split(rng, splits.shadow_pool, target_heldout, config)
   return Splits(splits.fingerprint, splits.seed, splits.shadow_pool, heldout,
                 splits.shadow_pool, splits.shadow_pool, target, splits.shadows)
+
+
+def scaled_rehearsal_splits(splits: Splits, config: SplitConfig = SplitConfig(),
+                            stream: int = 0) -> Splits:
+  """The whole protocol again, at about half scale, on the shadows' side.
+
+  The shadow pool plays the pool and the shadows' held-out records play the
+  held-out set: a victim, its shadows (`len(splits.shadows)` of them) and,
+  through them, LiRA/RMIA reference models split exactly as `make_splits`
+  splits the dataset. Everything is about half as large as in the real
+  protocol, but every ratio the attacks depend on (reference models'
+  training-set size and overlap with the target's, shadow sizes, member /
+  non-member shares) is the real protocol's, which a full-size target on
+  the shadows' side cannot have (`rehearsal_splits`). Defenses that count
+  records per class scale their settings by `scale_of` (attacks/tuner.py).
+  No victim train, dev or test record appears in the result.
+
+  Args:
+    splits: the protocol's splits (`make_splits`).
+    config: split fractions (those `splits` were made with).
+    stream: which rehearsal world (another stream draws other splits).
+  """
+  heldout = shadow_heldout(splits)
+  if splits.shadow_pool.size < 20 or heldout.size < 4:
+    raise ValueError(f"the shadows' side ({splits.shadow_pool.size} pool, "
+                     f"{heldout.size} held-out records) is too small for a "
+                     "scaled rehearsal; it needs >= 20 and >= 4.")
+  if stream < 0:
+    raise ValueError(f"stream must be >= 0, got {stream}.")
+  base = 20_000 + 100 * int(stream)
+  return _protocol(splits.fingerprint, splits.seed, splits.shadow_pool,
+                   heldout, _rng(splits.fingerprint, splits.seed, base),
+                   lambda i: _rng(splits.fingerprint, splits.seed,
+                                  base + 1 + i),
+                   len(splits.shadows), config)

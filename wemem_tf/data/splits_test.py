@@ -110,3 +110,33 @@ def test_rehearsal_streams_draw_other_targets(digits):
   assert np.array_equal(a.heldout, b.heldout) and a.shadows == b.shadows
   with pytest.raises(ValueError, match="stream"):
     splits_lib.rehearsal_splits(s, stream=-1)
+
+
+def test_scaled_rehearsal_is_the_protocol_at_half_scale(digits):
+  s = splits_lib.splits_for(digits, seed=2, num_shadows=3)
+  r = splits_lib.scaled_rehearsal_splits(s)
+  victim = np.concatenate([s.victim.train, s.victim.dev, s.victim.test])
+  parts = [r.victim] + list(r.shadows)
+  used = np.concatenate([np.concatenate([p.train, p.dev, p.test])
+                         for p in parts])
+  assert not np.intersect1d(used, victim).size
+  # The shadows' side plays the whole dataset.
+  np.testing.assert_array_equal(r.pool, s.shadow_pool)
+  np.testing.assert_array_equal(r.heldout, splits_lib.shadow_heldout(s))
+  assert len(r.shadows) == len(s.shadows)
+  # Same protocol: victim and shadows disjoint, same fractions at half size.
+  assert not np.intersect1d(r.victim.train, r.shadow_pool).size
+  for p in parts:
+    assert abs(len(p.train) - len(s.victim.train) / 2) <= 2
+  # LiRA's pool over the target's training set: the real protocol's ratio.
+  def ratio(splits):
+    targets = np.union1d(splits.victim.train, splits.victim.test)
+    return np.union1d(targets, splits.shadow_pool).size / len(
+        splits.victim.train)
+  assert abs(ratio(r) - ratio(s)) < 0.1
+  again = splits_lib.scaled_rehearsal_splits(s)
+  np.testing.assert_array_equal(again.victim.train, r.victim.train)
+  other = splits_lib.scaled_rehearsal_splits(s, stream=1)
+  assert not np.array_equal(other.victim.train, r.victim.train)
+  with pytest.raises(ValueError, match="stream"):
+    splits_lib.scaled_rehearsal_splits(s, stream=-1)

@@ -65,8 +65,9 @@ class WeMem(base.Defense):
     scores: MemScores or float (n_train,) array; None only for a random
       window without P3.
     order: window order (None: no sliding window, every record each epoch).
-    stride: records per class the window advances each epoch (P1).
-    width: records per class in each epoch's window (P1).
+    stride: records per class the window advances each epoch (P1; an
+      integer in the method, fractional for scaled-down rehearsals).
+    width: records per class in each epoch's window (P1; likewise).
     lambda_mem: L2 weight decay of risky batches (None: no P3).
     tau: risky threshold as a memorization score in [-1, 1].
     tau_share: risky threshold as the share of training records (top by
@@ -78,8 +79,8 @@ class WeMem(base.Defense):
   """
   scores: Any = None
   order: Optional[Order] = None
-  stride: int = 1
-  width: int = 15
+  stride: float = 1
+  width: float = 15
   lambda_mem: Optional[float] = None
   tau: Optional[float] = None
   tau_share: Optional[float] = None

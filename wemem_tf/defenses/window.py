@@ -6,10 +6,14 @@ visits, in every class, the records at order positions
 [e · stride, e · stride + width), clipped at the class size; a class whose
 order is exhausted contributes nothing. A record is therefore visited in at
 most ceil(width / stride) epochs of an iteration.
+
+Stride and width are integers in the method; fractional values (positions
+[floor(e · stride), floor(e · stride + width))) let a window be scaled to a
+smaller training set, as the tuning rehearsal does (attacks/tuner.py).
 """
 
 import enum
-from typing import Dict, Optional
+from typing import Dict, Optional, Tuple
 
 import numpy as np
 
@@ -21,11 +25,24 @@ class Order(str, enum.Enum):
   RANDOM = "random"
 
 
-def validate_window(stride: int, width: int) -> None:
-  if not isinstance(stride, (int, np.integer)) or stride < 1:
-    raise ValueError(f"window stride must be an integer >= 1, got {stride!r}.")
-  if not isinstance(width, (int, np.integer)) or width < 1:
-    raise ValueError(f"window width must be an integer >= 1, got {width!r}.")
+def _is_number(value) -> bool:
+  return (isinstance(value, (int, float, np.integer, np.floating))
+          and not isinstance(value, bool))
+
+
+def validate_window(stride: float, width: float) -> None:
+  if not _is_number(stride) or not stride > 0:
+    raise ValueError(f"window stride must be a number > 0 (records per "
+                     f"class; an integer >= 1 in the method), got {stride!r}.")
+  if not _is_number(width) or not width >= 1:
+    raise ValueError(f"window width must be a number >= 1 (records per "
+                     f"class), got {width!r}.")
+
+
+def bounds(epoch: int, stride: float, width: float) -> Tuple[int, int]:
+  """[start, end) order positions of `epoch`'s window."""
+  return (int(np.floor(epoch * stride + 1e-9)),
+          int(np.floor(epoch * stride + width + 1e-9)))
 
 
 def class_orders(labels: np.ndarray, scores: np.ndarray, order: Order,
@@ -61,31 +78,32 @@ def class_orders(labels: np.ndarray, scores: np.ndarray, order: Order,
   return result
 
 
-def window(orders: Dict[int, np.ndarray], epoch: int, stride: int,
-           width: int) -> Dict[int, np.ndarray]:
+def window(orders: Dict[int, np.ndarray], epoch: int, stride: float,
+           width: float) -> Dict[int, np.ndarray]:
   """{class: positions visited in `epoch`, in window order} (may be empty)."""
   validate_window(stride, width)
   if epoch < 0:
     raise ValueError(f"epoch must be >= 0, got {epoch}.")
-  start = epoch * stride
-  return {c: o[start:start + width] for c, o in orders.items()}
+  start, end = bounds(epoch, stride, width)
+  return {c: o[start:end] for c, o in orders.items()}
 
 
-def epoch_positions(orders: Dict[int, np.ndarray], epoch: int, stride: int,
-                    width: int) -> np.ndarray:
+def epoch_positions(orders: Dict[int, np.ndarray], epoch: int,
+                    stride: float, width: float) -> np.ndarray:
   """All positions visited in `epoch` (classes in order), int64."""
   parts = list(window(orders, epoch, stride, width).values())
   return (np.concatenate(parts).astype(np.int64) if parts
           else np.zeros(0, np.int64))
 
 
-def records_ever_used(orders: Dict[int, np.ndarray], epochs: int, stride: int,
-                      width: int) -> int:
+def records_ever_used(orders: Dict[int, np.ndarray], epochs: int,
+                      stride: float, width: float) -> int:
   """How many records any epoch of an `epochs`-epoch iteration visits."""
   total = 0
   for o in orders.values():
     covered = np.zeros(len(o), bool)
     for epoch in range(epochs):
-      covered[epoch * stride:epoch * stride + width] = True
+      start, end = bounds(epoch, stride, width)
+      covered[start:end] = True
     total += int(covered.sum())
   return total

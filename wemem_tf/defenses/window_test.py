@@ -66,11 +66,33 @@ def test_random_order_is_a_permutation_per_class():
   assert sorted(orders[0]) == [0, 2, 4] and list(orders[2]) == [5]
 
 
+def test_fractional_windows_scale_the_integer_ones():
+  """Half the records per class, half the stride and width: each epoch's
+  window covers the same share of the class (a scaled-down rehearsal)."""
+  full = {0: np.arange(60)}
+  half = {0: np.arange(30)}
+  for epoch in range(21):
+    big = window.window(full, epoch, 1, 15)[0]
+    small = window.window(half, epoch, 0.5, 7.5)[0]
+    assert abs(len(small) - len(big) / 2) <= 1
+    if big.size:
+      assert abs(small[0] - big[0] / 2) <= 1
+  used = window.records_ever_used(half, 21, 0.5, 7.5)
+  assert used == 17 and window.records_ever_used(full, 21, 1, 15) == 35
+  # Integral values keep the method's windows exactly.
+  np.testing.assert_array_equal(window.window(full, 3, 2.0, 5.0)[0],
+                                np.arange(6, 11))
+
+
 def test_bad_settings():
   with pytest.raises(ValueError, match="stride"):
     window.validate_window(0, 3)
   with pytest.raises(ValueError, match="width"):
     window.validate_window(1, 0)
+  with pytest.raises(ValueError, match="stride"):
+    window.validate_window(True, 3)
+  with pytest.raises(ValueError, match="width"):
+    window.validate_window(1, "15")
   with pytest.raises(ValueError, match="align"):
     window.class_orders(np.zeros(3, int), np.zeros(2), "h2l", 1)
   with pytest.raises(ValueError, match="rng"):
