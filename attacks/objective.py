@@ -26,7 +26,9 @@ maximize, both in accuracy units (fractions):
 import dataclasses
 import enum
 import math
-from typing import Any, Dict, Mapping, Optional
+from typing import Any, Dict, Mapping, Optional, Sequence
+
+import numpy as np
 
 
 class ObjectiveKind(enum.Enum):
@@ -123,6 +125,23 @@ class TrialMetrics:
     return cls(float(dev_accuracy), float(attacks[strongest]), strongest,
                {k: float(v) for k, v in attacks.items()},
                float(rehearsal_test_accuracy), float(defense_seconds))
+
+  @classmethod
+  def mean_of(cls, measurements: Sequence["TrialMetrics"]) -> "TrialMetrics":
+    """Several rehearsals of one setting as one: every field is the mean
+    over `measurements`; attack_accuracy is the mean of each rehearsal's
+    strongest attack (not the strongest of the per-attack means, which is
+    lower), strongest_attack the attack with the highest mean."""
+    if not measurements:
+      raise ValueError("no measurements to average.")
+    names = measurements[0].attacks.keys()
+    attacks = {a: float(np.mean([m.attacks[a] for m in measurements]))
+               for a in names}
+    mean = lambda field: float(np.mean([getattr(m, field)
+                                        for m in measurements]))
+    return cls(mean("dev_accuracy"), mean("attack_accuracy"),
+               max(attacks, key=lambda a: attacks[a]), attacks,
+               mean("rehearsal_test_accuracy"), mean("defense_seconds"))
 
   def metrics(self, objective: TuningObjective) -> Dict[str, float]:
     """The flat metrics dict a KerasTuner trial records ("score" first)."""

@@ -60,3 +60,21 @@ def test_trial_metrics_pick_the_strongest_attack():
   assert flat["attack_conf"] == pytest.approx(0.71)
   with pytest.raises(ValueError, match="no attack"):
     objective_lib.TrialMetrics.from_attacks(0.6, {}, 0.5, 1.0)
+
+
+def test_mean_of_rehearsals():
+  a = objective_lib.TrialMetrics.from_attacks(
+      0.6, {"conf": 0.70, "lira": 0.60}, 0.5, 2.0)
+  b = objective_lib.TrialMetrics.from_attacks(
+      0.6, {"conf": 0.60, "lira": 0.74}, 0.7, 4.0)
+  m = objective_lib.TrialMetrics.mean_of([a, b])
+  # The mean of each rehearsal's strongest attack (0.70, 0.74), not the
+  # strongest mean (lira 0.67).
+  assert m.attack_accuracy == pytest.approx(0.72)
+  assert m.strongest_attack == "lira"
+  assert m.attacks == pytest.approx({"conf": 0.65, "lira": 0.67})
+  assert (m.dev_accuracy, m.rehearsal_test_accuracy, m.defense_seconds) == (
+      pytest.approx(0.6), pytest.approx(0.6), pytest.approx(3.0))
+  assert objective_lib.TrialMetrics.mean_of([a]) == a
+  with pytest.raises(ValueError, match="no measurements"):
+    objective_lib.TrialMetrics.mean_of([])

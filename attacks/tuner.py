@@ -238,12 +238,16 @@ class TuningSetup:
       first use (the WeMem methods need them).
     store: caches the pre-trained victim, rehearsal target, shadows and
       reference models (pruned models are not cached by default).
-    rehearsal_stream: which rehearsal (another stream draws other splits;
-      confirmation uses others).
+    rehearsal_stream: the first rehearsal (another stream draws other
+      splits).
+    rehearsals_per_trial: a trial's attack accuracy is the mean over the
+      rehearsals of streams rehearsal_stream, ..., + rehearsals_per_trial
+      - 1 (one rehearsal varies by several points; confirmation measures
+      further blocks of as many streams).
 
-  Set in `__post_init__`: `splits` (the protocol's), `rehearsal` (the
-  rehearsal's splits) and `scale` (rehearsal target's training size / the
-  victim's; 1 for "held_out").
+  Set in `__post_init__`: `splits` (the protocol's), `rehearsals` (the
+  rehearsals' splits, `rehearsal` the first) and `scale` (rehearsal
+  target's training size / the victim's; 1 for "held_out").
   """
   dataset: datasets.Dataset
   recipe: shadows_lib.ModelRecipe
@@ -257,9 +261,13 @@ class TuningSetup:
   scores_fn: Optional[Callable[[], Any]] = None
   store: Optional[model_store.ModelStore] = None
   rehearsal_stream: int = 0
+  rehearsals_per_trial: int = 1
 
   def __post_init__(self):
     self.attacks = tuple(registry.parse_attack_names(self.attacks))
+    if self.rehearsals_per_trial < 1:
+      raise ValueError("rehearsals_per_trial must be >= 1, got "
+                       f"{self.rehearsals_per_trial}.")
     if self.num_shadows < 1:
       raise ValueError("tuning rehearses attacks with shadow models and "
                        f"needs num_shadows >= 1, got {self.num_shadows}.")
@@ -269,14 +277,16 @@ class TuningSetup:
     self.splits = splits_lib.make_splits(
         len(self.dataset), self.dataset.fingerprint, self.seed,
         self.num_shadows, self.dataset.heldout_mask)
+    make = (splits_lib.scaled_rehearsal_splits
+            if self.rehearsal_kind == "scaled" else splits_lib.rehearsal_splits)
+    self.rehearsals = tuple(
+        make(self.splits, stream=self.rehearsal_stream + k)
+        for k in range(self.rehearsals_per_trial))
+    self.rehearsal = self.rehearsals[0]
     if self.rehearsal_kind == "scaled":
-      self.rehearsal = splits_lib.scaled_rehearsal_splits(
-          self.splits, stream=self.rehearsal_stream)
       if self.reference_inclusion is None:
         self.reference_inclusion = 0.5
     else:
-      self.rehearsal = splits_lib.rehearsal_splits(
-          self.splits, stream=self.rehearsal_stream)
       if self.reference_inclusion is None:
         inclusion, count = shadows_lib.matched_design(self.rehearsal)
         self.reference_inclusion = inclusion
@@ -315,15 +325,20 @@ def evaluate_choice(setup: TuningSetup, choice: DefenseChoice
   rehearsed = dataclasses.replace(
       setup.recipe, defense=scaled_defense(
           choice.build(setup.dataset.name, setup.scores_fn), setup.scale))
-  result = experiment.run_experiment(setup.dataset, experiment.ExperimentConfig(
+  config = experiment.ExperimentConfig(
       recipe=rehearsed, attacks=setup.attacks, num_shadows=setup.num_shadows,
       num_reference_models=setup.num_reference_models,
       reference_inclusion=setup.reference_inclusion, adaptive=True,
-      seed=setup.seed, options=setup.options), setup.store, setup.rehearsal)
-  attacks = {r.attack: r.balanced_accuracy for r in result.suite.results}
-  return objective_lib.TrialMetrics.from_attacks(
-      dev_accuracy, attacks, result.victim.test_accuracy,
-      victim.defense_seconds or 0.0)
+      seed=setup.seed, options=setup.options)
+  measurements = []
+  for rehearsal in setup.rehearsals:
+    result = experiment.run_experiment(setup.dataset, config, setup.store,
+                                       rehearsal)
+    attacks = {r.attack: r.balanced_accuracy for r in result.suite.results}
+    measurements.append(objective_lib.TrialMetrics.from_attacks(
+        dev_accuracy, attacks, result.victim.test_accuracy,
+        victim.defense_seconds or 0.0))
+  return objective_lib.TrialMetrics.mean_of(measurements)
 
 
 TRIAL_FILE = "wemem_trial.json"
@@ -519,9 +534,11 @@ def confirm(setup: TuningSetup, candidates: Sequence[TrialRow],
 
   A search keeps the trial whose single measurement came out best, which
   favours lucky measurements (the winner's curse). Confirmation measures
-  each candidate (e.g. the top trials and the presets) again with
-  rehearsal streams 1..repeats and scores the *mean* dev accuracy and mean
-  attack accuracy with `objective`. Measurements are cached in `path`.
+  each candidate (e.g. the top trials and the presets) again on `repeats`
+  further blocks of `setup.rehearsals_per_trial` rehearsal streams (block
+  j starts at stream rehearsal_stream + j * rehearsals_per_trial) and
+  scores the *mean* dev accuracy and mean attack accuracy with `objective`.
+  Measurements are cached in `path`.
 
   Returns:
     One row per candidate (status "CONFIRMED", trial_id as given), with
@@ -544,8 +561,9 @@ def confirm(setup: TuningSetup, candidates: Sequence[TrialRow],
     for stream in range(1, repeats + 1):
       if str(stream) in measured:
         continue
-      metrics = evaluate_fn(
-          dataclasses.replace(setup, rehearsal_stream=stream), choice)
+      metrics = evaluate_fn(dataclasses.replace(
+          setup, rehearsal_stream=setup.rehearsal_stream
+          + stream * setup.rehearsals_per_trial), choice)
       measured[str(stream)] = {"dev_accuracy": metrics.dev_accuracy,
                                "attack_accuracy": metrics.attack_accuracy,
                                "strongest_attack": metrics.strongest_attack}

@@ -202,6 +202,14 @@ def test_confirmation_undoes_a_lucky_measurement(tmp_path):
       (0.60 + 0.80 + 0.80) / 3)  # 0.733: infeasible
   assert by_id["steady"].metrics["attack_accuracy"] == pytest.approx(0.68)
   assert tuner_lib.best_row(confirmed).trial_id == "steady"
+  # With several rehearsals per trial, confirmation uses the next blocks.
+  blocks = []
+  tuner_lib.confirm(_setup(rehearsals_per_trial=2, rehearsal_stream=1),
+                    rows[:1], 2, OBJECTIVE, str(tmp_path / "c2.json"),
+                    lambda s, c: blocks.append(
+                        [len(s.rehearsals), s.rehearsal_stream])
+                    or evaluate(s, c))
+  assert blocks == [[2, 3], [2, 5]]
   # Cached: a rerun measures nothing.
   tuner_lib.confirm(setup, rows, 2, OBJECTIVE, path, counted)
   assert len(calls) == 4

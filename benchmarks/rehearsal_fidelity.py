@@ -145,7 +145,8 @@ def measure(setup: tuner_lib.TuningSetup,
         continue
       start = time.perf_counter()
       metrics = tuner_lib.evaluate_choice(
-          dataclasses.replace(setup, rehearsal_stream=stream), choice)
+          dataclasses.replace(setup, rehearsal_stream=stream,
+                              rehearsals_per_trial=1), choice)
       state["measurements"][key] = {
           "choice": choice.to_json(), "stream": stream,
           "dev_accuracy": metrics.dev_accuracy,

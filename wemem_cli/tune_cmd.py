@@ -69,7 +69,8 @@ CONFIRM_TOP_K = flags.DEFINE_integer(
     "(and the presets, with --tune_presets) on other held-out shadows and "
     "choose the best by the mean (0: keep the search's best as is).")
 CONFIRM_REPEATS = flags.DEFINE_integer(
-    "confirm_repeats", 2, "Other held-out shadows each confirmed candidate "
+    "confirm_repeats", 2, "Further blocks of --rehearsals_per_trial "
+    "rehearsals each confirmed candidate "
     "is measured on.")
 REHEARSAL = flags.DEFINE_enum(
     "rehearsal", "scaled", list(tuner_lib.REHEARSALS), "Where trials "
@@ -77,6 +78,10 @@ REHEARSAL = flags.DEFINE_enum(
     "protocol again on the shadows' side at about half scale, windows "
     "scaled; the real protocol's ratios) or 'held_out' (a full-size "
     "held-out shadow plays the victim).")
+REHEARSALS_PER_TRIAL = flags.DEFINE_integer(
+    "rehearsals_per_trial", 3, "Rehearsals (independent splits of the "
+    "shadows' side) a trial's attack accuracy is the mean of; one varies by "
+    "several points on Location.")
 REHEARSAL_INCLUSION = flags.DEFINE_string(
     "rehearsal_inclusion", "auto", "Share of the rehearsal's pool each "
     "LiRA/RMIA reference model trains on: 'auto' (0.5 for --rehearsal="
@@ -107,6 +112,7 @@ def setup_from_flags(dataset, cache_dir: str) -> tuner_lib.TuningSetup:
       num_shadows=cf.NUM_SHADOWS.value,
       num_reference_models=attack_cmd.NUM_REFERENCE_MODELS.value,
       rehearsal_kind=REHEARSAL.value,
+      rehearsals_per_trial=REHEARSALS_PER_TRIAL.value,
       reference_inclusion=rehearsal_inclusion(),
       options=attack_cmd.attack_options(),
       scores_fn=lambda: defense_flags.scores_for(

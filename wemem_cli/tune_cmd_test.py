@@ -20,7 +20,7 @@ def test_tune_writes_trials_and_a_best_flagfile(tmp_path):
           "--epochs_per_iteration=2", "--patience=2", "--pretrain_epochs=2",
           "--memscore_models=32", "--memscore_epochs=2",
           "--attack_max_epochs=2", "--confirm_top_k=1",
-          "--confirm_repeats=1"]
+          "--confirm_repeats=1", "--rehearsals_per_trial=1"]
   proc = _wemem(*args)
   assert proc.returncode == 0, proc.stderr[-3000:]
   trials = json.loads((out / "trials.json").read_text())
