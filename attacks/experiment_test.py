@@ -33,6 +33,23 @@ def test_reference_count_and_config_checks():
     experiment.ExperimentConfig(num_shadows=-1)
 
 
+def test_reference_plans():
+  import wemem_tf  # pylint: disable=g-import-not-at-top
+  dataset = wemem_tf.data.load_dataset("digits")
+  splits = wemem_tf.data.splits_for(dataset, seed=0, num_shadows=2)
+  halves = experiment.ExperimentConfig(num_shadows=2).reference_plan(splits)
+  assert halves.num_models == 4
+  np.testing.assert_array_equal(halves.in_mask.sum(0), 2)
+  matched = experiment.ExperimentConfig(
+      num_shadows=2, reference_inclusion=None).reference_plan(splits)
+  sizes = matched.in_mask.sum(1)
+  target = splits.victim.train.size
+  assert abs(np.median(sizes) - target) <= 0.1 * target
+  assert (~matched.in_mask).sum(0).min() >= 2
+  with pytest.raises(ValueError, match="reference_inclusion"):
+    experiment.ExperimentConfig(reference_inclusion=1.0)
+
+
 def test_shadow_attacks_need_shadows():
   import wemem_tf  # pylint: disable=g-import-not-at-top
   dataset = wemem_tf.data.load_dataset("digits")

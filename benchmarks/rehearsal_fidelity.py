@@ -37,6 +37,7 @@ from absl import app
 from absl import flags
 
 import wemem_tf  # first: Keras 2
+from attacks import experiment
 from attacks import tuner as tuner_lib
 from wemem_cli import common_flags as cf
 from wemem_cli import flag_utils
@@ -196,6 +197,12 @@ def summarize(state: Dict[str, Any], real: Dict[str, Dict[str, float]]
   return rows, summary
 
 
+def _reference_count(setup: tuner_lib.TuningSetup) -> int:
+  return experiment.ExperimentConfig(
+      num_shadows=setup.num_shadows,
+      num_reference_models=setup.num_reference_models).reference_count()
+
+
 def markdown(rows, summary, setup: tuner_lib.TuningSetup,
              state_command: str) -> str:
   lines = [
@@ -203,13 +210,13 @@ def markdown(rows, summary, setup: tuner_lib.TuningSetup,
       "",
       f"Rehearsal: {setup.rehearsal_kind} (target {setup.scale:.2f}× the "
       f"victim's training size), {setup.num_shadows} shadows, "
-      f"{setup.num_reference_models} reference models at inclusion "
+      f"{_reference_count(setup)} reference models at inclusion "
       f"{setup.reference_inclusion:.3f}, RMIA p(x): "
       f"{setup.options.rmia_marginal}; attacks: {', '.join(setup.attacks)}.",
       "",
       f"Command: `{state_command}`",
       "",
-      "| setting | held-out shadows | rehearsal: dev acc | rehearsal: "
+      "| setting | rehearsals | rehearsal: dev acc | rehearsal: "
       "strongest attack | real: test acc | real: strongest attack |",
       "|---|---|---|---|---|---|"]
   for r in sorted(rows, key=lambda r: r.get("real_attack", 2.0)):
@@ -243,7 +250,7 @@ def main(argv) -> int:
       "dataset": dataset.name, "seed": setup.seed,
       "rehearsal": setup.rehearsal_kind, "scale": setup.scale,
       "num_shadows": setup.num_shadows,
-      "num_reference_models": setup.num_reference_models,
+      "num_reference_models": _reference_count(setup),
       "reference_inclusion": setup.reference_inclusion,
       "rmia_marginal": setup.options.rmia_marginal,
       "attacks": list(setup.attacks), "command": " ".join(sys.argv)}
