@@ -530,7 +530,7 @@ def evaluate_presets(setup: TuningSetup, methods: Sequence[str],
 def confirm(setup: TuningSetup, candidates: Sequence[TrialRow],
             repeats: int, objective: objective_lib.TuningObjective,
             path: str, evaluate_fn=evaluate_choice) -> List[TrialRow]:
-  """Re-measures candidates on `repeats` other held-out shadows.
+  """Re-measures candidates on `repeats` further blocks of rehearsals.
 
   A search keeps the trial whose single measurement came out best, which
   favours lucky measurements (the winner's curse). Confirmation measures
@@ -633,7 +633,7 @@ def write_trials(rows: Sequence[TrialRow],
   if confirmed:
     n = int(confirmed[0].metrics["measurements"])
     text += (f"\nConfirmation: mean of {n} measurements (the search's and "
-             f"{n - 1} other held-out shadows):\n\n" + "\n".join(
+             f"{n - 1} more, each on other rehearsals):\n\n" + "\n".join(
                  trials_markdown(confirmed, objective).splitlines()[2:]) +
              "\n")
   io_utils.atomic_write_bytes(paths["md"], text.encode())

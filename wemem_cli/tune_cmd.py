@@ -66,7 +66,7 @@ PRESETS = flags.DEFINE_boolean(
     "trial, as reference rows of the trials table (cached in presets.json).")
 CONFIRM_TOP_K = flags.DEFINE_integer(
     "confirm_top_k", 3, "After the search, re-measure this many best trials "
-    "(and the presets, with --tune_presets) on other held-out shadows and "
+    "(and the presets, with --tune_presets) on other rehearsals and "
     "choose the best by the mean (0: keep the search's best as is).")
 CONFIRM_REPEATS = flags.DEFINE_integer(
     "confirm_repeats", 2, "Further blocks of --rehearsals_per_trial "
@@ -129,7 +129,7 @@ def write_best(rows, objective, output_dir: str, dataset_name: str) -> str:
     return "no trial completed: nothing to write."
   name, settings = best.choice["name"], best.choice["settings"]
   feasible = objective.feasible(best.metrics["attack_accuracy"])
-  what = ("confirmed candidates (mean over held-out shadows)"
+  what = ("confirmed candidates (mean over rehearsals)"
           if best.status == "CONFIRMED" else "trials")
   header = [f"# wemem tune: best of {len(rows)} {what} ({best.trial_id}, "
             f"score {best.score:.4f}; {objective.describe()}).",
@@ -139,7 +139,8 @@ def write_best(rows, objective, output_dir: str, dataset_name: str) -> str:
             "# Use after the base flagfile: wemem run --flagfile=<base.cfg> "
             "--flagfile=best.cfg"]
   if feasible is False:
-    header.append(f"# WARNING: no trial met the attack target "
+    who = "confirmed candidate" if best.status == "CONFIRMED" else "trial"
+    header.append(f"# WARNING: no {who} met the attack target "
                   f"{objective.attack_target:g}; this is the closest.")
   lines = header + [f"--dataset={dataset_name}"] + defense_flags.flag_lines(
       name, settings)
