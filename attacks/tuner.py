@@ -6,10 +6,12 @@ prunes with them and returns the trial's metrics:
 
 1. the victim, pre-trained once (cached in a `ModelStore`) and pruned with
    the trial's defense → its **dev** accuracy;
-2. a *rehearsal* (`wemem_tf.data.splits.rehearsal_splits`): a held-out shadow
-   model plays the victim, the shadows and LiRA/RMIA reference models are
-   trained with the same defense (adaptive), and the attacks run against it
-   → the **strongest attack's** balanced accuracy.
+2. *rehearsals* on the shadows' side of the data (by default
+   `wemem_tf.data.splits.scaled_rehearsal_splits`: the whole protocol at
+   about half scale, windows scaled; `TuningSetup`): a rehearsal victim,
+   its shadows and LiRA/RMIA reference models are trained with the same
+   defense (adaptive), and the attacks run against it → the **strongest
+   attack's** balanced accuracy, averaged over the rehearsals.
 
 No victim test record (member or non-member) is used. `attacks.objective`
 turns the pair into the score the oracle maximizes. Pre-trained models and
@@ -221,7 +223,8 @@ class TuningSetup:
     attacks: attacks whose maximum is the privacy term.
     num_shadows: shadow models of the rehearsal (>= 1).
     num_reference_models: LiRA/RMIA reference models (0: automatic).
-    rehearsal: where the attacks are rehearsed (README "Tuning defenses"):
+    rehearsal_kind: where the attacks are rehearsed (README "Tuning
+      defenses"):
       "scaled" (default): the whole protocol again on the shadows' side at
         about half scale (`splits.scaled_rehearsal_splits`), windows scaled
         to the smaller classes (`scale`); every ratio the attacks depend on
@@ -284,15 +287,18 @@ class TuningSetup:
         for k in range(self.rehearsals_per_trial))
     self.rehearsal = self.rehearsals[0]
     if self.rehearsal_kind == "scaled":
+      self.scale = (self.rehearsal.victim.train.size
+                    / self.splits.victim.train.size)
       if self.reference_inclusion is None:
         self.reference_inclusion = 0.5
     else:
+      # A full-size target: the method's integer windows as they are (a
+      # ratio a record off 1 would shift every fractional window).
+      self.scale = 1.0
       if self.reference_inclusion is None:
         inclusion, count = shadows_lib.matched_design(self.rehearsal)
         self.reference_inclusion = inclusion
         self.num_reference_models = self.num_reference_models or count
-    self.scale = (self.rehearsal.victim.train.size
-                  / self.splits.victim.train.size)
 
 
 def scaled_defense(defense: defenses_lib.Defense, scale: float
@@ -323,8 +329,7 @@ def evaluate_choice(setup: TuningSetup, choice: DefenseChoice
           setup.seed, 0, 0), recipe, setup.store)
   dev_accuracy = _accuracy(victim, setup.dataset, setup.splits.victim.dev)
   rehearsed = dataclasses.replace(
-      setup.recipe, defense=scaled_defense(
-          choice.build(setup.dataset.name, setup.scores_fn), setup.scale))
+      recipe, defense=scaled_defense(defense, setup.scale))
   config = experiment.ExperimentConfig(
       recipe=rehearsed, attacks=setup.attacks, num_shadows=setup.num_shadows,
       num_reference_models=setup.num_reference_models,

@@ -17,7 +17,7 @@ Every array holds record indices into the `Dataset`.
 
 import dataclasses
 import json
-from typing import Optional, Tuple
+from typing import Callable, Optional, Tuple
 
 import numpy as np
 
@@ -150,7 +150,8 @@ def make_splits(num_records: int, fingerprint: str, seed: int,
 
 def _protocol(fingerprint: str, seed: int, pool: np.ndarray,
               heldout: np.ndarray, rng: np.random.Generator,
-              shadow_rng, num_shadows: int, config: SplitConfig) -> Splits:
+              shadow_rng: Callable[[int], np.random.Generator],
+              num_shadows: int, config: SplitConfig) -> Splits:
   """Steps 2-4 of the protocol on a given pool and held-out set."""
   victim_pool, shadow_pool = _cut(rng.permutation(pool),
                                   config.victim_pool_fraction)
@@ -229,7 +230,7 @@ def scaled_rehearsal_splits(splits: Splits, config: SplitConfig = SplitConfig(),
   training-set size and overlap with the target's, shadow sizes, member /
   non-member shares) is the real protocol's, which a full-size target on
   the shadows' side cannot have (`rehearsal_splits`). Defenses that count
-  records per class scale their settings by `scale_of` (attacks/tuner.py).
+  records per class scale their settings to it (attacks.tuner.scaled_defense).
   No victim train, dev or test record appears in the result.
 
   Args:
