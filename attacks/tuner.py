@@ -57,6 +57,12 @@ EXISTING = ("ppb", "advreg", "dp", "relaxloss", "hamp")
 ORACLES = ("bayesian", "random", "grid")
 
 
+RANGE_NAMES = ("stride", "width", "tau_share", "lambda_mem", "ppb_alpha",
+               "advreg_weight", "dp_noise_multiplier", "relaxloss_alpha",
+               "hamp_entropy_threshold", "hamp_alpha")
+_INTEGER_RANGES = ("stride", "width")
+
+
 @dataclasses.dataclass(frozen=True)
 class SearchSpace:
   """Ranges of the defense settings searched (inclusive bounds).
@@ -99,9 +105,7 @@ class SearchSpace:
     if not self.orders or set(self.orders) - {"h2l", "l2h"}:
       raise ValueError(f"orders must be a non-empty subset of ('h2l', "
                        f"'l2h'), got {self.orders}.")
-    for name in ("stride", "width", "tau_share", "lambda_mem", "ppb_alpha",
-                 "advreg_weight", "dp_noise_multiplier", "relaxloss_alpha",
-                 "hamp_entropy_threshold", "hamp_alpha"):
+    for name in RANGE_NAMES:
       low, high = getattr(self, name)
       if not 0 < low <= high:
         raise ValueError(f"SearchSpace.{name} must be (low, high) with "
@@ -121,6 +125,43 @@ class SearchSpace:
       overrides = {"stride": (10, 200), "width": (100, 2000),
                    "width_step": 100, **overrides}
     return cls(**overrides)
+
+
+def parse_ranges(texts: Sequence[str]) -> Dict[str, Tuple[float, float]]:
+  """Parses "NAME=LOW:HIGH" range overrides for `SearchSpace`.
+
+  Args:
+    texts: e.g. ["stride=1:2", "width=5:30", "lambda_mem=0.01:0.3"]; NAME
+      is one of RANGE_NAMES; stride and width take integers.
+
+  Returns:
+    {name: (low, high)}, for `SearchSpace(**...)` (which checks
+    0 < low <= high).
+
+  Raises:
+    ValueError: a malformed entry, an unknown or repeated name.
+  """
+  ranges: Dict[str, Tuple[float, float]] = {}
+  for text in texts:
+    name, sep, bounds = text.partition("=")
+    name = name.strip()
+    if not sep or name not in RANGE_NAMES:
+      raise ValueError(f"--tune_range {text!r}: expected NAME=LOW:HIGH with "
+                       f"NAME one of {', '.join(RANGE_NAMES)}.")
+    if name in ranges:
+      raise ValueError(f"--tune_range gives {name} twice.")
+    parts = bounds.split(":")
+    kind = int if name in _INTEGER_RANGES else float
+    try:
+      if len(parts) != 2:
+        raise ValueError
+      low, high = kind(parts[0]), kind(parts[1])
+    except ValueError:
+      raise ValueError(
+          f"--tune_range {text!r}: bounds must be LOW:HIGH "
+          f"{'integers' if kind is int else 'numbers'}.") from None
+    ranges[name] = (low, high)
+  return ranges
 
 
 @dataclasses.dataclass(frozen=True)

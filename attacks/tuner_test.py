@@ -122,6 +122,33 @@ def test_search_space_is_conditional_on_the_method():
   assert tuner_lib.SearchSpace.for_dataset("cifar10").width == (100, 2000)
 
 
+def test_range_overrides_narrow_the_space():
+  ranges = tuner_lib.parse_ranges(["stride=1:2", "width=5:30",
+                                   "lambda_mem=0.01:0.3"])
+  assert ranges == {"stride": (1, 2), "width": (5, 30),
+                    "lambda_mem": (0.01, 0.3)}
+  assert isinstance(ranges["stride"][0], int)
+  space = tuner_lib.SearchSpace.for_dataset("cifar10", **ranges)
+  assert space.stride == (1, 2) and space.width == (5, 30)  # user wins
+  assert space.tau_share == tuner_lib.SearchSpace().tau_share
+  hp = kt.HyperParameters()
+  hp.values["method"] = "rsw"
+  model = tuner_lib.DefenseHyperModel(space)
+  model.build(hp)
+  declared = {h.name: h for h in hp.space}
+  assert (declared["stride"].min_value, declared["stride"].max_value) == (1, 2)
+  assert (declared["width"].min_value, declared["width"].max_value) == (5, 30)
+  for bad, message in [("depth=1:2", "NAME one of"), ("stride=1", "LOW:HIGH"),
+                       ("stride=1.5:2", "integers"), ("width", "NAME=LOW"),
+                       ("tau_share=0.1:x", "numbers")]:
+    with pytest.raises(ValueError, match=message):
+      tuner_lib.parse_ranges([bad])
+  with pytest.raises(ValueError, match="twice"):
+    tuner_lib.parse_ranges(["width=5:10", "width=5:20"])
+  with pytest.raises(ValueError, match="stride"):
+    tuner_lib.SearchSpace(**tuner_lib.parse_ranges(["stride=2:1"]))
+
+
 def test_failed_trials_are_recorded_and_the_search_goes_on(tmp_path):
   tuner = _tuner(tmp_path, max_trials=8)
   tuner.search()

@@ -87,6 +87,12 @@ REHEARSAL_INCLUSION = flags.DEFINE_string(
     "LiRA/RMIA reference model trains on: 'auto' (0.5 for --rehearsal="
     "scaled; matched to the target's size for held_out) or a number in "
     "(0, 1).")
+TUNE_RANGES = flags.DEFINE_multi_string(
+    "tune_range", [], "Narrow or widen one range of the search space, as "
+    "NAME=LOW:HIGH (inclusive), e.g. --tune_range=stride=1:2 "
+    "--tune_range=width=5:30; NAME is one of "
+    + ", ".join(tuner_lib.RANGE_NAMES) + " (window sizes in records per "
+    "class and epoch).")
 MAX_FAILED = flags.DEFINE_integer(
     "max_consecutive_failed_trials", 5, "Stop the search after this many "
     "failed trials in a row (a failed trial is recorded and skipped).")
@@ -164,7 +170,8 @@ def main(argv) -> int:
       OBJECTIVE.value, ATTACK_TARGET.value, OBJECTIVE_WEIGHT.value)
   dataset = flag_utils.load_dataset()
   space = tuner_lib.SearchSpace.for_dataset(
-      dataset.name, methods=tuple(TUNE_METHODS.value))
+      dataset.name, methods=tuple(TUNE_METHODS.value),
+      **tuner_lib.parse_ranges(TUNE_RANGES.value))
   output_dir = flag_utils.output_dir()
   cache_dir = cf.CACHE_DIR.value or output_dir
   wemem_tf.run_manifest.write_manifest(

@@ -65,3 +65,6 @@ def test_tune_rejects_bad_settings(tmp_path):
                 "--rehearsal_inclusion=most")
   assert proc.returncode == 2 and "--rehearsal_inclusion must be" in (
       proc.stderr)
+  proc = _wemem("tune", "--dataset=digits", f"--output_dir={tmp_path}",
+                "--tune_range=depth=1:2")
+  assert proc.returncode == 2 and "--tune_range 'depth=1:2'" in proc.stderr
