@@ -194,6 +194,15 @@ def test_presets_are_measured_like_trials_and_cached(tmp_path):
   again = tuner_lib.evaluate_presets(setup, ("rsw", "swmr"), OBJECTIVE, path,
                                      evaluate)
   assert len(calls) == 2 and again == rows
+  # A rerun with another objective rescores the cached measurements.
+  other = objective_lib.TuningObjective("weighted", weight=2.0)
+  rescored = tuner_lib.evaluate_presets(setup, ("rsw", "swmr"), other, path,
+                                        evaluate)
+  assert len(calls) == 2
+  m = rescored[0].metrics
+  assert m["score"] == pytest.approx(other.score(m["dev_accuracy"],
+                                                 m["attack_accuracy"]))
+  assert m["score"] != rows[0].metrics["score"]
   table = tuner_lib.trials_markdown([], OBJECTIVE, rows)
   assert "| preset:rsw | COMPLETED | rsw order=l2h stride=1 width=15 |" in table
 
