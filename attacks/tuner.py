@@ -455,6 +455,32 @@ class DefenseTuner(base_tuner.BaseTuner):
         "trial's settings (best.cfg).")
 
 
+class BayesianOracle(kt.oracles.BayesianOptimizationOracle):
+  """KerasTuner's Bayesian optimization, without repeated proposals.
+
+  KerasTuner's oracle proposes the Gaussian process's optimum even when
+  that point was measured already; with integer and choice settings it
+  keeps returning to one point (trials are seeded, so a repeat measures
+  exactly the same numbers and teaches the process nothing). A proposal
+  equal to an earlier trial's settings is replaced by random untried
+  settings, as the random oracle would draw them.
+  """
+
+  def populate_space(self, trial_id):
+    proposal = super().populate_space(trial_id)
+    if (proposal["status"] == kt.engine.trial.TrialStatus.RUNNING
+        and self._tried(proposal["values"])):
+      return self._random_populate_space()
+    return proposal
+
+  def _tried(self, values) -> bool:
+    # The settings as `create_trial` records them (active values only).
+    hps = self.hyperparameters.copy()
+    hps.values = dict(values)
+    hps.ensure_active_values()
+    return self._duplicate(hps.values)
+
+
 def make_oracle(kind: str, max_trials: int, seed: int,
                 max_consecutive_failed_trials: int = 5) -> kt.Oracle:
   """The oracle maximizing "score" ("bayesian", "random" or "grid")."""
@@ -466,8 +492,7 @@ def make_oracle(kind: str, max_trials: int, seed: int,
   common = dict(objective=goal, max_trials=max_trials, seed=seed,
                 max_consecutive_failed_trials=max_consecutive_failed_trials)
   if kind == "bayesian":
-    return kt.oracles.BayesianOptimizationOracle(
-        num_initial_points=min(max_trials, 5), **common)
+    return BayesianOracle(num_initial_points=min(max_trials, 5), **common)
   if kind == "random":
     return kt.oracles.RandomSearchOracle(**common)
   return kt.oracles.GridSearchOracle(**common)

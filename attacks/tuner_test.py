@@ -92,11 +92,13 @@ def known_evaluate(setup, choice):
 
 
 def _tuner(directory, max_trials, evaluate=known_evaluate, overwrite=False,
-           methods=("rsw", "rmr"), oracle="random"):
-  space = tuner_lib.SearchSpace.for_dataset("digits", methods=methods)
+           methods=("rsw", "rmr"), oracle="random", space=None,
+           make_oracle=tuner_lib.make_oracle):
+  space = space or tuner_lib.SearchSpace.for_dataset("digits",
+                                                     methods=methods)
   return tuner_lib.DefenseTuner(
-      tuner_lib.make_oracle(oracle, max_trials, seed=3,
-                            max_consecutive_failed_trials=50),
+      make_oracle(oracle, max_trials, seed=3,
+                  max_consecutive_failed_trials=50),
       _setup(), OBJECTIVE, space, directory=str(directory),
       overwrite=overwrite, evaluate_fn=evaluate)
 
@@ -147,6 +149,29 @@ def test_range_overrides_narrow_the_space():
     tuner_lib.parse_ranges(["width=5:10", "width=5:20"])
   with pytest.raises(ValueError, match="stride"):
     tuner_lib.SearchSpace(**tuner_lib.parse_ranges(["stride=2:1"]))
+
+
+def test_bayesian_oracle_never_repeats_a_measured_setting(tmp_path):
+  """Seeded trials measure the same numbers again, so a repeat is wasted.
+  KerasTuner's own Bayesian oracle keeps proposing the optimum it found
+  (the narrowest window here); ours draws untried settings instead."""
+  space = tuner_lib.SearchSpace(methods=("rsw",), stride=(1, 2),
+                                width=(5, 30))  # 2 x 2 x 6 = 24 settings
+  plain = lambda kind, n, seed, **kw: kt.oracles.BayesianOptimizationOracle(
+      kt.Objective("score", "max"), max_trials=n, seed=seed,
+      num_initial_points=5, **kw)
+
+  def settings(tuner):
+    tuner.search()
+    return [tuple(sorted(r.choice["settings"].items()))
+            for r in tuner_lib.trial_rows(tuner)]
+
+  ours = settings(_tuner(tmp_path / "ours", 14, oracle="bayesian",
+                         space=space))
+  assert len(ours) == 14 and len(set(ours)) == 14
+  keras_tuners = settings(_tuner(tmp_path / "plain", 14, space=space,
+                                 make_oracle=plain))
+  assert len(set(keras_tuners)) < 14  # the behaviour worked around
 
 
 def test_failed_trials_are_recorded_and_the_search_goes_on(tmp_path):

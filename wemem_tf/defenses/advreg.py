@@ -143,7 +143,8 @@ class AdvRegStep(loop_lib.TrainStep):
         attack_loss = 0.5 * (tf.reduce_mean(tf.nn.softplus(-member_logit)) +
                              tf.reduce_mean(tf.nn.softplus(ref_logit)))
       grads = tape.gradient(attack_loss, attack_vars)
-      self.attack_optimizer.apply_gradients(zip(grads, attack_vars))
+      loop_lib.apply_gradients(self.attack_optimizer,
+                               zip(grads, attack_vars))
     self.last_attack_loss.assign(attack_loss)
 
 

@@ -105,7 +105,7 @@ class DPSGDStep(loop_lib.TrainStep):
     grads_and_vars = self.optimizer._compute_gradients(  # pylint: disable=protected-access
         per_record, variables, tape=tape)
     grads = [g + weight_decay * v for g, v in grads_and_vars]
-    self.optimizer.apply_gradients(zip(grads, variables))
+    loop_lib.apply_gradients(self.optimizer, zip(grads, variables))
     self.steps.assign_add(1)
     return tf.reduce_mean(per_record)
 

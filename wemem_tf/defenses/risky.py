@@ -39,12 +39,12 @@ class RiskyMemoryStep(loop_lib.TrainStep):
     loss, grads = self.gradients(model, xb, yb, weight_decay)
     pairs = list(zip(grads, model.trainable_variables))
     if self.shared_optimizer:
-      self.optimizer.apply_gradients(pairs)
+      loop_lib.apply_gradients(self.optimizer, pairs)
       return loss
 
     def apply(optimizer):
       def fn():
-        optimizer.apply_gradients(pairs)
+        loop_lib.apply_gradients(optimizer, pairs)
         return tf.constant(0)
       return fn
 

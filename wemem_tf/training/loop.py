@@ -7,6 +7,7 @@ plan or the weights never retraces; only a new model object does.
 """
 
 import dataclasses
+import inspect
 import time
 from typing import Callable, List, Optional, Tuple
 
@@ -44,6 +45,46 @@ class TrainConfig:
     if self.batch_size < 1 or self.max_epochs < 1 or self.patience < 1:
       raise ValueError("batch_size, max_epochs and patience must be >= 1, got "
                        f"{self.batch_size}, {self.max_epochs}, {self.patience}.")
+
+
+def apply_gradients(optimizer, grads_and_vars) -> None:
+  """`optimizer.apply_gradients`, without Keras' no-op gradient aggregation
+  when a single replica trains.
+
+  Keras optimizers sum gradients across replicas before applying them.
+  With one replica that is an identity, but in a traced function TensorFlow
+  implements it as a graph-mode custom gradient, which registers a closure
+  over the traced graph in TensorFlow's process-global gradient registry
+  and never removes it: every traced training function (one per model)
+  would stay in memory for good (about 10 MB for a small MLP; a tuning
+  search prunes thousands of models). Multi-replica strategies keep the
+  default path.
+
+  Args:
+    optimizer: a Keras optimizer.
+    grads_and_vars: iterable of (gradient, variable) pairs.
+  """
+  if tf.distribute.get_strategy().num_replicas_in_sync == 1:
+    optimizer.apply_gradients(grads_and_vars,
+                              **_no_aggregation_argument(optimizer))
+  else:
+    optimizer.apply_gradients(grads_and_vars)
+
+
+def _no_aggregation_argument(optimizer) -> dict:
+  """The keyword that turns gradient aggregation off for this optimizer:
+  Keras optimizers take `skip_gradients_aggregation`, legacy ones (and the
+  tensorflow-privacy DP optimizers built on them) take
+  `experimental_aggregate_gradients`."""
+  if isinstance(optimizer, keras.optimizers.legacy.Optimizer):
+    return {"experimental_aggregate_gradients": False}
+  try:
+    parameters = inspect.signature(optimizer.apply_gradients).parameters
+  except (TypeError, ValueError):
+    return {}
+  if "skip_gradients_aggregation" in parameters:
+    return {"skip_gradients_aggregation": True}
+  return {}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -164,7 +205,7 @@ class TrainStep:
               weight_decay: tf.Tensor) -> tf.Tensor:
     """One optimizer step on `objective` (see `objective_gradients`)."""
     reported, grads = self.objective_gradients(model, objective, weight_decay)
-    self.optimizer.apply_gradients(zip(grads, model.trainable_variables))
+    apply_gradients(self.optimizer, zip(grads, model.trainable_variables))
     return reported
 
   def gradients(self, model: keras.Model, xb: tf.Tensor, yb: tf.Tensor,
@@ -180,7 +221,7 @@ class TrainStep:
     """Updates the model on batch (xb, yb); returns the batch loss."""
     del group
     loss, grads = self.gradients(model, xb, yb, weight_decay)
-    self.optimizer.apply_gradients(zip(grads, model.trainable_variables))
+    apply_gradients(self.optimizer, zip(grads, model.trainable_variables))
     return loss
 
 
