@@ -348,6 +348,9 @@ def scaled_defense(defense: defenses_lib.Defense, scale: float
   window's stride and width (records per class) are multiplied by `scale`
   (fractional windows, `wemem_tf.defenses.window`); other settings are
   shares or strengths and stay."""
+  if not scale > 0:
+    raise ValueError(f"scale is a ratio of training-set sizes and must be "
+                     f"> 0, got {scale}.")
   if scale == 1.0 or not getattr(defense, "windowed", False):
     return defense
   return dataclasses.replace(defense, stride=defense.stride * scale,

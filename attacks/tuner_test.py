@@ -61,6 +61,9 @@ def test_scaled_rehearsal_and_scaled_windows():
   assert tuner_lib.scaled_defense(rsw, 1.0) is rsw
   rmr = defenses_lib.build("rmr", "location", None, lambda_mem=0.1, tau=0.5)
   assert tuner_lib.scaled_defense(rmr, 0.5) is rmr  # nothing per class
+  for bad in (0.0, -0.5, float("nan")):
+    with pytest.raises(ValueError, match="scale"):
+      tuner_lib.scaled_defense(rsw, bad)
   with pytest.raises(ValueError, match="rehearsal_kind"):
     _setup(rehearsal_kind="mirror")
 
