@@ -154,27 +154,35 @@ def test_range_overrides_narrow_the_space():
     tuner_lib.SearchSpace(**tuner_lib.parse_ranges(["stride=2:1"]))
 
 
-def test_bayesian_oracle_never_repeats_a_measured_setting(tmp_path):
+def test_bayesian_oracle_never_repeats_a_measured_setting(tmp_path,
+                                                         monkeypatch):
   """Seeded trials measure the same numbers again, so a repeat is wasted.
-  KerasTuner's own Bayesian oracle keeps proposing the optimum it found
-  (the narrowest window here); ours draws untried settings instead."""
+  KerasTuner's own Bayesian oracle keeps proposing the optimum it found on
+  integer settings; ours draws untried settings instead."""
   space = tuner_lib.SearchSpace(methods=("rsw",), stride=(1, 2),
                                 width=(5, 30))  # 2 x 2 x 6 = 24 settings
-  plain = lambda kind, n, seed, **kw: kt.oracles.BayesianOptimizationOracle(
-      kt.Objective("score", "max"), max_trials=n, seed=seed,
-      num_initial_points=5, **kw)
-
-  def settings(tuner):
-    tuner.search()
-    return [tuple(sorted(r.choice["settings"].items()))
-            for r in tuner_lib.trial_rows(tuner)]
-
-  ours = settings(_tuner(tmp_path / "ours", 14, oracle="bayesian",
-                         space=space))
-  assert len(ours) == 14 and len(set(ours)) == 14
-  keras_tuners = settings(_tuner(tmp_path / "plain", 14, space=space,
-                                 make_oracle=plain))
-  assert len(set(keras_tuners)) < 14  # the behaviour worked around
+  tuner = _tuner(tmp_path, 8, oracle="bayesian", space=space)
+  tuner.search()
+  settings = [tuple(sorted(r.choice["settings"].items()))
+              for r in tuner_lib.trial_rows(tuner)]
+  assert len(settings) == 8 and len(set(settings)) == 8
+  # The Gaussian process proposing a measured setting again: replaced.
+  oracle = tuner.oracle
+  measured = dict(tuner_lib.trial_rows(tuner)[-1].choice["settings"],
+                  method="rsw")
+  monkeypatch.setattr(
+      kt.oracles.BayesianOptimizationOracle, "populate_space",
+      lambda self, trial_id: {"status": "RUNNING", "values": dict(measured)})
+  proposal = oracle.populate_space("99")
+  assert proposal["status"] == "RUNNING"
+  assert proposal["values"] != measured
+  assert not oracle._tried(proposal["values"])  # pylint: disable=protected-access
+  fresh = next(dict(measured, width=w) for w in range(5, 35, 5)
+               if not oracle._tried(dict(measured, width=w)))  # pylint: disable=protected-access
+  monkeypatch.setattr(
+      kt.oracles.BayesianOptimizationOracle, "populate_space",
+      lambda self, trial_id: {"status": "RUNNING", "values": dict(fresh)})
+  assert oracle.populate_space("99")["values"] == fresh  # kept as is
 
 
 def test_failed_trials_are_recorded_and_the_search_goes_on(tmp_path):
