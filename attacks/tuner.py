@@ -545,11 +545,21 @@ def trial_rows(tuner: DefenseTuner) -> List[TrialRow]:
   return rows
 
 
+def _rank(row: TrialRow) -> Tuple[float, float, float]:
+  """Sort key, best first: higher score; on a tie (e.g. the same dev
+  accuracy, which a few hundred dev records make common), the lower attack
+  accuracy, then the higher dev accuracy."""
+  m = row.metrics
+  return (-row.score, m.get("attack_accuracy", np.inf),
+          -m.get("dev_accuracy", -np.inf))
+
+
 def best_row(rows: Sequence[TrialRow]) -> Optional[TrialRow]:
-  """The completed trial with the highest score (None if none completed)."""
+  """The completed trial with the highest score (None if none completed);
+  ties go to the lower attack accuracy."""
   done = [r for r in rows if r.status in ("COMPLETED", "CONFIRMED")
           and r.score is not None]
-  return max(done, key=lambda r: r.score) if done else None
+  return min(done, key=_rank) if done else None
 
 
 def _settings_text(choice: Optional[Dict[str, Any]]) -> str:
@@ -664,7 +674,7 @@ def confirm(setup: TuningSetup, candidates: Sequence[TrialRow],
 def top_rows(rows: Sequence[TrialRow], k: int) -> List[TrialRow]:
   """The k completed trials with the highest scores, best first."""
   done = [r for r in rows if r.status == "COMPLETED" and r.score is not None]
-  return sorted(done, key=lambda r: -r.score)[:k]
+  return sorted(done, key=_rank)[:k]
 
 
 def trials_markdown(rows: Sequence[TrialRow],

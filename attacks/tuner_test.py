@@ -243,6 +243,22 @@ def test_presets_are_measured_like_trials_and_cached(tmp_path):
   assert "| preset:rsw | COMPLETED | rsw order=l2h stride=1 width=15 |" in table
 
 
+def test_ties_go_to_the_more_private_setting():
+  def row(trial_id, dev, attack):
+    return tuner_lib.TrialRow(
+        trial_id, "CONFIRMED", {"name": "rsw", "settings": {}},
+        {"score": OBJECTIVE.score(dev, attack), "dev_accuracy": dev,
+         "attack_accuracy": attack}, None, None)
+  # Same dev accuracy, both under the 0.7 target: the same score.
+  rows = [row("first", 0.64, 0.69), row("second", 0.64, 0.66),
+          row("worse", 0.60, 0.50)]
+  assert rows[0].score == rows[1].score
+  assert tuner_lib.best_row(rows).trial_id == "second"
+  assert [r.trial_id for r in tuner_lib.top_rows(
+      [dataclasses.replace(r, status="COMPLETED") for r in rows], 3)] == [
+          "second", "first", "worse"]
+
+
 def test_confirmation_undoes_a_lucky_measurement(tmp_path):
   """Trial "lucky" measured 0.60 once (stream 0) but really leaks 0.80;
   "steady" leaks 0.68 everywhere. The search alone would keep "lucky";
