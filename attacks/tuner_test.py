@@ -95,13 +95,12 @@ def known_evaluate(setup, choice):
 
 
 def _tuner(directory, max_trials, evaluate=known_evaluate, overwrite=False,
-           methods=("rsw", "rmr"), oracle="random", space=None,
-           make_oracle=tuner_lib.make_oracle):
+           methods=("rsw", "rmr"), oracle="random", space=None):
   space = space or tuner_lib.SearchSpace.for_dataset("digits",
                                                      methods=methods)
   return tuner_lib.DefenseTuner(
-      make_oracle(oracle, max_trials, seed=3,
-                  max_consecutive_failed_trials=50),
+      tuner_lib.make_oracle(oracle, max_trials, seed=3,
+                            max_consecutive_failed_trials=50),
       _setup(), OBJECTIVE, space, directory=str(directory),
       overwrite=overwrite, evaluate_fn=evaluate)
 

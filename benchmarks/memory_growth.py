@@ -15,9 +15,7 @@ to --output (without extension) when given.
 
 import gc
 import json
-import os
 import platform
-import subprocess
 import sys
 import tempfile
 
@@ -72,18 +70,9 @@ def measure(num_models: int) -> dict:
   return {"models": num_models, "rss_mb": [round(v, 1) for v in series],
           "growth_mb": round(series[-1] - series[0], 1),
           "median_growth_per_model_mb": round(float(np.median(steps)), 2),
-          "commit": _commit(), "python": platform.python_version(),
+          "commit": wemem_tf.run_manifest.git_commit() or "unknown",
+          "python": platform.python_version(),
           "command": " ".join(sys.argv)}
-
-
-def _commit() -> str:
-  try:
-    return subprocess.run(["git", "rev-parse", "--short", "HEAD"],
-                          capture_output=True, text=True,
-                          cwd=os.path.dirname(os.path.abspath(__file__)),
-                          check=True).stdout.strip()
-  except (OSError, subprocess.CalledProcessError):
-    return "unknown"
 
 
 def main(argv):

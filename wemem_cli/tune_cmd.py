@@ -9,9 +9,9 @@
 Each trial prunes the victim with the trial's settings (dev accuracy) and
 rehearses the adaptive attacks on data the victim's evaluation never sees
 (by default the whole protocol at half scale on the shadows' side,
---rehearsal=scaled; see attacks/tuner.py and attacks/objective.py). Writes into --output_dir: manifest.json, the
-KerasTuner project (tuner/), trials.json + trials.md (every trial, failed
-ones with their error), best.json and best.cfg (a flagfile for `wemem run` /
+--rehearsal=scaled; see attacks/tuner.py and attacks/objective.py).
+Writes into --output_dir: manifest.json, the KerasTuner project (tuner/),
+trials.json + trials.md (every trial, failed ones with their error), best.json and best.cfg (a flagfile for `wemem run` /
 `wemem prune`). The same command resumes an interrupted search; --overwrite
 starts afresh. Distributed: start one process with KERASTUNER_TUNER_ID=chief
 and workers with KERASTUNER_TUNER_ID=tuner0, tuner1, ... (all with the same

@@ -64,11 +64,10 @@ def apply_gradients(optimizer, grads_and_vars) -> None:
     optimizer: a Keras optimizer.
     grads_and_vars: iterable of (gradient, variable) pairs.
   """
-  if tf.distribute.get_strategy().num_replicas_in_sync == 1:
-    optimizer.apply_gradients(grads_and_vars,
-                              **_no_aggregation_argument(optimizer))
-  else:
-    optimizer.apply_gradients(grads_and_vars)
+  single_replica = tf.distribute.get_strategy().num_replicas_in_sync == 1
+  optimizer.apply_gradients(
+      grads_and_vars,
+      **(_no_aggregation_argument(optimizer) if single_replica else {}))
 
 
 def _no_aggregation_argument(optimizer) -> dict:
