@@ -29,7 +29,8 @@ setuptools.setup(
                  "against membership inference attacks."),
     python_requires=">=3.9,<3.12",
     packages=setuptools.find_packages(include=["wemem_tf*", "attacks*",
-                                               "wemem_cli*"]),
+                                               "wemem_eval*", "wemem_cli*"]),
+    package_data={"wemem_tf.memorization": ["kernels/*.cc", "kernels/*.h"]},
     install_requires=INSTALL_REQUIRES,
     extras_require={
         "gpu": [f"tensorflow[and-cuda]=={TF_VERSION}"],

@@ -4,16 +4,18 @@ Attacks (registry names): conf, entr, mentr, hconf (threshold), nn, nn_top3,
 nn_cls (MLP), samia (transformer), lira_online, lira_offline, gap (label
 only), rmia. Typical use:
 
-  attacker = attacks.shadows.attacker_data(dataset, shadow_models,
-                                           (reference_models, plan))
-  target = attacks.shadows.target_data(dataset, victim, plan.population)
+  plan = attacks.reference_design.plan_for(splits, num_models, seed)
+  attacker = attacks.querying.attacker_data(dataset, shadow_models,
+                                            (reference_models, plan))
+  target = attacks.querying.target_data(dataset, victim, plan.population)
   result = attacks.run_attacks(attacks.attack_names(), attacker, target)
   result.attack_results().summary()   # tensorflow-privacy AttackResults
 
-or `attacks.run_experiment(dataset, attacks.ExperimentConfig(...))` to train
-the victim, shadows and reference models through `wemem_tf.pretrain_and_prune`
-as well. Thresholds and attack models are fitted on the attacker's own models
-only; the victim's members and non-members are used only for evaluation.
+with models that have a `split` and a `query` (`querying.QueriedModel`).
+Training the victim, shadows and reference models is `wemem_eval`'s
+(`wemem_eval.run_experiment`); this package trains only attack models.
+Thresholds and attack models are fitted on the attacker's own models only;
+the victim's members and non-members are used only for evaluation.
 
 Importing `attacks` imports `wemem_tf` first (Keras 2 behind tf.keras).
 """
@@ -27,9 +29,6 @@ from attacks.base import AttackOptions
 from attacks.base import Calibration
 from attacks.base import TargetData
 from attacks.base import TargetQuery
-from attacks.experiment import ExperimentConfig
-from attacks.experiment import run_experiment
-from attacks.experiment import write_artifacts
 from attacks.inputs import MembershipOutputs
 from attacks.inputs import ModelOutputs
 from attacks.inputs import ModelQuery
@@ -37,12 +36,13 @@ from attacks.inputs import query_model
 from attacks.inputs import ReferenceOutputs
 from attacks.metrics import AttackResult
 from attacks.metrics import to_attack_results
+from attacks import querying
+from attacks import reference_design
+from attacks.reference_design import ReferencePlan
 from attacks.registry import attack_names
 from attacks.registry import make_attack
 from attacks.registry import parse_attack_names
 from attacks.registry import register_attack
-from attacks import shadows
-from attacks.shadows import ModelRecipe
 from attacks.suite import run_attack
 from attacks.suite import run_attacks
 from attacks.suite import SuiteResult

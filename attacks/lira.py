@@ -1,9 +1,9 @@
 """LiRA (Carlini et al. 2022), online and offline.
 
 For every target record x, the attacker's reference models (random-halves
-protocol, `attacks.shadows`) give the logit-scaled true-class confidence
-φ = log(p_y / (1 − p_y)) of models that trained on x (IN) and that did not
-(OUT). LiRA fits a Gaussian to each set and scores the target model's φ(x):
+protocol, `attacks.reference_design`) give the logit-scaled true-class
+confidence φ = log(p_y / (1 − p_y)) of models that trained on x (IN) and
+that did not (OUT). LiRA fits a Gaussian to each set and scores the target model's φ(x):
 
 * online:  log N(φ; μ_in, σ_in) − log N(φ; μ_out, σ_out);
 * offline: −log P(Φ_out >= φ) with Φ_out ~ N(μ_out, σ_out), a one-sided

@@ -71,7 +71,7 @@ def plot_attack_per_iteration(series: Mapping[str, Mapping[str, Any]],
 
   Args:
     series: {configuration label: an iterations.json document
-      (`attacks.iterations.IterationsResult.to_json`)}.
+      (`wemem_eval.iterations.IterationsResult.to_json`)}.
     path: where to write the PNG (atomically); None: do not write.
     title: figure title.
 

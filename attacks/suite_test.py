@@ -2,7 +2,7 @@
 
 A memorizing (lookup) model must be detected with AUC >= 0.99 by every
 score-based attack; a membership-independent model must give AUC 0.5 ± 0.05
-on >= 2,000 victim records. Models are queried through `attacks.shadows`
+on >= 2,000 victim records. Models are queried through `attacks.querying`
 exactly like trained ones.
 """
 

@@ -7,7 +7,7 @@
   outputs are independent of membership. Every attack should score AUC 0.5.
 * `synthetic_setup`: a Gaussian dataset with hand-made balanced splits for a
   victim, shadows and the random-halves reference models, and the matching
-  `AttackerData` / `TargetData` built through `attacks.shadows`.
+  `AttackerData` / `TargetData` built through `attacks.querying`.
 """
 
 import dataclasses
@@ -17,7 +17,9 @@ import numpy as np
 import tensorflow as tf
 
 from attacks import base
-from attacks import shadows as shadows_lib
+from attacks import inputs as inputs_lib
+from attacks import querying
+from attacks import reference_design
 from wemem_tf._keras import keras
 from wemem_tf.data import datasets
 from wemem_tf.data import splits as splits_lib
@@ -123,15 +125,21 @@ ModelFactory = Callable[[datasets.Dataset, np.ndarray, int], keras.Model]
 class SyntheticSetup:
   dataset: datasets.Dataset
   splits: splits_lib.Splits
-  plan: shadows_lib.ReferencePlan
+  plan: reference_design.ReferencePlan
   attacker: base.AttackerData
   target: base.TargetData
 
 
+@dataclasses.dataclass
+class _SyntheticModel:
+  """A `querying.QueriedModel`: a known-answer model and its records."""
+  split: splits_lib.ModelSplit
+  query: inputs_lib.ModelQuery
+
+
 def _trained(dataset, split, model_factory, model_seed):
   model = model_factory(dataset, split.train, model_seed)
-  return shadows_lib.TrainedModel(model, split, model_seed, 0.0, float("nan"),
-                                  float("nan"))
+  return _SyntheticModel(split, inputs_lib.ModelQuery(model))
 
 
 def synthetic_setup(model_factory: ModelFactory, num_records: int = 1600,
@@ -142,19 +150,18 @@ def synthetic_setup(model_factory: ModelFactory, num_records: int = 1600,
                     dataset: Optional[datasets.Dataset] = None
                     ) -> SyntheticSetup:
   """Victim, shadows and reference models from `model_factory`, queried
-  through `attacks.shadows` exactly as real trained models are."""
+  through `attacks.querying` exactly as real trained models are."""
   dataset = dataset or gaussian_dataset(num_records, seed=seed)
   splits = balanced_splits(dataset, members, non_members, shadow_pool,
                            num_shadows, holdout, seed)
-  plan = shadows_lib.plan_for(splits, num_reference, seed)
+  plan = reference_design.plan_for(splits, num_reference, seed)
   victim = _trained(dataset, splits.victim, model_factory, 1000)
   shadow_models = [_trained(dataset, s, model_factory, 2000 + i)
                    for i, s in enumerate(splits.shadows)]
   reference = [_trained(dataset, plan.split(r), model_factory, 3000 + r)
                for r in range(plan.num_models)]
-  attacker = shadows_lib.attacker_data(dataset, shadow_models,
-                                       (reference, plan), with_sensitivity,
-                                       seed)
-  target = shadows_lib.target_data(dataset, victim, plan.population,
-                                   with_sensitivity, seed)
+  attacker = querying.attacker_data(dataset, shadow_models, (reference, plan),
+                                    with_sensitivity, seed)
+  target = querying.target_data(dataset, victim, plan.population,
+                                with_sensitivity, seed)
   return SyntheticSetup(dataset, splits, plan, attacker, target)

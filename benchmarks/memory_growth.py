@@ -3,11 +3,11 @@ many pruned models, as a tuning search or an experiment does.
 
 Trains --models pruned models (digits, the tests' tiny recipe: 2 pruning
 iterations of 2 epochs; the pre-trained model is loaded from a store after
-the first one) through `attacks.shadows.train_model`, dropping each one and
-clearing the Keras session, and reads VmRSS after each. Prints the RSS
-series, the growth over the run and the median growth per model after the
-first two (warm-up: the first traces, the store). Writes JSON and Markdown
-to --output (without extension) when given.
+the first one) through `wemem_eval.model_training.train_model`, dropping
+each one and clearing the Keras session, and reads VmRSS after each. Prints
+the RSS series, the growth over the run and the median growth per model
+after the first two (warm-up: the first traces, the store). Writes JSON and
+Markdown to --output (without extension) when given.
 
   python benchmarks/memory_growth.py --models=16 \\
     --output=benchmarks/results/memory_growth
@@ -23,8 +23,8 @@ from absl import app
 from absl import flags
 
 import wemem_tf  # first: Keras 2
-from attacks import model_store
-from attacks import shadows
+from wemem_eval import model_store
+from wemem_eval import model_training
 from wemem_tf import io_utils
 from wemem_tf._keras import keras
 from wemem_tf.data import datasets
@@ -34,7 +34,7 @@ import numpy as np
 
 MODELS = flags.DEFINE_integer("models", 16, "Pruned models to train.")
 # Small enough that tracing and bookkeeping, not weights, dominate.
-RECIPE = shadows.ModelRecipe(
+RECIPE = model_training.ModelRecipe(
     architecture="column_fc",
     pruning_config=iterative.PruningConfig(0.5, 2, epochs_per_iteration=2,
                                            patience=2),
@@ -60,8 +60,8 @@ def measure(num_models: int) -> dict:
   with tempfile.TemporaryDirectory() as store_dir:
     store = model_store.ModelStore(store_dir, kinds=("pretrained",))
     for _ in range(num_models):
-      model = shadows.train_model(dataset, splits.victim, 3,
-                                  RECIPE, store)
+      model = model_training.train_model(dataset, splits.victim, 3,
+                                         RECIPE, store)
       del model
       keras.backend.clear_session()
       gc.collect()

@@ -1,10 +1,11 @@
 """Does the tuning rehearsal rank defense settings like the real protocol?
 
 `wemem tune` scores a setting on a *rehearsal* (a held-out shadow plays the
-victim; attacks/tuner.py). A search is only as good as that proxy, so this
-script measures settings exactly like tuning trials (`evaluate_choice`, on
-one or more held-out shadows) and sets them beside what the full evaluation
-(`wemem run`, aggregated over seeds) measured for the same settings:
+victim; wemem_eval/tuning/tuner.py). A search is only as good as that
+proxy, so this script measures settings exactly like tuning trials
+(`evaluate_choice`, on one or more held-out shadows) and sets them beside
+what the full evaluation (`wemem run`, aggregated over seeds) measured for
+the same settings:
 
 * per setting: rehearsed strongest attack (mean over held-out shadows) and
   dev accuracy; real strongest attack over the same attacks (per seed, then
@@ -37,12 +38,12 @@ from absl import app
 from absl import flags
 
 import wemem_tf  # first: Keras 2
-from attacks import experiment
-from attacks import tuner as tuner_lib
 from wemem_cli import common_flags as cf
 from wemem_cli import flag_utils
 from wemem_cli import main as cli_main
 from wemem_cli import tune_cmd
+from wemem_eval import experiment
+from wemem_eval.tuning import tuner as tuner_lib
 from wemem_tf import io_utils
 import numpy as np
 from scipy import stats

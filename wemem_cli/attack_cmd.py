@@ -11,7 +11,7 @@ OUT/attack_scores.npz (raw scores).
 
 With --per_iteration the attacks also run on the models after every pruning
 iteration (victim, shadows and reference models all at iteration k; see
-`attacks.iterations`): OUT/iterations.json and
+`wemem_eval.iterations`): OUT/iterations.json and
 OUT/plots/attack_per_iteration.png besides the files above, which then
 describe the last iteration (the same numbers as without the flag).
 --model_store_dir caches trained models (pre-training is shared by every
@@ -26,15 +26,15 @@ from absl import logging
 
 import wemem_tf
 from attacks import base
-from attacks import experiment
-from attacks import iterations
-from attacks import model_store
 from attacks import plotting
 from attacks import registry
-from attacks import shadows
 from wemem_cli import common_flags
 from wemem_cli import defense_flags
 from wemem_cli import flag_utils
+from wemem_eval import experiment
+from wemem_eval import iterations
+from wemem_eval import model_store
+from wemem_eval import model_training
 
 ATTACKS = flags.DEFINE_string(
     "attacks", "all", "Attacks to run: 'all' or a comma list of "
@@ -43,7 +43,7 @@ ADAPTIVE = flags.DEFINE_boolean(
     "adaptive", True, "Train the attacker's shadow/reference models with the "
     "victim's defense (adaptive attack); false: without it.")
 TARGET = flags.DEFINE_enum(
-    "target", "pruned", list(shadows.TARGETS), "Attack the iteratively "
+    "target", "pruned", list(model_training.TARGETS), "Attack the iteratively "
     "pruned model or the pre-trained dense one (shadows then stay unpruned).")
 NUM_REFERENCE_MODELS = flags.DEFINE_integer(
     "num_reference_models", 0, "Random-halves reference models for LiRA and "
@@ -63,9 +63,9 @@ PER_ITERATION = flags.DEFINE_boolean(
     "iteration (victim, shadows, reference models at the same iteration); "
     "writes iterations.json and plots/attack_per_iteration.png.")
 MODEL_STORE_DIR = flags.DEFINE_string(
-    "model_store_dir", None, "Cache trained models here (attacks.model_store;"
-    " e.g. RUN/models of `wemem run`) and reuse what is already there; "
-    "default: no cache.")
+    "model_store_dir", None, "Cache trained models here "
+    "(wemem_eval.model_store; e.g. RUN/models of `wemem run`) and reuse what "
+    "is already there; default: no cache.")
 
 
 def parse_inclusion(text: str, flag: str,
@@ -102,7 +102,7 @@ def config_from_flags(defense=None) -> experiment.ExperimentConfig:
     defense: the victim's defense (see `defense_flags.defense_from_flags`);
       the attacker's models get it too when --adaptive.
   """
-  recipe = shadows.ModelRecipe(
+  recipe = model_training.ModelRecipe(
       architecture=flag_utils.architecture(common_flags.DATASET.value),
       pruning_config=flag_utils.pruning_config(),
       train_config=flag_utils.train_config(),

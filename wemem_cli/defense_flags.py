@@ -6,9 +6,12 @@ class defaults; any setting flag given overrides it. They need memorization
 scores: `--memscores=FILE.npz`, or computed on the fly over every record of
 the dataset and cached in the run directory (keyed by dataset fingerprint,
 seed and estimator settings).
+
+Every setting flag is derived from the defenses' declarations
+(`wemem_tf.defenses.settings`): its name, type, help and valid range.
 """
 
-from typing import Optional
+from typing import Dict, Optional
 
 from absl import flags
 from absl import logging
@@ -16,11 +19,10 @@ from absl import logging
 import wemem_tf
 from wemem_tf import defenses as defenses_lib
 from wemem_tf import memorization
-from wemem_tf.defenses import existing  # pylint: disable=unused-import  (registers)
+from wemem_tf.defenses import settings as settings_lib
 
 WEMEM_METHODS = defenses_lib.WEMEM_METHODS
-DEFENSE_NAMES = ("none",) + WEMEM_METHODS + ("ppb", "advreg", "dp",
-                                             "relaxloss", "hamp")
+DEFENSE_NAMES = tuple(defenses_lib.available_defenses())
 
 DEFENSE = flags.DEFINE_enum("defense", "none", list(DEFENSE_NAMES),
                             "Defense applied while fine-tuning during pruning.")
@@ -31,62 +33,47 @@ MEMSCORE_MODELS = flags.DEFINE_integer(
     "memscore_models", 128, "Models of the on-the-fly memorization estimate.")
 MEMSCORE_EPOCHS = flags.DEFINE_integer(
     "memscore_epochs", 30, "Epochs per model of the on-the-fly estimate.")
-WINDOW_ORDER = flags.DEFINE_enum(
-    "window_order", None, ["h2l", "l2h", "random"],
-    "Sliding-window order (rsw, swmr); default: the method's preset.")
-WINDOW_STRIDE = flags.DEFINE_integer("window_stride", None,
-                                     "Sliding-window stride per epoch.")
-WINDOW_WIDTH = flags.DEFINE_integer("window_width", None,
-                                    "Sliding-window width per class.")
-LAMBDA_MEM = flags.DEFINE_float("lambda_mem", None,
-                                "L2 weight decay of risky batches (rmr, swmr).")
-TAU = flags.DEFINE_float("tau", None, "Risky threshold as a score in [-1, 1].")
-TAU_SHARE = flags.DEFINE_float(
-    "tau_share", None, "Risky threshold as a share of records (instead of tau).")
-PPB_ALPHA = flags.DEFINE_float("ppb_alpha", None, "PPB's KL weight α.")
-ADVREG_WEIGHT = flags.DEFINE_float("advreg_weight", None,
-                                   "AdvReg's adversarial weight.")
-ADVREG_STEPS = flags.DEFINE_integer(
-    "advreg_attack_steps", None, "AdvReg inner attack steps per model step.")
-DP_DELTA = flags.DEFINE_float("dp_delta", None, "DP-SGD δ (default 1/n).")
-RELAXLOSS_UPPER = flags.DEFINE_float("relaxloss_upper", None,
-                                     "RelaxLoss flattening upper bound.")
-HAMP_MODIFY = flags.DEFINE_boolean(
-    "hamp_modify_output", None, "HAMP's output modification at inference.")
-DP_NOISE = flags.DEFINE_float("dp_noise_multiplier", None,
-                              "DP-SGD noise multiplier.")
-DP_CLIP = flags.DEFINE_float("dp_l2_norm_clip", None, "DP-SGD clipping norm.")
-RELAXLOSS_ALPHA = flags.DEFINE_float("relaxloss_alpha", None,
-                                     "RelaxLoss target loss α.")
-HAMP_ENTROPY = flags.DEFINE_float("hamp_entropy_threshold", None,
-                                  "HAMP's entropy threshold γ in (0, 1).")
-HAMP_ALPHA = flags.DEFINE_float("hamp_alpha", None,
-                                "HAMP's entropy-regularization weight.")
 
-_SETTINGS = {  # defense -> {constructor argument: flag}
-    "rsw": {"order": WINDOW_ORDER, "stride": WINDOW_STRIDE,
-            "width": WINDOW_WIDTH},
-    "random": {"stride": WINDOW_STRIDE, "width": WINDOW_WIDTH},
-    "rmr": {"lambda_mem": LAMBDA_MEM, "tau": TAU, "tau_share": TAU_SHARE},
-    "swmr": {"order": WINDOW_ORDER, "stride": WINDOW_STRIDE,
-             "width": WINDOW_WIDTH, "lambda_mem": LAMBDA_MEM, "tau": TAU,
-             "tau_share": TAU_SHARE},
-    "ppb": {"alpha": PPB_ALPHA},
-    "advreg": {"weight": ADVREG_WEIGHT, "attack_steps": ADVREG_STEPS},
-    "dp": {"noise_multiplier": DP_NOISE, "l2_norm_clip": DP_CLIP,
-           "delta": DP_DELTA},
-    "relaxloss": {"alpha": RELAXLOSS_ALPHA, "upper": RELAXLOSS_UPPER},
-    "hamp": {"entropy_threshold": HAMP_ENTROPY, "alpha": HAMP_ALPHA,
-             "modify_output": HAMP_MODIFY},
-}
+
+def _define(spec: settings_lib.Setting, users) -> flags.FlagHolder:
+  """The flag of a declared setting (default None: the preset/default)."""
+  text = f"{spec.help} ({', '.join(users)}; {spec.range_text()})"
+  kind = spec.flag_type or spec.kind
+  if kind == "choice":
+    return flags.DEFINE_enum(spec.flag, None, list(spec.choices), text)
+  if kind == "bool":
+    return flags.DEFINE_boolean(spec.flag, None, text)
+  if kind == "int":
+    return flags.DEFINE_integer(spec.flag, None, text)
+  if kind == "ints":
+    return flags.DEFINE_list(spec.flag, None, text)
+  return flags.DEFINE_float(spec.flag, None, text)
+
+
+def _define_setting_flags():
+  """{defense: {setting: flag}} for every registered defense's exposed
+  settings; a flag is defined once and shared by the defenses that have
+  the same setting."""
+  users: Dict[str, list] = {}
+  specs: Dict[str, settings_lib.Setting] = {}
+  for name in DEFENSE_NAMES:
+    for spec in settings_lib.declared(defenses_lib.defense_class(name)).values():
+      specs.setdefault(spec.flag, spec)
+      users.setdefault(spec.flag, []).append(name)
+  holders = {flag: _define(spec, users[flag]) for flag, spec in specs.items()}
+  return {name: {arg: holders[spec.flag] for arg, spec in settings_lib.declared(
+      defenses_lib.defense_class(name)).items()} for name in DEFENSE_NAMES}
+
+
+_SETTINGS = _define_setting_flags()  # defense -> {constructor argument: flag}
 
 
 def defense_settings(name: str) -> dict:
   """The settings flags given for defense `name` ({argument: value})."""
   settings = {arg: flag.value for arg, flag in _SETTINGS.get(name, {}).items()
               if flag.value is not None}
-  if settings.get("tau_share") is not None and name in ("rmr", "swmr"):
-    settings.setdefault("tau", None)
+  if settings.get("tau_share") is not None and "tau" in _SETTINGS.get(name, {}):
+    settings.setdefault("tau", None)  # instead of the preset's score
   return settings
 
 

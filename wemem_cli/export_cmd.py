@@ -20,6 +20,7 @@ import wemem_tf
 from wemem_cli import common_flags as cf
 from wemem_cli import flag_utils
 from wemem_cli import model_files
+from wemem_tf.models import evaluate
 from wemem_tf.pruning import export as export_lib
 from wemem_tf.pruning import prune as prune_lib
 
@@ -101,5 +102,6 @@ def main(argv) -> None:
     with open(export.path, "rb") as f:
       tflite_logits = export_lib.tflite_logits(f.read(), inputs)
     keras_logits = stripped(inputs, training=False).numpy()
-    print(f"accuracy: Keras {np.mean(keras_logits.argmax(-1) == labels):.4f},"
-          f" TFLite {np.mean(tflite_logits.argmax(-1) == labels):.4f}")
+    print(f"accuracy: Keras "
+          f"{evaluate.logits_accuracy(keras_logits, labels):.4f}, TFLite "
+          f"{evaluate.logits_accuracy(tflite_logits, labels):.4f}")

@@ -5,9 +5,19 @@ Every subcommand module defines its own flags (shared ones live in
 """
 
 import importlib
+import os
 import sys
+import warnings
 
-from absl import app
+# A quiet start: TensorFlow's C++ logging (cuDNN/cuFFT/cuBLAS registration
+# errors on machines without a GPU, oneDNN notices) is silenced before
+# TensorFlow is first imported, unless the user chose a level. absl's
+# --verbosity (Python logging) is unaffected.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+warnings.filterwarnings("ignore", category=FutureWarning,
+                        module=r"google\.api_core\..*")
+
+from absl import app  # pylint: disable=g-import-not-at-top
 
 # Subcommand name -> "module" (its `main`) or "module:function". Modules are
 # imported up front so that all flags exist before absl parses the command

@@ -4,7 +4,8 @@
   wemem prune --dataset=location --data_dir=DIR --seed=0 \
       --pretrained=PRE/pretrained.h5 --defense=rsw --output_dir=OUT
 
-The model is the pipeline's pre-training stage (`wemem_tf.pretrain_and_prune`
+The model is the pipeline's pre-training stage
+(`wemem_tf.pruning.pipeline.pretrain_model`, which `pretrain_and_prune` runs
 without `pretrained`): the same victim split of --seed, the same seeding,
 architecture and early stopping, so pruning it with `wemem prune
 --pretrained` gives the same pruned model as a plain `wemem prune` with the
@@ -18,44 +19,14 @@ accuracy in [0, 1], seconds, training settings) and `manifest.json`.
 
 import dataclasses
 import os
-import time
 
 from absl import logging
-import numpy as np
 
 import wemem_tf
 from wemem_cli import common_flags as cf
 from wemem_cli import flag_utils
-
-_EVAL_BATCH = 4096
-
-
-def accuracy(model: wemem_tf.keras.Model, x: np.ndarray,
-             y: np.ndarray) -> float:
-  """Share of records x (n, ...) whose arg-max logit is their label y (n,)."""
-  if len(y) == 0:
-    return float("nan")
-  logits = np.concatenate([
-      model(x[i:i + _EVAL_BATCH], training=False).numpy()
-      for i in range(0, len(x), _EVAL_BATCH)])
-  return float(np.mean(np.argmax(logits, -1) == y))
-
-
-def pretrain_victim(dataset: wemem_tf.data.Dataset,
-                    split: wemem_tf.data.ModelSplit, seed: int,
-                    architecture: str, train_config: wemem_tf.TrainConfig):
-  """The pre-training stage of `pretrain_and_prune` for one model.
-
-  Returns:
-    (dense model at its best dev checkpoint, `FitResult`).
-  """
-  train, dev = dataset.take(split.train), dataset.take(split.dev)
-  # Same order of seeding and building as `pretrain_and_prune`.
-  wemem_tf.keras.utils.set_random_seed(seed)
-  model = wemem_tf.models.build_model(architecture, dataset.input_shape,
-                                      dataset.num_classes)
-  fit = wemem_tf.pretrain(model, train, dev, seed, train_config)
-  return model, fit
+from wemem_tf.models import evaluate
+from wemem_tf.pruning import pipeline
 
 
 def main(argv) -> None:
@@ -72,10 +43,8 @@ def main(argv) -> None:
   splits = wemem_tf.data.splits_for(dataset, seed, num_shadows=0)
   splits.save(os.path.join(out, "splits.npz"))
   split = splits.victim
-  start = time.perf_counter()
-  model, fit = pretrain_victim(dataset, split, seed, architecture,
-                               train_config)
-  seconds = time.perf_counter() - start
+  model, fit, seconds = pipeline.pretrain_model(dataset, split, seed,
+                                                architecture, train_config)
   path = os.path.join(out, "pretrained.h5")
   wemem_tf.io_utils.atomic_save_model(model, path)
   summary = {
@@ -85,9 +54,9 @@ def main(argv) -> None:
       "epochs_run": fit.epochs_run,
       "best_epoch": fit.best_epoch,
       "best_dev_accuracy": fit.best_dev_accuracy,
-      "train_accuracy": accuracy(model, *dataset.take(split.train)),
-      "dev_accuracy": accuracy(model, *dataset.take(split.dev)),
-      "test_accuracy": accuracy(model, *dataset.take(split.test)),
+      "train_accuracy": evaluate.accuracy(model, *dataset.take(split.train)),
+      "dev_accuracy": evaluate.accuracy(model, *dataset.take(split.dev)),
+      "test_accuracy": evaluate.accuracy(model, *dataset.take(split.test)),
       "seconds": seconds,
       "training": dataclasses.asdict(train_config),
       "records": {"train": int(len(split.train)), "dev": int(len(split.dev)),

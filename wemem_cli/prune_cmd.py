@@ -1,5 +1,8 @@
 """`wemem prune`: pre-train (or load) a victim and prune it iteratively.
 
+`--trainer=keras_fit` fine-tunes through the pruned model's own `compile` and
+`fit` (the TFMOT workflow) instead of the library's compiled loop.
+
 With `--pretrained=PRE/pretrained.h5` from `wemem pretrain` (same --dataset,
 --seed and --architecture), pruning starts from that model and gives the same
 pruned model as pre-training here would.
@@ -21,6 +24,11 @@ from wemem_cli import defense_flags
 from wemem_cli import flag_utils
 from wemem_cli import model_files
 
+TRAINER = flags.DEFINE_enum(
+    "trainer", "loop", list(wemem_tf.pruning.TRAINERS),
+    "How pruning fine-tunes: loop = the library's compiled loop; keras_fit "
+    "= the pruned model's own compile + fit (the TFMOT workflow), with the "
+    "same schedule, defense and early stopping.")
 PRETRAINED = flags.DEFINE_string(
     "pretrained", None, "Path of a pre-trained dense model (.h5, e.g. from "
     "`wemem pretrain` with the same --dataset/--seed/--architecture) to prune "
@@ -50,7 +58,7 @@ def main(argv) -> None:
       dataset, splits.victim, seed, architecture=architecture,
       pruning_config=flag_utils.pruning_config(),
       train_config=flag_utils.train_config(), pretrained=pretrained,
-      defense=defense)
+      defense=defense, trainer=TRAINER.value)
   io = wemem_tf.io_utils
   io.atomic_save_model(result.pretrained, os.path.join(out, "pretrained.h5"))
   io.atomic_save_model(result.pruned, os.path.join(out, "model.h5"))
@@ -68,6 +76,7 @@ def main(argv) -> None:
       "pretrain": None if fit is None else {
           "epochs_run": fit.epochs_run, "best_epoch": fit.best_epoch,
           "best_dev_accuracy": fit.best_dev_accuracy},
+      "trainer": TRAINER.value,
       "pretrain_seconds": result.pretrain_seconds,
       "prune_seconds": result.prune_seconds,
       "defense": result.defense_report,

@@ -14,13 +14,13 @@ import os
 from absl import flags
 
 import wemem_tf  # pylint: disable=unused-import  (Keras 2 before TensorFlow)
-from attacks import aggregate
-from attacks import pipeline
-from attacks import report as report_lib
 from wemem_cli import attack_cmd
 from wemem_cli import common_flags as cf
 from wemem_cli import defense_flags
 from wemem_cli import flag_utils
+from wemem_eval import aggregate
+from wemem_eval import report as report_lib
+from wemem_eval import run as run_lib
 
 DEFENSES = flags.DEFINE_list(
     "defenses", ["none", "rsw", "rmr", "swmr"],
@@ -30,14 +30,14 @@ RUNS = flags.DEFINE_list(
     "runs", [], "wemem report only: run directories of different seeds to "
     "aggregate (mean ± std) into --output_dir/aggregate.{json,md}.")
 BASELINES = flags.DEFINE_list(
-    "baselines", list(pipeline.BASELINES),
+    "baselines", list(run_lib.BASELINES),
     "Baselines to evaluate too: unpruned, one_shot (empty: none).")
 
 
-def config_from_flags() -> pipeline.RunConfig:
+def config_from_flags() -> run_lib.RunConfig:
   defenses = tuple(DEFENSES.value)
   settings = {d: defense_flags.defense_settings(d) for d in defenses}
-  return pipeline.RunConfig(
+  return run_lib.RunConfig(
       dataset=cf.DATASET.value, data_dir=cf.DATA_DIR.value,
       seed=cf.SEED.value, architecture=cf.ARCHITECTURE.value,
       pruning=flag_utils.pruning_config(), training=flag_utils.train_config(),
@@ -56,7 +56,7 @@ def config_from_flags() -> pipeline.RunConfig:
 def main(argv) -> None:
   if len(argv) > 1:
     raise ValueError(f"unexpected arguments: {argv[1:]}")
-  pipeline.run(config_from_flags(), flag_utils.output_dir(),
+  run_lib.run(config_from_flags(), flag_utils.output_dir(),
                command=flag_utils.command_line(),
                cache_dir=cf.CACHE_DIR.value)
 
@@ -78,6 +78,6 @@ def report_main(argv) -> None:
     raise ValueError(f"{run_dir!r} holds no finished experiments; run "
                      "`wemem run --output_dir=...` first.")
   labels = sorted(os.listdir(experiments),
-                  key=lambda l: (l not in pipeline.BASELINES, l != "base", l))
+                  key=lambda l: (l not in run_lib.BASELINES, l != "base", l))
   report_lib.write_report(run_dir, labels)
   print(f"wrote {os.path.join(run_dir, 'report.md')}")

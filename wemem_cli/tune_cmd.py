@@ -9,7 +9,8 @@
 Each trial prunes the victim with the trial's settings (dev accuracy) and
 rehearses the adaptive attacks on data the victim's evaluation never sees
 (by default the whole protocol at half scale on the shadows' side,
---rehearsal=scaled; see attacks/tuner.py and attacks/objective.py).
+--rehearsal=scaled; see wemem_eval/tuning/tuner.py and
+wemem_eval/tuning/objective.py).
 Writes into --output_dir: manifest.json, the KerasTuner project (tuner/),
 trials.json + trials.md (every trial, failed ones with their error), best.json and best.cfg (a flagfile for `wemem run` /
 `wemem prune`). The same command resumes an interrupted search; --overwrite
@@ -25,15 +26,15 @@ from typing import Optional
 from absl import flags
 
 import wemem_tf
-from attacks import model_store
-from attacks import objective as objective_lib
 from attacks import registry
-from attacks import shadows
-from attacks import tuner as tuner_lib
 from wemem_cli import attack_cmd
 from wemem_cli import common_flags as cf
 from wemem_cli import defense_flags
 from wemem_cli import flag_utils
+from wemem_eval import model_store
+from wemem_eval import model_training
+from wemem_eval.tuning import objective as objective_lib
+from wemem_eval.tuning import tuner as tuner_lib
 from wemem_tf import io_utils
 
 MAX_TRIALS = flags.DEFINE_integer("max_trials", 20, "Trials of the search.")
@@ -110,9 +111,9 @@ def setup_from_flags(dataset, cache_dir: str) -> tuner_lib.TuningSetup:
   `cache_dir`)."""
   seed = cf.SEED.value
   arch = flag_utils.architecture(dataset.name)
-  recipe = shadows.ModelRecipe(architecture=arch,
-                               pruning_config=flag_utils.pruning_config(),
-                               train_config=flag_utils.train_config())
+  recipe = model_training.ModelRecipe(
+      architecture=arch, pruning_config=flag_utils.pruning_config(),
+      train_config=flag_utils.train_config())
   return tuner_lib.TuningSetup(
       dataset, recipe, seed=seed,
       attacks=tuple(registry.parse_attack_names(TUNE_ATTACKS.value)),

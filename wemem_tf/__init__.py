@@ -17,6 +17,7 @@ from wemem_tf import memorization
 from wemem_tf import run_manifest
 from wemem_tf.pruning import export_tflite
 from wemem_tf.pruning import IterativePruner
+from wemem_tf.pruning import IterativePruning
 from wemem_tf.pruning import IterativeSparsity
 from wemem_tf.pruning import pretrain
 from wemem_tf.pruning import pretrain_and_prune

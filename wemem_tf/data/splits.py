@@ -230,7 +230,8 @@ def scaled_rehearsal_splits(splits: Splits, config: SplitConfig = SplitConfig(),
   training-set size and overlap with the target's, shadow sizes, member /
   non-member shares) is the real protocol's, which a full-size target on
   the shadows' side cannot have (`rehearsal_splits`). Defenses that count
-  records per class scale their settings to it (attacks.tuner.scaled_defense).
+  records per class scale their settings to it
+  (wemem_eval.tuning.tuner.scaled_defense).
   No victim train, dev or test record appears in the result.
 
   Args:

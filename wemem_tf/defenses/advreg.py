@@ -31,21 +31,15 @@ grid).
 """
 
 import dataclasses
-import math
-import numbers
-import weakref
-from typing import Any, Dict, Optional, Sequence, Tuple
+from typing import Any, ClassVar, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
 
 from wemem_tf._keras import keras
-from wemem_tf.defenses import base
+from wemem_tf.defenses import defense as defense_lib
+from wemem_tf.defenses import settings as settings_lib
 from wemem_tf.training import loop as loop_lib
-
-
-def _is_real(value) -> bool:
-  return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
 def inference_network(num_classes: int, hidden: Sequence[int],
@@ -88,8 +82,8 @@ class AdvRegStep(loop_lib.TrainStep):
     self._pending: Optional[Tuple[np.ndarray, np.ndarray]] = None
     self.last_attack_loss: Optional[tf.Variable] = None
 
-  def build(self, model, config):
-    super().build(model, config)
+  def build(self, model, config, optimizer=None):
+    super().build(model, config, optimizer)
     self.num_classes = int(model.output_shape[-1])
     self.attack = inference_network(self.num_classes, self.attack_hidden)
     self.attack_optimizer = keras.optimizers.Adam(self.attack_learning_rate)
@@ -122,8 +116,8 @@ class AdvRegStep(loop_lib.TrainStep):
     onehot = tf.one_hot(labels, self.num_classes)
     return tf.squeeze(self.attack([probs, onehot], training=True), -1)
 
-  def __call__(self, model, xb, yb, weight_decay, group):
-    del group
+  def __call__(self, model, xb, yb, weight_decay, kind):
+    del kind
     tf.debugging.assert_positive(
         self._ref_n, message="AdvReg has no reference records: bind the "
         "defense (the pruner does) before training.")
@@ -160,8 +154,32 @@ class AdvRegStep(loop_lib.TrainStep):
     return self.descend(model, objective, weight_decay)
 
 
-@dataclasses.dataclass
-class AdvReg(base.Defense):
+class AdvRegRun(defense_lib.DefenseRun):
+  """AdvReg on one model's records: its steps load the reference records."""
+
+  def __init__(self, defense: "AdvReg", records, tuning):
+    super().__init__(defense, records, tuning)
+    self._steps: List[AdvRegStep] = []
+
+  def train_step(self) -> loop_lib.TrainStep:
+    d = self.defense
+    step = AdvRegStep(d.weight, d.attack_steps, d.attack_hidden,
+                      d.attack_learning_rate)
+    step.load_reference(self.records.reference_x, self.records.reference_y)
+    self._steps.append(step)
+    return step
+
+  def report(self) -> Dict[str, Any]:
+    out = super().report()
+    out["reference_records"] = int(len(self.records.reference_y))
+    if self._steps and self._steps[-1].last_attack_loss is not None:
+      out["final_attack_loss"] = float(
+          self._steps[-1].last_attack_loss.numpy())
+    return out
+
+
+@dataclasses.dataclass(frozen=True)
+class AdvReg(defense_lib.Defense):
   """Adversarial regularization (Nasr et al. 2018) against reference records.
 
   Attributes:
@@ -172,53 +190,34 @@ class AdvReg(base.Defense):
       1024, 512, 64); see the module docstring.
     attack_learning_rate: Adam learning rate of the inference network.
   """
-  weight: float = 4.0
-  attack_steps: int = 7
-  attack_hidden: Tuple[int, ...] = (1024, 512, 64)
-  attack_learning_rate: float = 1e-3
+  weight: float = settings_lib.setting(
+      4.0, "advreg_weight", "AdvReg's adversarial weight λ.", low=0,
+      tune=settings_lib.Tune("advreg_weight", 1.0, 8.0, "log"))
+  attack_steps: int = settings_lib.setting(
+      7, "advreg_attack_steps", "AdvReg inner attack steps per model step.",
+      kind="int", low=1)
+  attack_hidden: Tuple[int, ...] = settings_lib.setting(
+      (1024, 512, 64), "advreg_attack_hidden",
+      "Widths of AdvReg's inference network (posterior branch).",
+      kind="ints")
+  attack_learning_rate: float = settings_lib.setting(
+      1e-3, "advreg_attack_learning_rate",
+      "Adam learning rate of AdvReg's inference network.", low=0,
+      low_open=True)
 
-  name = "advreg"
+  name: ClassVar[str] = "advreg"
+  display_name: ClassVar[str] = "AdvReg"
+  RUN: ClassVar[type] = AdvRegRun
+  EXPOSED: ClassVar = ("weight", "attack_steps")
 
-  def __post_init__(self):
-    base.Defense.__init__(self)
-    if not (_is_real(self.weight) and math.isfinite(self.weight)
-            and self.weight >= 0):
-      raise ValueError(f"AdvReg weight must be a finite number >= 0, got "
-                       f"{self.weight!r}.")
-    if not (isinstance(self.attack_steps, (int, np.integer))
-            and self.attack_steps >= 1):
-      raise ValueError(f"AdvReg attack_steps must be an integer >= 1, got "
-                       f"{self.attack_steps!r}.")
-    hidden = tuple(self.attack_hidden)
-    if not hidden or not all(isinstance(u, (int, np.integer)) and u >= 1
-                             for u in hidden):
-      raise ValueError("AdvReg attack_hidden must be a non-empty sequence of "
-                       f"positive layer widths, got {self.attack_hidden!r}.")
-    if not (_is_real(self.attack_learning_rate)
-            and self.attack_learning_rate > 0):
-      raise ValueError("AdvReg attack_learning_rate must be > 0, got "
-                       f"{self.attack_learning_rate!r}.")
-    self.weight = float(self.weight)
-    self.attack_steps = int(self.attack_steps)
-    self.attack_hidden = tuple(int(u) for u in hidden)
-    self.attack_learning_rate = float(self.attack_learning_rate)
-    self._step_refs = []  # weak references to the steps created
-
-  def _live_steps(self):
-    steps = [ref() for ref in self._step_refs]
-    self._step_refs = [ref for ref, step in zip(self._step_refs, steps)
-                       if step is not None]
-    return [step for step in steps if step is not None]
-
-  def bind(self, records, train_config, num_iterations, epochs_per_iteration,
-           seed):
-    super().bind(records, train_config, num_iterations, epochs_per_iteration,
-                 seed)
+  def bind(self, records, train_config=loop_lib.TrainConfig(),
+           num_iterations=1, epochs_per_iteration=1, seed=0):
     rx, ry = records.reference_x, records.reference_y
     if rx is None or ry is None or len(ry) == 0:
       raise ValueError("AdvReg needs reference non-member records "
                        "(TrainingRecords.reference_x/reference_y; the pruner "
-                       "passes the dev split): none were given.")
+                       "passes the dev split, model.fit its validation_data):"
+                       " none were given.")
     rx, ry = np.asarray(rx), np.asarray(ry)
     if len(rx) != len(ry):
       raise ValueError(f"AdvReg reference_x has {len(rx)} records but "
@@ -231,23 +230,5 @@ class AdvReg(base.Defense):
       raise ValueError(f"AdvReg reference labels must lie in [0, "
                        f"{records.num_classes}), got [{ry.min()}, "
                        f"{ry.max()}].")
-    for step in self._live_steps():
-      step.load_reference(rx, ry)
-
-  def train_step(self) -> loop_lib.TrainStep:
-    step = AdvRegStep(self.weight, self.attack_steps, self.attack_hidden,
-                      self.attack_learning_rate)
-    if self.records is not None:
-      step.load_reference(self.records.reference_x, self.records.reference_y)
-    self._step_refs.append(weakref.ref(step))
-    return step
-
-  def report(self) -> Dict[str, Any]:
-    out = {"defense": self.name, **self.config()}
-    out["attack_hidden"] = list(self.attack_hidden)
-    if self.records is not None and self.records.reference_y is not None:
-      out["reference_records"] = int(len(self.records.reference_y))
-    steps = self._live_steps()
-    if steps and steps[-1].last_attack_loss is not None:
-      out["final_attack_loss"] = float(steps[-1].last_attack_loss.numpy())
-    return out
+    return super().bind(records, train_config, num_iterations,
+                        epochs_per_iteration, seed)

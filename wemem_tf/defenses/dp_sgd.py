@@ -32,13 +32,13 @@ Settings: noise multiplier ∈ {0.01, 0.1, 1} in WeMem (METHOD.md §6; default
 
 import dataclasses
 import math
-import numbers
-import weakref
-from typing import Any, Dict, Optional
+from typing import Any, ClassVar, Dict, List, Optional
 
 import tensorflow as tf
 
-from wemem_tf.defenses import base
+from wemem_tf._keras import keras
+from wemem_tf.defenses import defense as defense_lib
+from wemem_tf.defenses import settings as settings_lib
 from wemem_tf.training import loop as loop_lib
 
 
@@ -81,21 +81,38 @@ class DPSGDStep(loop_lib.TrainStep):
     self.noise_multiplier = float(noise_multiplier)
     self.steps: Optional[tf.Variable] = None
 
-  def build(self, model, config):
+  def build(self, model, config, optimizer=None):
+    """Builds tensorflow-privacy's DP Adam at `config.learning_rate`.
+
+    In `model.fit`, `optimizer` is the compiled one: a tensorflow-privacy
+    DP Keras optimizer is used as it is; a plain Adam is replaced by DP Adam
+    with the same learning rate; any other optimizer is refused.
+    """
     # Imported here: tensorflow-privacy takes seconds to import.
     import tensorflow_privacy  # pylint: disable=g-import-not-at-top
-    self.optimizer = tensorflow_privacy.DPKerasAdamOptimizer(
-        l2_norm_clip=self.l2_norm_clip,
-        noise_multiplier=self.noise_multiplier,
-        num_microbatches=None,  # one record per microbatch
-        learning_rate=config.learning_rate)
+    if optimizer is not None and hasattr(optimizer, "_compute_gradients") \
+        and hasattr(optimizer, "_noise_multiplier"):
+      self.optimizer = optimizer
+    elif optimizer is None or isinstance(optimizer, (
+        keras.optimizers.Adam, keras.optimizers.legacy.Adam)):
+      self.optimizer = tensorflow_privacy.DPKerasAdamOptimizer(
+          l2_norm_clip=self.l2_norm_clip,
+          noise_multiplier=self.noise_multiplier,
+          num_microbatches=None,  # one record per microbatch
+          learning_rate=config.learning_rate)
+    else:
+      raise ValueError(
+          f"DP-SGD trains with tensorflow-privacy's DP Adam; the model was "
+          f"compiled with {type(optimizer).__name__}. Compile with Adam (its "
+          "learning rate is kept) or a tensorflow_privacy DP Keras "
+          "optimizer.")
     # Slots and hyperparameter variables now, not while tracing.
     self.optimizer._create_all_weights(model.trainable_variables)  # pylint: disable=protected-access
     self.steps = tf.Variable(0, dtype=tf.int64, trainable=False,
                              name="dp_sgd_steps")
 
-  def __call__(self, model, xb, yb, weight_decay, group):
-    del group
+  def __call__(self, model, xb, yb, weight_decay, kind):
+    del kind
     variables = model.trainable_variables
     with tf.GradientTape() as tape:
       per_record = self.loss_fn(yb, model(xb, training=True))
@@ -106,85 +123,47 @@ class DPSGDStep(loop_lib.TrainStep):
         per_record, variables, tape=tape)
     grads = [g + weight_decay * v for g, v in grads_and_vars]
     loop_lib.apply_gradients(self.optimizer, zip(grads, variables))
-    self.steps.assign_add(1)
+    # Counted after the batch exists: in `model.fit`, the call that finds
+    # the epoch's data exhausted must not count a step.
+    with tf.control_dependencies(grads):
+      self.steps.assign_add(1)
     return tf.reduce_mean(per_record)
 
 
-@dataclasses.dataclass
-class DPSGD(base.Defense):
-  """DP-SGD fine-tuning with tensorflow-privacy's DP Adam optimizer.
+class DPSGDRun(defense_lib.DefenseRun):
+  """DP-SGD on one model's records: counts the DP steps for accounting.
 
-  Attributes:
-    noise_multiplier: σ > 0: noise standard deviation / clip norm (WeMem's
-      grid 0.01, 0.1, 1; default 1.0).
-    l2_norm_clip: per-record gradient clip norm C > 0 (default 1.0).
-    delta: δ of the reported ε; None: 1/n for n fine-tuning records.
+  Every epoch visits every record once (the inherited shuffled plan): what
+  `epsilon` (per-epoch accounting) assumes. Subclasses must keep this.
   """
-  noise_multiplier: float = 1.0
-  l2_norm_clip: float = 1.0
-  delta: Optional[float] = None
 
-  name = "dp"
-
-  def __post_init__(self):
-    base.Defense.__init__(self)
-    for field in ("noise_multiplier", "l2_norm_clip"):
-      value = getattr(self, field)
-      if not (isinstance(value, numbers.Real) and not isinstance(value, bool)
-              and math.isfinite(value) and value > 0):
-        raise ValueError(f"DP-SGD {field} must be a finite number > 0, got "
-                         f"{value!r}.")
-      setattr(self, field, float(value))
-    if self.delta is not None and not (isinstance(self.delta, numbers.Real)
-                                       and 0 < self.delta < 1):
-      raise ValueError(f"DP-SGD delta must lie in (0, 1), got {self.delta!r}.")
-    self._step_ref = None  # weak reference to the latest DPSGDStep
-
-  def bind(self, records, train_config, num_iterations, epochs_per_iteration,
-           seed):
-    super().bind(records, train_config, num_iterations, epochs_per_iteration,
-                 seed)
-    n = len(records.y)
-    if n < 2:
-      raise ValueError(f"DP-SGD needs >= 2 training records, got {n}.")
-    step = self._latest_step()
-    if step is not None and step.steps is not None:
-      step.steps.assign(0)  # count only what runs after this bind
-
-  def epoch_plan(self, iteration, epoch, rng):
-    # Every record once per epoch: what `epsilon` (per-epoch accounting)
-    # assumes. Subclasses must keep this property.
-    return super().epoch_plan(iteration, epoch, rng)
+  def __init__(self, defense: "DPSGD", records, tuning):
+    super().__init__(defense, records, tuning)
+    self._steps: List[DPSGDStep] = []
 
   def train_step(self) -> loop_lib.TrainStep:
-    step = DPSGDStep(self.l2_norm_clip, self.noise_multiplier)
-    self._step_ref = weakref.ref(step)
+    step = DPSGDStep(self.defense.l2_norm_clip, self.defense.noise_multiplier)
+    self._steps.append(step)
     return step
 
-  def _latest_step(self) -> Optional[DPSGDStep]:
-    return self._step_ref() if self._step_ref is not None else None
-
   def steps_run(self) -> int:
-    """DP steps the most recently created step ran since `bind`."""
-    step = self._latest_step()
-    if step is None or step.steps is None:
+    """DP steps the most recently created step ran."""
+    if not self._steps or self._steps[-1].steps is None:
       return 0
-    return int(step.steps.numpy())
+    return int(self._steps[-1].steps.numpy())
 
   def privacy(self, steps: Optional[int] = None) -> Dict[str, Any]:
     """ε at δ for `steps` DP steps (default: the steps run) on the records."""
-    if self.records is None:
-      raise ValueError("DP-SGD privacy accounting needs the training records:"
-                       " call bind (the pruner does) first.")
+    d = self.defense
     n = len(self.records.y)
     batch = min(self.train_config.batch_size, n)
     steps = self.steps_run() if steps is None else int(steps)
     batches_per_epoch = math.ceil(n / batch)
     epochs = math.ceil(steps / batches_per_epoch)
-    delta = self.delta if self.delta is not None else 1.0 / n
+    delta = d.delta if d.delta is not None else 1.0 / n
     out = {
-        "epsilon": epsilon_per_epoch(self.noise_multiplier, epochs, delta),
-        "epsilon_poisson": epsilon_poisson(self.noise_multiplier, batch / n,
+        "epsilon": epsilon_per_epoch(d.noise_multiplier, epochs, delta),
+        "epsilon_poisson": epsilon_poisson(d.noise_multiplier, batch / n,
                                            steps, delta),
         "delta": delta,
         "steps": steps,
@@ -200,12 +179,45 @@ class DPSGD(base.Defense):
       import tensorflow_privacy  # pylint: disable=g-import-not-at-top
       out["statement"] = tensorflow_privacy.compute_dp_sgd_privacy_statement(
           number_of_examples=n, batch_size=batch,
-          num_epochs=steps * batch / n, noise_multiplier=self.noise_multiplier,
+          num_epochs=steps * batch / n, noise_multiplier=d.noise_multiplier,
           delta=delta, used_microbatching=False)
     return out
 
   def report(self) -> Dict[str, Any]:
-    out = {"defense": self.name, **self.config()}
-    if self.records is not None:
-      out.update(self.privacy())
+    out = super().report()
+    out.update(self.privacy())
     return out
+
+
+@dataclasses.dataclass(frozen=True)
+class DPSGD(defense_lib.Defense):
+  """DP-SGD fine-tuning with tensorflow-privacy's DP Adam optimizer.
+
+  Attributes:
+    noise_multiplier: σ > 0: noise standard deviation / clip norm (WeMem's
+      grid 0.01, 0.1, 1; default 1.0).
+    l2_norm_clip: per-record gradient clip norm C > 0 (default 1.0).
+    delta: δ of the reported ε; None: 1/n for n fine-tuning records.
+  """
+  noise_multiplier: float = settings_lib.setting(
+      1.0, "dp_noise_multiplier", "DP-SGD noise multiplier σ.", low=0,
+      low_open=True,
+      tune=settings_lib.Tune("dp_noise_multiplier", 0.01, 1.0, "log"))
+  l2_norm_clip: float = settings_lib.setting(
+      1.0, "dp_l2_norm_clip", "DP-SGD per-record clipping norm.", low=0,
+      low_open=True)
+  delta: Optional[float] = settings_lib.setting(
+      None, "dp_delta", "DP-SGD δ of the reported ε (default 1/n).", low=0,
+      high=1, low_open=True, high_open=True, optional=True)
+
+  name: ClassVar[str] = "dp"
+  display_name: ClassVar[str] = "DP-SGD"
+  RUN: ClassVar[type] = DPSGDRun
+
+  def bind(self, records, train_config=loop_lib.TrainConfig(),
+           num_iterations=1, epochs_per_iteration=1, seed=0):
+    n = len(records.y)
+    if n < 2:
+      raise ValueError(f"DP-SGD needs >= 2 training records, got {n}.")
+    return super().bind(records, train_config, num_iterations,
+                        epochs_per_iteration, seed)

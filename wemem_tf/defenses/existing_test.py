@@ -4,9 +4,12 @@ The "does its job" tests fine-tune one small overfit digits model (150
 members, trained 30 epochs without defense) for a few more epochs with each
 defense and with no defense, same seed, and compare the member/non-member
 separation. The pipeline tests run every defense through the library's
-iterative pruner on digits with tiny settings.
+iterative pruner on digits with tiny settings. The settings tests cover
+every registered defense (the catalog's ten): frozen settings, their
+`get_config` / `from_config` round trip, and runs that share no state.
 """
 
+import dataclasses
 import json
 import math
 
@@ -20,13 +23,15 @@ import tensorflow as tf  # pylint: disable=g-bad-import-order
 from wemem_tf.data import datasets
 from wemem_tf.data import splits as splits_lib
 from wemem_tf.defenses import advreg
-from wemem_tf.defenses import base
+from wemem_tf.defenses import catalog
+from wemem_tf.defenses import defense as defense_lib
 from wemem_tf.defenses import dp_sgd
 from wemem_tf.defenses import existing
 from wemem_tf.defenses import hamp
 from wemem_tf.defenses import ppb
-from wemem_tf.defenses import registry
 from wemem_tf.defenses import relaxloss
+from wemem_tf.defenses import settings as settings_lib
+from wemem_tf.defenses import wemem
 from wemem_tf.models import zoo
 from wemem_tf.pruning import iterative
 from wemem_tf.pruning import pipeline
@@ -43,16 +48,18 @@ FT_CONFIG = loop_lib.TrainConfig(batch_size=32)
 
 def test_registered_by_name_with_defaults():
   for name in NAMES:
-    assert name in registry.available_defenses()
-    defense = registry.get_defense(name)
+    assert name in catalog.available_defenses()
+    defense = catalog.get_defense(name)
     assert isinstance(defense, existing.EXISTING[name])
+    assert catalog.defense_class(name) is existing.EXISTING[name]
     assert defense.name == name
-    json.dumps(defense.config())
-  assert registry.get_defense("ppb").alpha == 4.0
-  assert registry.get_defense("advreg").attack_steps == 7
-  assert registry.get_defense("dp").l2_norm_clip == 1.0
-  assert registry.get_defense("relaxloss").alpha == 1.0
-  assert registry.get_defense("hamp").entropy_threshold == 0.5
+    json.dumps(defense.get_config())
+    assert defense.config() == defense.get_config()
+  assert catalog.get_defense("ppb").alpha == 4.0
+  assert catalog.get_defense("advreg").attack_steps == 7
+  assert catalog.get_defense("dp").l2_norm_clip == 1.0
+  assert catalog.get_defense("relaxloss").alpha == 1.0
+  assert catalog.get_defense("hamp").entropy_threshold == 0.5
 
 
 @pytest.mark.parametrize("cls,kwargs,match", [
@@ -80,28 +87,123 @@ def test_bad_settings_are_rejected(cls, kwargs, match):
     cls(**kwargs)
 
 
+def test_errors_name_the_setting_and_its_flag():
+  with pytest.raises(ValueError, match=r"^PPB alpha \(--ppb_alpha\) must be a "
+                     r"finite number >= 0, got -1\.$"):
+    ppb.PPB(alpha=-1)
+  with pytest.raises(ValueError, match=r"^DP-SGD noise_multiplier "
+                     r"\(--dp_noise_multiplier\) must be a finite number > 0, "
+                     r"got 0\.0\.$"):
+    dp_sgd.DPSGD(noise_multiplier=0.0)
+  with pytest.raises(ValueError, match=r"^AdvReg attack_steps "
+                     r"\(--advreg_attack_steps\) must be an integer >= 1"):
+    advreg.AdvReg(attack_steps=2.5)
+  with pytest.raises(ValueError, match="unknown defense 'magic'"):
+    catalog.get_defense("magic")
+  with pytest.raises(ValueError, match="its settings are"):
+    catalog.get_defense("ppb", beta=1.0)
+
+
+# Every registered defense with settings other than its defaults (WeMem's
+# scores are data: passed to the constructor, not part of the settings).
+_SCORES = np.linspace(0.0, 1.0, 40)
+CONFIGURED = {
+    "none": lambda: defense_lib.Defense(),
+    "rsw": lambda: wemem.RSW(scores=_SCORES, order="h2l", stride=2, width=7),
+    "rmr": lambda: wemem.RMR(scores=_SCORES, tau_share=0.2, lambda_mem=0.05,
+                             shared_optimizer=True),
+    "swmr": lambda: wemem.SWMR(scores=_SCORES, order="l2h", stride=3,
+                               width=20, tau=0.4, lambda_mem=0.3,
+                               shuffle_within_epoch=False),
+    "random": lambda: wemem.RandomWindow(stride=0.5, width=7.5),
+    "ppb": lambda: ppb.PPB(alpha=8.0),
+    "advreg": lambda: advreg.AdvReg(weight=2.0, attack_steps=3,
+                                    attack_hidden=(32, 16),
+                                    attack_learning_rate=1e-4),
+    "dp": lambda: dp_sgd.DPSGD(noise_multiplier=0.1, l2_norm_clip=2.0,
+                               delta=1e-5),
+    "relaxloss": lambda: relaxloss.RelaxLoss(alpha=0.5, upper=0.9),
+    "hamp": lambda: hamp.HAMP(entropy_threshold=0.7, alpha=0.01,
+                              random_inputs="bits", modify_output=False),
+}
+
+
+def test_the_catalog_holds_ten_defenses():
+  assert catalog.available_defenses() == list(CONFIGURED)
+  assert all(catalog.defense_class(name).name == name for name in CONFIGURED)
+
+
+def _rebuild(defense):
+  """`from_config` of the JSON text of `get_config` (scores passed again)."""
+  config = json.loads(json.dumps(defense.get_config()))
+  data = {"scores": defense.scores} if hasattr(defense, "scores") else {}
+  return type(defense).from_config(config, **data)
+
+
+@pytest.mark.parametrize("name", list(CONFIGURED))
+def test_config_round_trip(name):
+  cls = catalog.defense_class(name)
+  for defense in (CONFIGURED[name](), cls() if name in (
+      "none", "random") + NAMES else None):
+    if defense is None:  # RSW / RMR / SWMR: no default without scores
+      defense = cls(scores=_SCORES)
+    assert type(defense) is cls
+    config = defense.get_config()
+    assert set(config) == {f.name for f in dataclasses.fields(cls)
+                           if "setting" in f.metadata}
+    assert set(settings_lib.declared(cls)) <= set(config)
+    assert "scores" not in config
+    rebuilt = _rebuild(defense)
+    assert type(rebuilt) is cls
+    assert rebuilt == defense
+    assert rebuilt.get_config() == config
+    assert json.loads(json.dumps(config)) == config
+    for field in dataclasses.fields(cls):
+      assert getattr(rebuilt, field.name) == getattr(defense, field.name)
+  # The configured settings are not the defaults: the round trip kept them.
+  if name != "none":
+    assert CONFIGURED[name]().get_config() != (
+        cls() if name in ("random",) + NAMES else cls(scores=_SCORES)
+    ).get_config()
+  with pytest.raises(ValueError, match="unknown settings"):
+    cls.from_config({"no_such_setting": 1})
+
+
+@pytest.mark.parametrize("name", list(CONFIGURED))
+def test_settings_are_frozen(name):
+  defense = CONFIGURED[name]()
+  before = defense.get_config()
+  for setting in list(settings_lib.declared(defense))[:2] or ["records"]:
+    with pytest.raises(dataclasses.FrozenInstanceError):
+      setattr(defense, setting, getattr(defense, setting))
+  with pytest.raises(dataclasses.FrozenInstanceError):
+    defense.records = None  # run state lives in the run, not here
+  assert defense.get_config() == before
+
+
 def _records(n=40, num_classes=3, reference=True, dim=5):
   rng = np.random.default_rng(0)
   x = rng.random((n, dim)).astype(np.float32)
   y = np.arange(n) % num_classes
   ref = (x[:10], y[:10]) if reference else (None, None)
-  return base.TrainingRecords(x, y, np.arange(n), num_classes, *ref)
+  return defense_lib.TrainingRecords(x, y, np.arange(n), num_classes, *ref)
 
 
 def _bind(defense, records, config=loop_lib.TrainConfig(batch_size=8)):
-  defense.bind(records, config, 2, 3, 0)
+  """The run of `defense` on `records`."""
+  return defense.bind(records, config, 2, 3, 0)
 
 
 def test_bind_rejects_impossible_settings():
   with pytest.raises(ValueError, match="reference non-member"):
     _bind(advreg.AdvReg(), _records(reference=False))
   bad_shape = _records()
-  bad_shape = base.TrainingRecords(bad_shape.x, bad_shape.y, bad_shape.index,
+  bad_shape = defense_lib.TrainingRecords(bad_shape.x, bad_shape.y, bad_shape.index,
                                    3, bad_shape.x[:4, :2], bad_shape.y[:4])
   with pytest.raises(ValueError, match="feature shape"):
     _bind(advreg.AdvReg(), bad_shape)
   bad_labels = _records()
-  bad_labels = base.TrainingRecords(bad_labels.x, bad_labels.y,
+  bad_labels = defense_lib.TrainingRecords(bad_labels.x, bad_labels.y,
                                     bad_labels.index, 3, bad_labels.x[:4],
                                     np.array([0, 1, 2, 3]))
   with pytest.raises(ValueError, match="reference labels"):
@@ -112,10 +214,63 @@ def test_bind_rejects_impossible_settings():
     _bind(relaxloss.RelaxLoss(), _records(num_classes=1))
   with pytest.raises(ValueError, match="classes"):
     _bind(hamp.HAMP(), _records(num_classes=1))
-  with pytest.raises(ValueError, match="bind"):
-    hamp.HAMP().inference_model(zoo.column_fc((5,), 3))
-  with pytest.raises(ValueError, match="bind"):
-    dp_sgd.DPSGD().privacy()
+  with pytest.raises(ValueError, match="DP-SGD needs >= 2"):
+    _bind(dp_sgd.DPSGD(), _records(n=1, num_classes=1))
+  # What needs the records exists only on a bound run, never on the defense.
+  for defense, state in ((hamp.HAMP(), "inference_model"),
+                         (dp_sgd.DPSGD(), "privacy"),
+                         (dp_sgd.DPSGD(), "steps_run"),
+                         (advreg.AdvReg(), "report"),
+                         (relaxloss.RelaxLoss(), "epoch_plan"),
+                         (ppb.PPB(), "train_step"),
+                         (hamp.HAMP(), "records")):
+    assert not hasattr(defense, state), state
+  assert hamp.HAMP().modifies_output and not hamp.HAMP(
+      modify_output=False).modifies_output
+
+
+def _train(run, records, epochs):
+  """Trains a fresh small model `epochs` epochs with `run`'s step and plans."""
+  keras.utils.set_random_seed(0)
+  config = loop_lib.TrainConfig(batch_size=8)
+  loop = loop_lib.TrainingLoop(zoo.column_fc((5,), 3), config,
+                               run.train_step())
+  x, y = tf.constant(records.x), tf.constant(records.y)
+  rng = np.random.default_rng(0)
+  for epoch in range(epochs):
+    loop.train_epoch(x, y, run.epoch_plan(0, epoch, rng))
+
+
+def test_two_binds_of_one_defense_are_independent_runs():
+  """Victim, shadows and reference models bind one frozen defense: what a
+  run counts (DP steps, AdvReg's attack) is its own."""
+  records = _records()
+  fewer_references = defense_lib.TrainingRecords(
+      records.x, records.y, records.index, 3, records.x[:4], records.y[:4])
+
+  dp = dp_sgd.DPSGD(noise_multiplier=1.0)
+  first, second = _bind(dp, records), _bind(dp, records)
+  assert first is not second and first.defense is dp and second.defense is dp
+  _train(first, records, 1)
+  assert first.steps_run() == 5  # 40 records, batches of 8
+  assert second.steps_run() == 0 and second.privacy()["steps"] == 0
+  _train(second, records, 2)
+  assert (first.steps_run(), second.steps_run()) == (5, 10)
+  assert first.report()["epochs"] == 1 and second.report()["epochs"] == 2
+  assert dp == dp_sgd.DPSGD(noise_multiplier=1.0)
+  assert set(vars(dp)) == {"noise_multiplier", "l2_norm_clip", "delta"}
+
+  adv = advreg.AdvReg(attack_hidden=(8, 4))
+  first, second = _bind(adv, records), _bind(adv, fewer_references)
+  assert first.report()["reference_records"] == 10
+  assert second.report()["reference_records"] == 4
+  _train(first, records, 1)
+  assert math.isfinite(first.report()["final_attack_loss"])
+  assert "final_attack_loss" not in second.report()
+  assert first.train_step() is not second.train_step()
+  assert adv == advreg.AdvReg(attack_hidden=(8, 4))
+  assert set(vars(adv)) == {"weight", "attack_steps", "attack_hidden",
+                            "attack_learning_rate"}
 
 
 # -------------------------------------------------------- building blocks
@@ -147,12 +302,14 @@ def test_advreg_default_inference_network_is_nasr_et_al():
 
 
 def test_relaxloss_plan_alternates_epoch_parity():
-  defense = relaxloss.RelaxLoss()
-  _bind(defense, _records())
+  run = _bind(relaxloss.RelaxLoss(), _records())
+  assert relaxloss.ASCENT == loop_lib.BatchKind.EVEN_EPOCH
+  assert relaxloss.FLATTEN == loop_lib.BatchKind.ODD_EPOCH
   rng = np.random.default_rng(0)
   for epoch in range(4):
-    plan = defense.epoch_plan(1, epoch, rng)
-    assert np.all(plan.batch_group == epoch % 2)
+    plan = run.epoch_plan(1, epoch, rng)
+    assert np.all(plan.batch_kind == (relaxloss.FLATTEN if epoch % 2
+                                      else relaxloss.ASCENT))
     assert sorted(plan.order) == list(range(40))
 
 
@@ -189,15 +346,25 @@ def test_hamp_rearrange_keeps_ranking_and_template_values():
 
 def test_hamp_random_inputs_follow_the_feature_domain():
   bits = _records()
-  bits = base.TrainingRecords((bits.x > 0.5).astype(np.float32), bits.y,
-                              bits.index, 3)
+  bits = defense_lib.TrainingRecords((bits.x > 0.5).astype(np.float32),
+                                     bits.y, bits.index, 3)
   defense = hamp.HAMP()
-  _bind(defense, bits)
-  assert defense.report()["random_inputs_drawn"] == "bits"
-  _bind(defense, _records())
-  assert defense.report()["random_inputs_drawn"] == "uniform"
+  bits_run = _bind(defense, bits)
+  assert bits_run.report()["random_inputs_drawn"] == "bits"
+  uniform_run = _bind(defense, _records())
+  assert uniform_run.report()["random_inputs_drawn"] == "uniform"
+  # Two runs of one defense: the second bind changed nothing of the first.
+  assert bits_run.report()["random_inputs_drawn"] == "bits"
+  np.testing.assert_array_equal(bits_run.high, np.ones(5))
+  np.testing.assert_array_equal(uniform_run.high,
+                                _records().x.max(axis=0))
+  assert defense == hamp.HAMP()
   model = zoo.column_fc((5,), 3)
-  assert hamp.HAMP(modify_output=False).inference_model(model) is model
+  assert _bind(hamp.HAMP(modify_output=False),
+               _records()).inference_model(model) is model
+  assert not _bind(hamp.HAMP(modify_output=False), _records()).modifies_output
+  served = uniform_run.inference_model(model)
+  assert served is not model and uniform_run.modifies_output
 
 
 def test_dp_optimizer_clips_each_record():
@@ -228,17 +395,17 @@ def test_dp_optimizer_clips_each_record():
 def test_dp_epsilon_is_finite_and_shrinks_as_noise_grows():
   epsilons = []
   for sigma in (0.01, 0.1, 1.0, 2.0):
-    defense = dp_sgd.DPSGD(noise_multiplier=sigma)
-    _bind(defense, _records(n=400), loop_lib.TrainConfig(batch_size=40))
-    report = defense.privacy(steps=200)  # 20 epochs of 10 batches
+    run = _bind(dp_sgd.DPSGD(noise_multiplier=sigma), _records(n=400),
+                loop_lib.TrainConfig(batch_size=40))
+    report = run.privacy(steps=200)  # 20 epochs of 10 batches
     assert report["delta"] == pytest.approx(1 / 400)
     assert report["epochs"] == 20
     assert math.isfinite(report["epsilon"]) and report["epsilon"] > 0
     assert math.isfinite(report["epsilon_poisson"])
     epsilons.append(report["epsilon"])
   assert all(a > b for a, b in zip(epsilons, epsilons[1:]))
-  fewer = dp_sgd.DPSGD(noise_multiplier=1.0)
-  _bind(fewer, _records(n=400), loop_lib.TrainConfig(batch_size=40))
+  fewer = _bind(dp_sgd.DPSGD(noise_multiplier=1.0), _records(n=400),
+                loop_lib.TrainConfig(batch_size=40))
   assert fewer.privacy(steps=50)["epsilon"] < epsilons[2]
 
 
@@ -264,21 +431,22 @@ def overfit():
 
 def _finetune(case, defense, epochs=10):
   """Fine-tunes the overfit model with `defense` (None: none); returns
-  (trained model, served model, per-epoch mean batch losses)."""
+  (trained model, served model, per-epoch mean batch losses, the run)."""
   ds, mem, ref = case["ds"], case["mem"], case["ref"]
-  defense = defense or base.Defense()
+  defense = defense or defense_lib.Defense()
   keras.utils.set_random_seed(3)
   model = zoo.column_fc(ds.input_shape, 10)
   model.set_weights(case["weights"])
-  defense.bind(base.TrainingRecords(ds.x[mem], ds.y[mem], mem, 10, ds.x[ref],
-                                    ds.y[ref]), FT_CONFIG, 1, epochs, 3)
-  loop = loop_lib.TrainingLoop(model, FT_CONFIG, defense.train_step())
+  run = defense.bind(defense_lib.TrainingRecords(
+      ds.x[mem], ds.y[mem], mem, 10, ds.x[ref], ds.y[ref]), FT_CONFIG, 1,
+                     epochs, 3)
+  loop = loop_lib.TrainingLoop(model, FT_CONFIG, run.train_step())
   x, y = tf.constant(ds.x[mem]), tf.constant(ds.y[mem])
   rng = np.random.default_rng(3)
-  losses = [loop.train_epoch(x, y, defense.epoch_plan(0, e, rng))
+  losses = [loop.train_epoch(x, y, run.epoch_plan(0, e, rng))
             for e in range(epochs)]
   assert loop.trace_count == 1
-  return model, defense.inference_model(model), losses
+  return model, run.inference_model(model), losses, run
 
 
 def _true_class(model, x, y):
@@ -306,7 +474,7 @@ def _separation(case, served):
 
 @pytest.fixture(scope="module")
 def undefended(overfit):
-  model, served, losses = _finetune(overfit, None)
+  model, served, losses, _ = _finetune(overfit, None)
   return dict(model=model, losses=losses, **_separation(overfit, served))
 
 
@@ -316,7 +484,7 @@ def test_the_case_overfits(undefended):
 
 
 def test_ppb_narrows_the_posterior_gap(overfit, undefended):
-  _, served, _ = _finetune(overfit, ppb.PPB())
+  _, served, _, _ = _finetune(overfit, ppb.PPB())
   defended = _separation(overfit, served)
   # The member/non-member gap of the logit-scaled true-class confidence (the
   # statistic LiRA models) shrinks; see the report for the plain confidence.
@@ -325,7 +493,7 @@ def test_ppb_narrows_the_posterior_gap(overfit, undefended):
 
 def test_relaxloss_holds_the_train_loss_near_alpha(overfit, undefended):
   alpha = 1.0
-  model, _, losses = _finetune(overfit, relaxloss.RelaxLoss(alpha=alpha))
+  model, _, losses, _ = _finetune(overfit, relaxloss.RelaxLoss(alpha=alpha))
   ds, mem = overfit["ds"], overfit["mem"]
   train_ce = float(tf.reduce_mean(loop_lib.sparse_ce_from_logits(
       ds.y[mem], model(ds.x[mem]))))
@@ -335,12 +503,13 @@ def test_relaxloss_holds_the_train_loss_near_alpha(overfit, undefended):
 
 
 def test_advreg_lowers_the_confidence_attack_auc(overfit, undefended):
-  _, served, _ = _finetune(overfit, advreg.AdvReg(weight=4.0, **SMALL_ADVREG))
+  _, served, _, _ = _finetune(overfit,
+                              advreg.AdvReg(weight=4.0, **SMALL_ADVREG))
   assert _separation(overfit, served)["auc"] < undefended["auc"] - 0.03
 
 
 def test_hamp_lowers_the_confidence_attack_auc(overfit, undefended):
-  model, served, _ = _finetune(overfit, hamp.HAMP())
+  model, served, _, _ = _finetune(overfit, hamp.HAMP())
   assert _separation(overfit, served)["auc"] < undefended["auc"] - 0.03
   # Output modification keeps every prediction.
   x = overfit["ds"].x[overfit["non"]]
@@ -350,8 +519,8 @@ def test_hamp_lowers_the_confidence_attack_auc(overfit, undefended):
 
 def test_dp_counts_its_steps_for_accounting(overfit):
   defense = dp_sgd.DPSGD(noise_multiplier=1.0)
-  _finetune(overfit, defense, epochs=2)
-  report = defense.report()
+  _, _, _, run = _finetune(overfit, defense, epochs=2)
+  report = run.report()
   assert report["steps"] == 2 * math.ceil(150 / 32)
   assert report["epochs"] == 2
   assert math.isfinite(report["epsilon"])
@@ -377,7 +546,7 @@ def test_runs_through_the_pipeline(digits_pretrained, name):
   # Default settings (AdvReg: a smaller inference network, to keep this fast).
   def make():
     return (advreg.AdvReg(**SMALL_ADVREG) if name == "advreg"
-            else registry.get_defense(name))
+            else catalog.get_defense(name))
   defense = make()
   pcfg = iterative.PruningConfig(0.5, 2, epochs_per_iteration=2)
   tcfg = loop_lib.TrainConfig(max_epochs=3)
@@ -387,9 +556,13 @@ def test_runs_through_the_pipeline(digits_pretrained, name):
       pipeline.clone_with_weights(pretrained), pcfg.schedule(),
       defense=defense)
   pruner = iterative.IterativePruner(wrapped, pcfg, tcfg)
+  assert pruner.loop is None and pruner.defense_run is None
+  config = defense.get_config()
   history = pruner.run(train, dev, seed=0, train_index=split.train)
   assert pruner.loop.trace_count == 1
   assert len(history) == 2
+  assert pruner.defense is defense and pruner.defense_run.defense is defense
+  assert defense.get_config() == config
   # And through pretrain_and_prune (by name, except AdvReg).
   result = pipeline.pretrain_and_prune(
       ds, split, 0, pruning_config=pcfg, train_config=tcfg,

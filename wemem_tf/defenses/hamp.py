@@ -37,21 +37,17 @@ CIFAR-10 run uses γ = 0.5, α = 0.005; Texas γ = 0.6, α = 0.01). L2
 
 import dataclasses
 import math
-import numbers
-from typing import Any, Dict, Optional
+from typing import Any, ClassVar, Dict
 
 import numpy as np
 import tensorflow as tf
 
 from wemem_tf._keras import keras
-from wemem_tf.defenses import base
+from wemem_tf.defenses import defense as defense_lib
+from wemem_tf.defenses import settings as settings_lib
 from wemem_tf.training import loop as loop_lib
 
 RANDOM_INPUTS = ("auto", "bits", "uniform")
-
-
-def _is_real(value) -> bool:
-  return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
 def soft_label_entropy(p_true: float, num_classes: int) -> float:
@@ -89,13 +85,13 @@ class HAMPStep(loop_lib.TrainStep):
     self.p_true = None
     self.num_classes = None
 
-  def build(self, model, config):
-    super().build(model, config)
+  def build(self, model, config, optimizer=None):
+    super().build(model, config, optimizer)
     self.num_classes = int(model.output_shape[-1])
     self.p_true = top1_probability(self.num_classes, self.entropy_threshold)
 
-  def __call__(self, model, xb, yb, weight_decay, group):
-    del group
+  def __call__(self, model, xb, yb, weight_decay, kind):
+    del kind
     c = self.num_classes
     onehot = tf.one_hot(yb, c)
     soft = onehot * self.p_true + (1.0 - onehot) * ((1.0 - self.p_true) /
@@ -157,8 +153,47 @@ class HAMPOutputModification(keras.layers.Layer):
     return self.model.compute_output_shape(input_shape)
 
 
-@dataclasses.dataclass
-class HAMP(base.Defense):
+class HAMPRun(defense_lib.DefenseRun):
+  """HAMP on one model's records: the soft labels' top-1 probability and
+  the feature domain of the inference-time random inputs."""
+
+  def __init__(self, defense: "HAMP", records, tuning):
+    super().__init__(defense, records, tuning)
+    self.p_true = top1_probability(records.num_classes,
+                                   defense.entropy_threshold)
+    x = np.asarray(records.x, np.float32)
+    if defense.random_inputs == "auto":
+      self.bits = bool(np.all((x == 0) | (x == 1)))
+    else:
+      self.bits = defense.random_inputs == "bits"
+    if self.bits:
+      self.low = np.zeros(x.shape[1:], np.float32)
+      self.high = np.ones(x.shape[1:], np.float32)
+    else:
+      self.low, self.high = x.min(axis=0), x.max(axis=0)
+
+  def train_step(self) -> loop_lib.TrainStep:
+    return HAMPStep(self.defense.entropy_threshold, self.defense.alpha)
+
+  def inference_model(self, model: keras.Model) -> keras.Model:
+    """`model` behind HAMP's output modification (a new functional model that
+    shares `model`'s weights and outputs logits)."""
+    if not self.defense.modify_output:
+      return model
+    inputs = keras.Input(model.input_shape[1:])
+    outputs = HAMPOutputModification(model, self.low, self.high, self.bits,
+                                     name="hamp_output_modification")(inputs)
+    return keras.Model(inputs, outputs, name=f"{model.name}_hamp")
+
+  def report(self) -> Dict[str, Any]:
+    out = super().report()
+    out["soft_label_top1"] = self.p_true
+    out["random_inputs_drawn"] = "bits" if self.bits else "uniform"
+    return out
+
+
+@dataclasses.dataclass(frozen=True)
+class HAMP(defense_lib.Defense):
   """HAMP (Chen & Pattabiraman 2024): high-entropy soft labels, entropy
   regularization and output modification.
 
@@ -172,75 +207,37 @@ class HAMP(base.Defense):
     modify_output: serve the output-modified model (True, HAMP) or the
       trained model itself (False: training-time parts only, an ablation).
   """
-  entropy_threshold: float = 0.5
-  alpha: float = 0.001
-  random_inputs: str = "auto"
-  modify_output: bool = True
+  entropy_threshold: float = settings_lib.setting(
+      0.5, "hamp_entropy_threshold",
+      "HAMP's entropy threshold γ in (0, 1) (a fraction of log C).",
+      low=0, high=1, low_open=True, high_open=True,
+      tune=settings_lib.Tune("hamp_entropy_threshold", 0.5, 0.95))
+  alpha: float = settings_lib.setting(
+      0.001, "hamp_alpha", "HAMP's entropy-regularization weight.", low=0,
+      tune=settings_lib.Tune("hamp_alpha", 1e-4, 1e-2, "log"))
+  random_inputs: str = settings_lib.setting(
+      "auto", "hamp_random_inputs", "How HAMP draws its inference-time "
+      "random inputs: auto, bits or uniform.", kind="choice",
+      choices=RANDOM_INPUTS)
+  modify_output: bool = settings_lib.setting(
+      True, "hamp_modify_output", "HAMP's output modification at inference.",
+      kind="bool")
 
-  name = "hamp"
+  name: ClassVar[str] = "hamp"
+  display_name: ClassVar[str] = "HAMP"
+  RUN: ClassVar[type] = HAMPRun
+  EXPOSED: ClassVar = ("entropy_threshold", "alpha", "modify_output")
 
-  def __post_init__(self):
-    base.Defense.__init__(self)
-    if not (_is_real(self.entropy_threshold)
-            and 0 < self.entropy_threshold < 1):
-      raise ValueError("HAMP entropy_threshold γ must lie in (0, 1) (a "
-                       "fraction of the largest entropy log C), got "
-                       f"{self.entropy_threshold!r}.")
-    if not (_is_real(self.alpha) and math.isfinite(self.alpha)
-            and self.alpha >= 0):
-      raise ValueError(f"HAMP alpha must be a finite number >= 0, got "
-                       f"{self.alpha!r}.")
-    if self.random_inputs not in RANDOM_INPUTS:
-      raise ValueError(f"HAMP random_inputs must be one of {RANDOM_INPUTS}, "
-                       f"got {self.random_inputs!r}.")
-    self.entropy_threshold = float(self.entropy_threshold)
-    self.alpha = float(self.alpha)
-    self._low: Optional[np.ndarray] = None
-    self._high: Optional[np.ndarray] = None
-    self._bits = False
-    self._p_true: Optional[float] = None
+  @property
+  def modifies_output(self) -> bool:
+    return self.modify_output
 
-  def bind(self, records, train_config, num_iterations, epochs_per_iteration,
-           seed):
-    super().bind(records, train_config, num_iterations, epochs_per_iteration,
-                 seed)
+  def bind(self, records, train_config=loop_lib.TrainConfig(),
+           num_iterations=1, epochs_per_iteration=1, seed=0):
     if records.num_classes < 2:
       raise ValueError(f"HAMP needs >= 2 classes, got {records.num_classes}.")
     if len(records.y) == 0:
       raise ValueError("HAMP needs training records (the random inputs of "
                        "output modification span their feature range).")
-    self._p_true = top1_probability(records.num_classes,
-                                    self.entropy_threshold)
-    x = np.asarray(records.x, np.float32)
-    if self.random_inputs == "auto":
-      self._bits = bool(np.all((x == 0) | (x == 1)))
-    else:
-      self._bits = self.random_inputs == "bits"
-    if self._bits:
-      self._low, self._high = (np.zeros(x.shape[1:], np.float32),
-                               np.ones(x.shape[1:], np.float32))
-    else:
-      self._low, self._high = x.min(axis=0), x.max(axis=0)
-
-  def train_step(self) -> loop_lib.TrainStep:
-    return HAMPStep(self.entropy_threshold, self.alpha)
-
-  def inference_model(self, model: keras.Model) -> keras.Model:
-    """`model` behind HAMP's output modification (a new functional model that
-    shares `model`'s weights and outputs logits)."""
-    if not self.modify_output:
-      return model
-    if self._low is None:
-      raise ValueError("HAMP.inference_model needs the training records' "
-                       "feature range: call bind (the pruner does) first.")
-    inputs = keras.Input(model.input_shape[1:])
-    outputs = HAMPOutputModification(model, self._low, self._high, self._bits,
-                                     name="hamp_output_modification")(inputs)
-    return keras.Model(inputs, outputs, name=f"{model.name}_hamp")
-
-  def report(self) -> Dict[str, Any]:
-    out = {"defense": self.name, **self.config()}
-    if self._p_true is not None:
-      out["soft_label_top1"] = self._p_true
-      out["random_inputs_drawn"] = "bits" if self._bits else "uniform"
-    return out
+    return super().bind(records, train_config, num_iterations,
+                        epochs_per_iteration, seed)

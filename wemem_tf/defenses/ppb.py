@@ -22,18 +22,13 @@ the gradients, Adam.
 """
 
 import dataclasses
-import math
-import numbers
-from typing import Any, Dict
+from typing import ClassVar
 
 import tensorflow as tf
 
-from wemem_tf.defenses import base
+from wemem_tf.defenses import defense as defense_lib
+from wemem_tf.defenses import settings as settings_lib
 from wemem_tf.training import loop as loop_lib
-
-
-def _is_real(value) -> bool:
-  return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
 def sorted_pair_kl(logits: tf.Tensor) -> tf.Tensor:
@@ -61,8 +56,8 @@ class PPBStep(loop_lib.TrainStep):
     super().__init__()
     self.alpha = float(alpha)
 
-  def __call__(self, model, xb, yb, weight_decay, group):
-    del group
+  def __call__(self, model, xb, yb, weight_decay, kind):
+    del kind
 
     def objective():
       logits = model(xb, training=True)
@@ -72,36 +67,32 @@ class PPBStep(loop_lib.TrainStep):
     return self.descend(model, objective, weight_decay)
 
 
-@dataclasses.dataclass
-class PPB(base.Defense):
+class PPBRun(defense_lib.DefenseRun):
+
+  def train_step(self) -> loop_lib.TrainStep:
+    return PPBStep(self.defense.alpha)
+
+
+@dataclasses.dataclass(frozen=True)
+class PPB(defense_lib.Defense):
   """Pair-based posterior balancing (Yuan & Zhang 2022).
 
   Attributes:
     alpha: weight α ≥ 0 of the sorted-posterior KL term (WeMem's grid:
       1, 2, 4, 8, 16; default 4). α = 0 is plain fine-tuning.
   """
-  alpha: float = 4.0
+  alpha: float = settings_lib.setting(
+      4.0, "ppb_alpha", "PPB's weight α of the sorted-posterior KL term.",
+      low=0, tune=settings_lib.Tune("ppb_alpha", 1.0, 16.0, "log"))
 
-  name = "ppb"
+  name: ClassVar[str] = "ppb"
+  display_name: ClassVar[str] = "PPB"
+  RUN: ClassVar[type] = PPBRun
 
-  def __post_init__(self):
-    base.Defense.__init__(self)
-    if not (_is_real(self.alpha) and math.isfinite(self.alpha)
-            and self.alpha >= 0):
-      raise ValueError(f"PPB alpha must be a finite number >= 0, got "
-                       f"{self.alpha!r}.")
-    self.alpha = float(self.alpha)
-
-  def bind(self, records, train_config, num_iterations, epochs_per_iteration,
-           seed):
-    super().bind(records, train_config, num_iterations, epochs_per_iteration,
-                 seed)
+  def bind(self, records, train_config=loop_lib.TrainConfig(),
+           num_iterations=1, epochs_per_iteration=1, seed=0):
     if train_config.batch_size < 2:
       raise ValueError("PPB pairs the two halves of each batch; batch_size "
                        f"must be >= 2, got {train_config.batch_size}.")
-
-  def train_step(self) -> loop_lib.TrainStep:
-    return PPBStep(self.alpha)
-
-  def report(self) -> Dict[str, Any]:
-    return {"defense": self.name, **self.config()}
+    return super().bind(records, train_config, num_iterations,
+                        epochs_per_iteration, seed)

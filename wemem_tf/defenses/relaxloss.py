@@ -17,9 +17,9 @@ mean cross-entropy:
 This is Algorithm 1 of the paper in the form of the authors' non-image
 (Purchase/Texas) trainer, which alternates by epoch parity; their CIFAR
 trainer uses a different flattening loss, not implemented here. The epoch
-parity is carried to the compiled step as the batch group of each epoch
-plan (group = epoch mod 2, epochs counted from 0 within each pruning
-iteration), so the training function is traced once. The L2 `weight_decay ·
+parity is carried to the compiled step as the batch kind of each epoch
+plan (`BatchKind.EVEN_EPOCH` / `ODD_EPOCH`, epochs counted from 0 within
+each pruning iteration), so the training function is traced once. The L2 `weight_decay ·
 w` is added to the gradients in every case; Adam as elsewhere.
 
 Default α = 1.0 (METHOD.md §6); `upper` = 1.0 (no clipping, the authors'
@@ -27,22 +27,18 @@ default).
 """
 
 import dataclasses
-import math
-import numbers
-from typing import Any, Dict
+from typing import ClassVar
 
 import numpy as np
 import tensorflow as tf
 
-from wemem_tf.defenses import base
+from wemem_tf.defenses import defense as defense_lib
+from wemem_tf.defenses import settings as settings_lib
 from wemem_tf.training import loop as loop_lib
 
-ASCENT_GROUP = 0    # even epochs: |L − α|
-FLATTEN_GROUP = 1   # odd epochs: descent above α, flattening below
-
-
-def _is_real(value) -> bool:
-  return isinstance(value, numbers.Real) and not isinstance(value, bool)
+ASCENT = loop_lib.BatchKind.EVEN_EPOCH   # even epochs: |L − α|
+FLATTEN = loop_lib.BatchKind.ODD_EPOCH   # odd epochs: descent above α,
+                                         # flattening below
 
 
 def flattened_targets(logits: tf.Tensor, labels: tf.Tensor,
@@ -59,7 +55,7 @@ def flattened_targets(logits: tf.Tensor, labels: tf.Tensor,
 
 
 class RelaxLossStep(loop_lib.TrainStep):
-  """One RelaxLoss update; `group` is the epoch parity (0 even, 1 odd).
+  """One RelaxLoss update; `kind` is the epoch parity (EVEN/ODD_EPOCH).
 
   Returns the batch's mean cross-entropy L (what RelaxLoss keeps near α).
   """
@@ -69,7 +65,7 @@ class RelaxLossStep(loop_lib.TrainStep):
     self.alpha = float(alpha)
     self.upper = float(upper)
 
-  def __call__(self, model, xb, yb, weight_decay, group):
+  def __call__(self, model, xb, yb, weight_decay, kind):
 
     def objective():
       logits = model(xb, training=True)
@@ -78,46 +74,14 @@ class RelaxLossStep(loop_lib.TrainStep):
       flatten = tf.reduce_mean(tf.reduce_sum(
           -soft * tf.nn.log_softmax(logits, axis=-1), axis=-1))
       odd_epoch = tf.where(ce > self.alpha, ce, flatten)
-      loss = tf.where(tf.equal(group, ASCENT_GROUP),
+      loss = tf.where(tf.equal(kind, int(ASCENT)),
                       tf.abs(ce - self.alpha), odd_epoch)
       return loss, ce
 
     return self.descend(model, objective, weight_decay)
 
 
-@dataclasses.dataclass
-class RelaxLoss(base.Defense):
-  """RelaxLoss (Chen et al. 2022): keep the training loss near α.
-
-  Attributes:
-    alpha: target loss level α > 0 (default 1.0).
-    upper: clip of the correct-class confidence kept in the flattened soft
-      labels, in (0, 1] (default 1.0: no clip).
-  """
-  alpha: float = 1.0
-  upper: float = 1.0
-
-  name = "relaxloss"
-
-  def __post_init__(self):
-    base.Defense.__init__(self)
-    if not (_is_real(self.alpha) and math.isfinite(self.alpha)
-            and self.alpha > 0):
-      raise ValueError(f"RelaxLoss alpha (the target loss) must be a finite "
-                       f"number > 0, got {self.alpha!r}.")
-    if not (_is_real(self.upper) and 0 < self.upper <= 1):
-      raise ValueError(f"RelaxLoss upper must lie in (0, 1], got "
-                       f"{self.upper!r}.")
-    self.alpha, self.upper = float(self.alpha), float(self.upper)
-
-  def bind(self, records, train_config, num_iterations, epochs_per_iteration,
-           seed):
-    super().bind(records, train_config, num_iterations, epochs_per_iteration,
-                 seed)
-    if records.num_classes < 2:
-      raise ValueError("RelaxLoss flattens the posterior over the other "
-                       f"classes; it needs >= 2 classes, got "
-                       f"{records.num_classes}.")
+class RelaxLossRun(defense_lib.DefenseRun):
 
   def epoch_plan(self, iteration: int, epoch: int,
                  rng: np.random.Generator) -> loop_lib.EpochPlan:
@@ -125,10 +89,37 @@ class RelaxLoss(base.Defense):
     return loop_lib.batched_plan(rng.permutation(len(self.records.y)),
                                  self.train_config.batch_size,
                                  self.train_config.weight_decay,
-                                 group=epoch % 2)
+                                 FLATTEN if epoch % 2 else ASCENT)
 
   def train_step(self) -> loop_lib.TrainStep:
-    return RelaxLossStep(self.alpha, self.upper)
+    return RelaxLossStep(self.defense.alpha, self.defense.upper)
 
-  def report(self) -> Dict[str, Any]:
-    return {"defense": self.name, **self.config()}
+
+@dataclasses.dataclass(frozen=True)
+class RelaxLoss(defense_lib.Defense):
+  """RelaxLoss (Chen et al. 2022): keep the training loss near α.
+
+  Attributes:
+    alpha: target loss level α > 0 (default 1.0).
+    upper: clip of the correct-class confidence kept in the flattened soft
+      labels, in (0, 1] (default 1.0: no clip).
+  """
+  alpha: float = settings_lib.setting(
+      1.0, "relaxloss_alpha", "RelaxLoss target loss α.", low=0,
+      low_open=True, tune=settings_lib.Tune("relaxloss_alpha", 0.5, 2.0))
+  upper: float = settings_lib.setting(
+      1.0, "relaxloss_upper", "RelaxLoss flattening upper bound in (0, 1].",
+      low=0, high=1, low_open=True)
+
+  name: ClassVar[str] = "relaxloss"
+  display_name: ClassVar[str] = "RelaxLoss"
+  RUN: ClassVar[type] = RelaxLossRun
+
+  def bind(self, records, train_config=loop_lib.TrainConfig(),
+           num_iterations=1, epochs_per_iteration=1, seed=0):
+    if records.num_classes < 2:
+      raise ValueError("RelaxLoss flattens the posterior over the other "
+                       f"classes; it needs >= 2 classes, got "
+                       f"{records.num_classes}.")
+    return super().bind(records, train_config, num_iterations,
+                        epochs_per_iteration, seed)

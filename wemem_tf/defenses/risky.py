@@ -16,26 +16,32 @@ import tensorflow as tf
 from wemem_tf._keras import keras
 from wemem_tf.training import loop as loop_lib
 
-RISKY_GROUP = 1
+RISKY = loop_lib.BatchKind.RISKY
 
 
 class RiskyMemoryStep(loop_lib.TrainStep):
-  """A batch update that sends risky batches (group 1) to their own Adam."""
+  """A batch update that sends RISKY batches to their own Adam."""
 
   def __init__(self, shared_optimizer: bool = False):
     super().__init__()
     self.shared_optimizer = shared_optimizer
     self.risky_optimizer = None
 
-  def build(self, model: keras.Model, config: loop_lib.TrainConfig) -> None:
-    super().build(model, config)
+  def build(self, model: keras.Model, config: loop_lib.TrainConfig,
+            optimizer=None) -> None:
+    super().build(model, config, optimizer)
     if self.shared_optimizer:
       self.risky_optimizer = self.optimizer
     else:
-      self.risky_optimizer = keras.optimizers.Adam(config.learning_rate)
+      # A second optimizer of the same kind and settings (Adam at the
+      # learning rate in the library's loop; a copy of the compiled one
+      # in `model.fit`).
+      self.risky_optimizer = (
+          keras.optimizers.Adam(config.learning_rate) if optimizer is None
+          else type(optimizer).from_config(optimizer.get_config()))
       self.risky_optimizer.build(model.trainable_variables)
 
-  def __call__(self, model, xb, yb, weight_decay, group):
+  def __call__(self, model, xb, yb, weight_decay, kind):
     loss, grads = self.gradients(model, xb, yb, weight_decay)
     pairs = list(zip(grads, model.trainable_variables))
     if self.shared_optimizer:
@@ -48,7 +54,7 @@ class RiskyMemoryStep(loop_lib.TrainStep):
         return tf.constant(0)
       return fn
 
-    tf.cond(tf.equal(group, RISKY_GROUP), apply(self.risky_optimizer),
+    tf.cond(tf.equal(kind, int(RISKY)), apply(self.risky_optimizer),
             apply(self.optimizer))
     return loss
 
@@ -82,12 +88,11 @@ def risky_mask(scores: np.ndarray, tau: Optional[float] = None,
 def plan(risky_positions: np.ndarray, ordinary_positions: np.ndarray,
          config: loop_lib.TrainConfig, lambda_mem: float,
          rng: np.random.Generator) -> loop_lib.EpochPlan:
-  """Risky batches (λ_mem, group 1) first, then ordinary ones; each shuffled."""
+  """RISKY batches (λ_mem) first, then ordinary ones; each shuffled."""
   parts = []
   if len(risky_positions):
     parts.append(loop_lib.batched_plan(rng.permutation(risky_positions),
-                                       config.batch_size, lambda_mem,
-                                       RISKY_GROUP))
+                                       config.batch_size, lambda_mem, RISKY))
   if len(ordinary_positions):
     parts.append(loop_lib.batched_plan(rng.permutation(ordinary_positions),
                                        config.batch_size, config.weight_decay))

@@ -22,12 +22,13 @@ Edge cases (METHOD.md §5), decided before training starts:
 import dataclasses
 import math
 import warnings
-from typing import Any, Dict, Optional
+from typing import Any, ClassVar, Dict, Optional, Tuple
 
 import numpy as np
 
-from wemem_tf.defenses import base
+from wemem_tf.defenses import defense as defense_lib
 from wemem_tf.defenses import risky as risky_lib
+from wemem_tf.defenses import settings as settings_lib
 from wemem_tf.defenses import window as window_lib
 from wemem_tf.training import loop as loop_lib
 
@@ -57,13 +58,48 @@ def align_scores(scores: Any, index: np.ndarray) -> np.ndarray:
   return aligned
 
 
-@dataclasses.dataclass
-class WeMem(base.Defense):
+ORDER = settings_lib.Setting(
+    flag="window_order", kind="choice", optional=True,
+    choices=tuple(o.value for o in Order),
+    help="Sliding-window order: h2l, l2h or random (None: no window).",
+    tune=settings_lib.Tune("order", choices=("h2l", "l2h")))
+STRIDE = settings_lib.Setting(
+    flag="window_stride", kind="number", low=0, low_open=True,
+    flag_type="int",
+    help="Records per class the window advances each epoch (P1).",
+    tune=settings_lib.Tune("stride", 1, 4, integer=True))
+WIDTH = settings_lib.Setting(
+    flag="window_width", kind="number", low=1, flag_type="int",
+    help="Records per class in each epoch's window (P1).",
+    tune=settings_lib.Tune("width", 5, 60, integer=True, step=5))
+LAMBDA_MEM = settings_lib.Setting(
+    flag="lambda_mem", low=0, optional=True,
+    help="L2 weight decay of risky batches (P3; None: no P3).",
+    tune=settings_lib.Tune("lambda_mem", 0.01, 1.0, "log"))
+TAU = settings_lib.Setting(
+    flag="tau", low=-1, high=1, optional=True,
+    help="Risky threshold as a memorization score in [-1, 1].")
+TAU_SHARE = settings_lib.Setting(
+    flag="tau_share", low=0, high=1, optional=True,
+    help="Risky threshold as a share of records (instead of tau).",
+    tune=settings_lib.Tune("tau_share", 0.02, 0.4))
+SHARED_OPTIMIZER = settings_lib.Setting(
+    flag="risky_shared_optimizer", kind="bool",
+    help="P3 with one Adam for all batches instead of a second one for "
+    "risky batches.")
+SHUFFLE = settings_lib.Setting(
+    flag="window_shuffle", kind="bool",
+    help="Shuffle the window's records into batches (the authors' loader "
+    "does).")
+
+
+@dataclasses.dataclass(frozen=True)
+class WeMem(defense_lib.Defense):
   """Any combination of the three WeMem primitives.
 
   Attributes:
     scores: MemScores or float (n_train,) array; None only for a random
-      window without P3.
+      window without P3. Data, not a setting: not in `get_config`.
     order: window order (None: no sliding window, every record each epoch).
     stride: records per class the window advances each epoch (P1; an
       integer in the method, fractional for scaled-down rehearsals).
@@ -77,34 +113,27 @@ class WeMem(base.Defense):
     shuffle_within_epoch: shuffle the window's records into batches (the
       authors' data loader shuffles); False keeps window order.
   """
-  scores: Any = None
-  order: Optional[Order] = None
-  stride: float = 1
-  width: float = 15
-  lambda_mem: Optional[float] = None
-  tau: Optional[float] = None
-  tau_share: Optional[float] = None
-  shared_optimizer: bool = False
-  shuffle_within_epoch: bool = True
+  scores: Any = dataclasses.field(default=None, compare=False, repr=False)
+  order: Optional[Order] = settings_lib.field(ORDER, None)
+  stride: float = settings_lib.field(STRIDE, 1)
+  width: float = settings_lib.field(WIDTH, 15)
+  lambda_mem: Optional[float] = settings_lib.field(LAMBDA_MEM, None)
+  tau: Optional[float] = settings_lib.field(TAU, None)
+  tau_share: Optional[float] = settings_lib.field(TAU_SHARE, None)
+  shared_optimizer: bool = settings_lib.field(SHARED_OPTIMIZER, False)
+  shuffle_within_epoch: bool = settings_lib.field(SHUFFLE, True)
 
-  name = "wemem"
+  name: ClassVar[str] = "wemem"
+  display_name: ClassVar[str] = "WeMem"
 
   def __post_init__(self):
-    base.Defense.__init__(self)
+    super().__post_init__()
     if self.order is not None:
-      self.order = Order(self.order)
-      window_lib.validate_window(self.stride, self.width)
+      object.__setattr__(self, "order", Order(self.order))
     if self.lambda_mem is not None:
-      if not self.lambda_mem >= 0:
-        raise ValueError(f"lambda_mem must be >= 0, got {self.lambda_mem}.")
       if (self.tau is None) == (self.tau_share is None):
         raise ValueError("risky memory regularization needs exactly one of "
                          "tau (a score) and tau_share (a share of records).")
-      risky_lib.risky_mask(np.zeros(1), self.tau, self.tau_share)  # validates
-    self._aligned = None
-    self._risky = None
-    self._orders = {}
-    self._used = {}
 
   @property
   def windowed(self) -> bool:
@@ -123,81 +152,98 @@ class WeMem(base.Defense):
     if self.needs_scores and self.scores is None:
       align_scores(None, np.zeros(0))  # raises with the instructions
 
-  def bind(self, records, train_config, num_iterations, epochs_per_iteration,
-           seed):
-    super().bind(records, train_config, num_iterations, epochs_per_iteration,
-                 seed)
-    n = len(records.y)
-    self._aligned = (align_scores(self.scores, records.index)
-                     if self.needs_scores else np.zeros(n))
-    self._risky = np.zeros(n, bool)
-    if self.regularized:
-      self._risky = risky_lib.risky_mask(self._aligned, self.tau, self.tau_share)
-      if not self._risky.any():
-        warnings.warn(f"{self.name}: no training record is risky (tau="
-                      f"{self.tau}, tau_share={self.tau_share}; max score "
-                      f"{self._aligned.max():.3f}); training as without P3.")
-    self._orders = {}
-    self._used = {}
-    self._epochs = epochs_per_iteration
+  def bind(self, records, train_config=loop_lib.TrainConfig(),
+           num_iterations=1, epochs_per_iteration=1, seed=0) -> "WeMemRun":
+    return super().bind(records, train_config, num_iterations,
+                        epochs_per_iteration, seed)
 
-  def _class_orders(self, iteration: int) -> Dict[int, np.ndarray]:
+
+class WeMemRun(defense_lib.DefenseRun):
+  """A WeMem defense on one model's records: aligned scores, the risky set,
+  each iteration's class orders."""
+
+  def __init__(self, defense: WeMem, records, tuning):
+    super().__init__(defense, records, tuning)
+    n = len(records.y)
+    self.scores = (align_scores(defense.scores, records.index)
+                   if defense.needs_scores else np.zeros(n))
+    self.risky = np.zeros(n, bool)
+    if defense.regularized:
+      self.risky = risky_lib.risky_mask(self.scores, defense.tau,
+                                        defense.tau_share)
+      if not self.risky.any():
+        warnings.warn(f"{defense.name}: no training record is risky (tau="
+                      f"{defense.tau}, tau_share={defense.tau_share}; max "
+                      f"score {self.scores.max():.3f}); training as without "
+                      "P3.")
+    self._orders: Dict[int, Dict[int, np.ndarray]] = {}
+    self._used: Dict[int, int] = {}
+
+  def class_orders(self, iteration: int) -> Dict[int, np.ndarray]:
+    """{class: positions in visiting order} of `iteration` (drawn once)."""
+    d = self.defense
     if iteration not in self._orders:
       rng = np.random.default_rng([self.seed, iteration, 7919])
       self._orders[iteration] = window_lib.class_orders(
-          self.records.y, self._aligned, self.order, self.records.num_classes,
-          rng)
+          self.records.y, self.scores, d.order, self.records.num_classes, rng)
       self._used[iteration] = window_lib.records_ever_used(
-          self._orders[iteration], self._epochs, self.stride, self.width)
+          self._orders[iteration], self.tuning.epochs_per_iteration,
+          d.stride, d.width)
     return self._orders[iteration]
 
   def epoch_positions(self, iteration: int, epoch: int) -> np.ndarray:
     """Training-record positions visited in this epoch (window order)."""
-    if not self.windowed:
+    d = self.defense
+    if not d.windowed:
       return np.arange(len(self.records.y))
-    return window_lib.epoch_positions(self._class_orders(iteration), epoch,
-                                      self.stride, self.width)
+    return window_lib.epoch_positions(self.class_orders(iteration), epoch,
+                                      d.stride, d.width)
 
   def epoch_plan(self, iteration, epoch, rng):
+    d = self.defense
     positions = self.epoch_positions(iteration, epoch)
-    if self.regularized:
-      risky = self._risky[positions]
+    if d.regularized:
+      risky = self.risky[positions]
       return risky_lib.plan(positions[risky], positions[~risky],
-                            self.train_config, self.lambda_mem, rng)
-    if self.shuffle_within_epoch:
+                            self.train_config, d.lambda_mem, rng)
+    if d.shuffle_within_epoch:
       positions = rng.permutation(positions)
     return loop_lib.batched_plan(positions, self.train_config.batch_size,
                                  self.train_config.weight_decay)
 
   def train_step(self):
-    if self.regularized:
-      return risky_lib.RiskyMemoryStep(self.shared_optimizer)
+    if self.defense.regularized:
+      return risky_lib.RiskyMemoryStep(self.defense.shared_optimizer)
     return loop_lib.TrainStep()
 
   def report(self):
-    out = {"defense": self.name, **self.config()}
-    if self.order is not None:
-      out["order"] = Order(self.order).value
-    if self._risky is not None and self.regularized:
-      out["risky_share"] = float(self._risky.mean())
-      out["risky_records"] = int(self._risky.sum())
-      out["tau_mode"] = ("score" if self.tau is not None else "share"
-                         if self.tau_share is not None else None)
+    d = self.defense
+    out = super().report()
+    if d.regularized:
+      out["risky_share"] = float(self.risky.mean())
+      out["risky_records"] = int(self.risky.sum())
+      out["tau_mode"] = ("score" if d.tau is not None else "share"
+                         if d.tau_share is not None else None)
     if self._used:
       out["records_used_per_iteration"] = {str(k): v for k, v in
                                            sorted(self._used.items())}
-      out["max_epochs_per_record"] = math.ceil(self.width / self.stride)
+      out["max_epochs_per_record"] = math.ceil(d.width / d.stride)
     return out
 
 
-@dataclasses.dataclass
+WeMem.RUN = WeMemRun
+
+
+@dataclasses.dataclass(frozen=True)
 class RSW(WeMem):
   """Reduced sliding window (P1 + P2), against data reuse.
 
   Defaults: the authors' Location setting (L→H, stride 1, width 15).
   """
-  order: Optional[Order] = Order.LOW_TO_HIGH
-  name = "rsw"
+  order: Optional[Order] = settings_lib.field(ORDER, Order.LOW_TO_HIGH)
+  name: ClassVar[str] = "rsw"
+  display_name: ClassVar[str] = "RSW"
+  EXPOSED: ClassVar[Tuple[str, ...]] = ("order", "stride", "width")
 
   def __post_init__(self):
     if self.order is None or self.lambda_mem is not None:
@@ -206,50 +252,60 @@ class RSW(WeMem):
     super().__post_init__()
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class RMR(WeMem):
   """Risky memory regularization (P3), against inherent memorability.
 
   Defaults: the authors' Location setting (λ_mem 0.1, τ 0.6).
   """
-  lambda_mem: Optional[float] = 0.1
-  tau: Optional[float] = None
-  name = "rmr"
+  lambda_mem: Optional[float] = settings_lib.field(LAMBDA_MEM, 0.1)
+  name: ClassVar[str] = "rmr"
+  display_name: ClassVar[str] = "RMR"
+  EXPOSED: ClassVar[Tuple[str, ...]] = ("tau", "tau_share", "lambda_mem")
 
   def __post_init__(self):
     if self.order is not None:
       raise ValueError("RMR has no sliding window; use SWMR for both.")
     if self.lambda_mem is None:
       raise ValueError("RMR needs lambda_mem.")
-    if self.tau is None and self.tau_share is None:
-      self.tau = 0.6
+    _default_tau(self)
     super().__post_init__()
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class SWMR(WeMem):
   """Sliding window + risky memory regularization (P1 + P2 + P3).
 
   Defaults: the authors' Location setting (H→L, stride 1, width 15,
   λ_mem 0.1, τ 0.6).
   """
-  order: Optional[Order] = Order.HIGH_TO_LOW
-  lambda_mem: Optional[float] = 0.1
-  name = "swmr"
+  order: Optional[Order] = settings_lib.field(ORDER, Order.HIGH_TO_LOW)
+  lambda_mem: Optional[float] = settings_lib.field(LAMBDA_MEM, 0.1)
+  name: ClassVar[str] = "swmr"
+  display_name: ClassVar[str] = "SWMR"
+  EXPOSED: ClassVar[Tuple[str, ...]] = ("order", "stride", "width", "tau",
+                                        "tau_share", "lambda_mem")
 
   def __post_init__(self):
     if self.order is None or self.lambda_mem is None:
       raise ValueError("SWMR needs both an order and lambda_mem.")
-    if self.tau is None and self.tau_share is None:
-      self.tau = 0.6
+    _default_tau(self)
     super().__post_init__()
 
 
-@dataclasses.dataclass
+def _default_tau(defense: WeMem) -> None:
+  """τ = 0.6 (the authors' Location setting) when no threshold is given."""
+  if defense.tau is None and defense.tau_share is None:
+    object.__setattr__(defense, "tau", 0.6)
+
+
+@dataclasses.dataclass(frozen=True)
 class RandomWindow(WeMem):
   """Sliding window in a random order (ablation of P2); needs no scores."""
-  order: Optional[Order] = Order.RANDOM
-  name = "random"
+  order: Optional[Order] = settings_lib.field(ORDER, Order.RANDOM)
+  name: ClassVar[str] = "random"
+  display_name: ClassVar[str] = "random window"
+  EXPOSED: ClassVar[Tuple[str, ...]] = ("stride", "width")
 
   def __post_init__(self):
     if self.order is not Order.RANDOM and self.order != "random":

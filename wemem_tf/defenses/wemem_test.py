@@ -1,5 +1,7 @@
 """Tests of RSW / RMR / SWMR / RandomWindow and of P3's procedure."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -7,10 +9,11 @@ import tensorflow as tf
 from wemem_tf._keras import keras
 from wemem_tf.data import datasets
 from wemem_tf.data import splits as splits_lib
-from wemem_tf.defenses import base
-from wemem_tf.defenses import registry
+from wemem_tf.defenses import catalog
+from wemem_tf.defenses import defense as defense_lib
 from wemem_tf.defenses import risky
 from wemem_tf.defenses import wemem
+from wemem_tf.memorization import scores as scores_lib
 from wemem_tf.models import zoo
 from wemem_tf.pruning import iterative
 from wemem_tf.pruning import pipeline
@@ -26,11 +29,12 @@ def digits():
   return ds, split, scores
 
 
-def _bind(defense, ds, split, epochs=21):
+def _bind(defense, ds, split, epochs=21, seed=0):
+  """The run of `defense` on the victim's fine-tuning records."""
   x, y = ds.take(split.train)
-  defense.bind(base.TrainingRecords(x, y, split.train, ds.num_classes),
-               loop_lib.TrainConfig(), 5, epochs, seed=0)
-  return defense
+  return defense.bind(
+      defense_lib.TrainingRecords(x, y, split.train, ds.num_classes),
+      loop_lib.TrainConfig(), 5, epochs, seed=seed)
 
 
 def _no_dropout_model(ds):
@@ -61,32 +65,34 @@ def test_rmr_without_risky_records_trains_exactly_like_plain(digits):
 
 def test_only_risky_batches_get_lambda_mem(digits):
   ds, split, scores = digits
-  d = _bind(wemem.RMR(scores=scores, tau=0.6, lambda_mem=0.1), ds, split)
+  run = _bind(wemem.RMR(scores=scores, tau=0.6, lambda_mem=0.1), ds, split)
   risky_mask = scores >= 0.6
-  plan = d.epoch_plan(0, 0, np.random.default_rng(0))
+  plan = run.epoch_plan(0, 0, np.random.default_rng(0))
   assert sorted(plan.order) == list(range(len(scores)))
   for b in range(plan.num_batches):
     idx = plan.order[plan.batch_bounds[b]:plan.batch_bounds[b + 1]]
-    if plan.batch_group[b] == risky.RISKY_GROUP:
+    if plan.batch_kind[b] == risky.RISKY:
       assert risky_mask[idx].all() and plan.batch_weight_decay[b] == pytest.approx(0.1)
     else:
+      assert plan.batch_kind[b] == loop_lib.BatchKind.ORDINARY
       assert not risky_mask[idx].any()
       assert plan.batch_weight_decay[b] == pytest.approx(5e-4)
   # Risky batches come first, as in the authors' code.
-  groups = list(plan.batch_group)
-  assert groups == sorted(groups, reverse=True)
-  assert d.report()["risky_share"] == pytest.approx(risky_mask.mean())
+  kinds = list(plan.batch_kind)
+  assert kinds == sorted(kinds, reverse=True)
+  assert set(kinds) == {int(risky.RISKY), int(loop_lib.BatchKind.ORDINARY)}
+  assert run.report()["risky_share"] == pytest.approx(risky_mask.mean())
 
 
 def test_compiled_p3_matches_the_authors_two_optimizer_procedure(digits):
   ds, split, scores = digits
   x, y = ds.take(split.train)
-  d = _bind(wemem.RMR(scores=scores, tau=0.6, lambda_mem=0.1), ds, split)
-  plan = d.epoch_plan(0, 0, np.random.default_rng(5))
+  run = _bind(wemem.RMR(scores=scores, tau=0.6, lambda_mem=0.1), ds, split)
+  plan = run.epoch_plan(0, 0, np.random.default_rng(5))
   keras.utils.set_random_seed(0)
   model = _no_dropout_model(ds)
   start = model.get_weights()
-  loop = loop_lib.TrainingLoop(model, loop_lib.TrainConfig(), d.train_step())
+  loop = loop_lib.TrainingLoop(model, loop_lib.TrainConfig(), run.train_step())
   loop.train_epoch(tf.constant(x), tf.constant(y), plan)
   compiled = model.get_weights()
   # Reference: eager loop, one Adam for risky batches and one for the rest.
@@ -97,10 +103,10 @@ def test_compiled_p3_matches_the_authors_two_optimizer_procedure(digits):
     with tf.GradientTape() as tape:
       loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(
           y[idx], model(x[idx], training=True)))
-    decay = 0.1 if plan.batch_group[b] == 1 else 5e-4
+    decay = 0.1 if plan.batch_kind[b] == risky.RISKY else 5e-4
     grads = [g + decay * v for g, v in zip(
         tape.gradient(loss, model.trainable_variables), model.trainable_variables)]
-    opt = opt_risky if plan.batch_group[b] == 1 else opt_ordinary
+    opt = opt_risky if plan.batch_kind[b] == risky.RISKY else opt_ordinary
     opt.apply_gradients(zip(grads, model.trainable_variables))
   for a, b in zip(compiled, model.get_weights()):
     np.testing.assert_allclose(a, b, atol=1e-5)
@@ -108,28 +114,28 @@ def test_compiled_p3_matches_the_authors_two_optimizer_procedure(digits):
 
 def test_window_defenses_visit_the_window(digits):
   ds, split, scores = digits
-  d = _bind(wemem.RSW(scores=scores, stride=2, width=5), ds, split)
+  run = _bind(wemem.RSW(scores=scores, stride=2, width=5), ds, split)
   x, y = ds.take(split.train)
-  positions = d.epoch_positions(0, 1)
+  positions = run.epoch_positions(0, 1)
   for c in range(10):
     in_class = positions[y[positions] == c]
     members = np.flatnonzero(y == c)
     expected = members[np.argsort(scores[members], kind="stable")][2:7]
     assert sorted(in_class) == sorted(expected)
-  assert d.report()["records_used_per_iteration"]["0"] == min(
+  assert run.report()["records_used_per_iteration"]["0"] == min(
       len(y), 10 * (20 * 2 + 5))
 
 
 def test_swmr_splits_the_window_into_risky_and_ordinary(digits):
   ds, split, scores = digits
-  d = _bind(wemem.SWMR(scores=scores, tau_share=0.2), ds, split)
-  plan = d.epoch_plan(0, 0, np.random.default_rng(0))
-  window_positions = d.epoch_positions(0, 0)
+  run = _bind(wemem.SWMR(scores=scores, tau_share=0.2), ds, split)
+  plan = run.epoch_plan(0, 0, np.random.default_rng(0))
+  window_positions = run.epoch_positions(0, 0)
   assert sorted(plan.order) == sorted(window_positions)
-  risky_mask = d._risky
+  risky_mask = run.risky
   for b in range(plan.num_batches):
     idx = plan.order[plan.batch_bounds[b]:plan.batch_bounds[b + 1]]
-    assert (risky_mask[idx] == (plan.batch_group[b] == 1)).all()
+    assert (risky_mask[idx] == (plan.batch_kind[b] == risky.RISKY)).all()
 
 
 def test_exhausted_windows_end_the_iteration(digits):
@@ -155,7 +161,7 @@ def test_random_window_needs_no_scores_and_all_others_do(digits):
     with pytest.raises(ValueError, match="needs memorization scores"):
       _bind(cls(), ds, split)
   with pytest.raises(ValueError, match="needs settings"):
-    registry.resolve("rsw")
+    catalog.resolve("rsw")
   with pytest.raises(ValueError, match="needs memorization scores"):
     prune_lib.prune_low_memorization(zoo.column_fc((4,), 2),
                                      defense=wemem.SWMR())
@@ -163,7 +169,8 @@ def test_random_window_needs_no_scores_and_all_others_do(digits):
 
 def test_edge_cases_are_refused_before_training(digits):
   ds, split, scores = digits
-  with pytest.raises(ValueError, match=r"tau must lie in \[-1, 1\]"):
+  with pytest.raises(ValueError, match=r"RMR tau \(--tau\) must be a finite "
+                     r"number in \[-1, 1\], got 1\.5"):
     wemem.RMR(scores=scores, tau=1.5)
   with pytest.raises(ValueError, match="exactly one of tau"):
     wemem.RMR(scores=scores, tau=0.5, tau_share=0.1)
@@ -179,9 +186,9 @@ def test_edge_cases_are_refused_before_training(digits):
 
 def test_every_record_risky_makes_every_batch_risky(digits):
   ds, split, scores = digits
-  d = _bind(wemem.RMR(scores=scores, tau=-1.0), ds, split)
-  plan = d.epoch_plan(0, 0, np.random.default_rng(0))
-  assert (plan.batch_group == 1).all()
+  run = _bind(wemem.RMR(scores=scores, tau=-1.0), ds, split)
+  plan = run.epoch_plan(0, 0, np.random.default_rng(0))
+  assert (plan.batch_kind == risky.RISKY).all()
 
 
 def test_presets_are_the_authors_settings(digits):
@@ -194,3 +201,88 @@ def test_presets_are_the_authors_settings(digits):
   assert wemem.from_preset("rmr", "cifar10", scores).tau == 0.5
   with pytest.raises(ValueError, match="no preset"):
     wemem.from_preset("rsw", "texas100", scores)
+
+
+def _settings_only(defense):
+  """The frozen defense holds its declared fields and nothing else."""
+  return set(vars(defense)) == {f.name for f in dataclasses.fields(defense)}
+
+
+def test_one_defense_binds_into_independent_runs(digits):
+  """The victim, shadows and reference models bind one frozen defense: each
+  run draws its own class orders and risky set; the defense keeps none."""
+  ds, split, scores = digits
+  window = wemem.RandomWindow(stride=2, width=5)
+  first = _bind(window, ds, split, seed=0)
+  second = _bind(window, ds, split, seed=1)
+  assert first is not second
+  assert first.defense is window and second.defense is window
+  orders = first.class_orders(0)
+  # Drawing the first run's orders left the second run untouched.
+  assert "records_used_per_iteration" in first.report()
+  assert "records_used_per_iteration" not in second.report()
+  other = second.class_orders(0)
+  assert any(not np.array_equal(orders[c], other[c]) for c in orders)
+  # The same seed draws the same orders, in a run of its own.
+  again = _bind(window, ds, split, seed=0)
+  for c in orders:
+    np.testing.assert_array_equal(again.class_orders(0)[c], orders[c])
+    assert again.class_orders(0)[c] is not orders[c]
+  np.testing.assert_array_equal(first.epoch_positions(0, 3),
+                                again.epoch_positions(0, 3))
+  assert window == wemem.RandomWindow(stride=2, width=5)
+  assert window.get_config() == wemem.RandomWindow(stride=2,
+                                                   width=5).get_config()
+  assert _settings_only(window)
+
+  # Two record sets (victim and shadow): each run aligns its own scores.
+  x, y = ds.take(split.train)
+  mem = scores_lib.MemScores(scores.clip(-1, 1), split.train, "digits",
+                             np.full(len(scores), -1), np.full(len(scores), -1))
+  swmr = wemem.SWMR(scores=mem, tau_share=0.2, stride=2, width=5)
+  config = swmr.get_config()
+  half = len(y) // 2
+  victim = swmr.bind(defense_lib.TrainingRecords(x, y, split.train,
+                                                 ds.num_classes))
+  shadow = swmr.bind(defense_lib.TrainingRecords(
+      x[half:], y[half:], split.train[half:], ds.num_classes))
+  np.testing.assert_array_equal(victim.scores, scores)
+  np.testing.assert_array_equal(shadow.scores, scores[half:])
+  np.testing.assert_array_equal(victim.risky,
+                                risky.risky_mask(scores, tau_share=0.2))
+  np.testing.assert_array_equal(shadow.risky,
+                                risky.risky_mask(scores[half:],
+                                                 tau_share=0.2))
+  assert victim.report()["risky_records"] == round(0.2 * len(y))
+  assert shadow.report()["risky_records"] == round(0.2 * (len(y) - half))
+  assert victim.class_orders(0)[0].max() < len(y)
+  assert shadow.class_orders(0)[0].max() < len(y) - half
+  assert swmr.get_config() == config and _settings_only(swmr)
+
+
+def test_settings_are_frozen(digits):
+  _, _, scores = digits
+  for defense in (wemem.RSW(scores=scores), wemem.RMR(scores=scores),
+                  wemem.SWMR(scores=scores), wemem.RandomWindow()):
+    with pytest.raises(dataclasses.FrozenInstanceError):
+      defense.width = 3
+    with pytest.raises(dataclasses.FrozenInstanceError):
+      defense.tau = 0.1
+    with pytest.raises(dataclasses.FrozenInstanceError):
+      defense.records = None  # no run state on the defense
+
+
+def test_config_round_trip_keeps_scores_out(digits):
+  _, _, scores = digits
+  swmr = wemem.SWMR(scores=scores, order="l2h", stride=3, width=20,
+                    tau_share=0.25, lambda_mem=0.3, shared_optimizer=True)
+  config = swmr.get_config()
+  assert "scores" not in config
+  assert config["order"] == "l2h" and config["tau"] is None
+  rebuilt = wemem.SWMR.from_config(config, scores=scores)
+  assert rebuilt == swmr and rebuilt.scores is scores
+  assert rebuilt.order is wemem.Order.LOW_TO_HIGH
+  # Presets fill τ from the authors' setting; it is part of the settings.
+  assert wemem.RMR(scores=scores).get_config()["tau"] == 0.6
+  with pytest.raises(ValueError, match=r"RSW: unknown settings \['lenght'\]"):
+    wemem.RSW.from_config({**wemem.RSW().get_config(), "lenght": 3})

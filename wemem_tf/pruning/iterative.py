@@ -7,8 +7,8 @@ from typing import Callable, Dict, List, Optional, Tuple
 import numpy as np
 
 from wemem_tf._keras import keras
-from wemem_tf.defenses import base as defense_base
-from wemem_tf.defenses import registry as defense_registry
+from wemem_tf.defenses import catalog as defense_catalog
+from wemem_tf.defenses import defense as defense_lib
 from wemem_tf.pruning import prune as prune_lib
 from wemem_tf.pruning import schedule as schedule_lib
 from wemem_tf.training import loop as loop_lib
@@ -43,8 +43,9 @@ class PruningConfig:
                        f"{self.epochs_per_iteration}, {self.patience}.")
 
   def schedule(self) -> schedule_lib.IterativeSparsity:
-    return schedule_lib.IterativeSparsity(self.target_sparsity,
-                                          self.num_iterations)
+    return schedule_lib.IterativeSparsity(
+        self.target_sparsity, self.num_iterations,
+        epochs_per_iteration=self.epochs_per_iteration)
 
 
 @dataclasses.dataclass
@@ -95,55 +96,41 @@ def pretrain(model: keras.Model, train: Arrays, dev: Arrays, seed: int,
   return loop_lib.fit_with_early_stopping(loop, train, dev, seed)
 
 
-class IterativePruner:
-  """Runs the whole iterative pruning schedule on a wrapped model.
+class PruningRounds:
+  """The rounds of a wrapped model's `IterativeSparsity` schedule.
 
-  The model's training function is traced once, when the pruner is built,
-  and reused by every epoch of every iteration.
+  Both trainers (`IterativePruner` and, in `model.fit`, the
+  `IterativePruning` callback) start a round with `start`: the masks are
+  recomputed once, by L1 magnitude, to the round's sparsity, and the
+  wrappers' step is parked past the schedule's end, so that training
+  steps (which advance it) never update the masks within a round.
 
   Args:
-    pruned_model: output of `prune_low_memorization`.
-    config: pruning settings.
-    train_config: optimizer settings (max_epochs/patience come from config).
-    defense: overrides the model's `wemem_defense` (None: use the model's).
+    model: a model wrapped by `prune_low_memorization`.
   """
 
-  def __init__(self, pruned_model: keras.Model,
-               config: PruningConfig = PruningConfig(),
-               train_config: loop_lib.TrainConfig = loop_lib.TrainConfig(),
-               defense: Optional[defense_base.Defense] = None):
-    self.model = pruned_model
-    self.defense = defense_registry.resolve(
-        defense if defense is not None
-        else getattr(pruned_model, "wemem_defense", None))
-    self.wrappers = prune_lib.pruned_wrappers(pruned_model)
+  def __init__(self, model: keras.Model):
+    self.wrappers = prune_lib.pruned_wrappers(model)
     if not self.wrappers:
       raise ValueError("the model has no pruning wrappers; wrap it with "
                        "prune_low_memorization first.")
-    self.config = config
     self.schedule = self.wrappers[0].pruning_schedule
     if not isinstance(self.schedule, schedule_lib.IterativeSparsity):
-      raise ValueError("IterativePruner needs an IterativeSparsity schedule, "
-                       f"got {type(self.schedule).__name__}.")
-    if (self.schedule.target_sparsity, self.schedule.num_iterations) != (
-        config.target_sparsity, config.num_iterations):
-      raise ValueError(
-          "the model's schedule (s={}, n={}) differs from PruningConfig "
-          "(s={}, n={}); build both from the same settings.".format(
-              self.schedule.target_sparsity, self.schedule.num_iterations,
-              config.target_sparsity, config.num_iterations))
-    self._parked_step = self.schedule.first_step(config.num_iterations) + 1
-    self.train_config = train_config
-    self.loop = loop_lib.TrainingLoop(pruned_model, train_config,
-                                      self.defense.train_step(),
-                                      after_epoch=self.apply_masks)
+      raise ValueError("iterative pruning needs an IterativeSparsity "
+                       f"schedule, got {type(self.schedule).__name__}.")
+    self.parked_step = self.schedule.first_step(
+        self.schedule.num_iterations) + 1
+
+  @property
+  def num_iterations(self) -> int:
+    return self.schedule.num_iterations
 
   def apply_masks(self) -> None:
     """Sets every pruned kernel to kernel · mask."""
     for wrapper in self.wrappers:
       wrapper.pruning_obj.weight_mask_op()
 
-  def start_iteration(self, iteration: int) -> None:
+  def start(self, iteration: int) -> None:
     """Recomputes the masks for `iteration` once and fixes them."""
     step = self.schedule.first_step(iteration)
     for wrapper in self.wrappers:
@@ -151,8 +138,48 @@ class IterativePruner:
       if iteration > 0:
         wrapper.pruning_obj.conditional_mask_update()
       # Park the step past the schedule's end: no mask update while training.
-      wrapper.pruning_step.assign(self._parked_step)
+      wrapper.pruning_step.assign(self.parked_step)
     self.apply_masks()
+
+
+class IterativePruner:
+  """Runs the whole iterative pruning schedule on a wrapped model.
+
+  The model's training function is traced once per run and reused by
+  every epoch of every iteration.
+
+  Args:
+    pruned_model: output of `prune_low_memorization`.
+    config: pruning settings.
+    train_config: optimizer settings (max_epochs/patience come from config).
+    defense: overrides the model's `wemem_defense` (None: use the model's).
+
+  Attributes:
+    defense: the (frozen) defense.
+    defense_run: the defense bound to the records of the last `run`.
+  """
+
+  def __init__(self, pruned_model: keras.Model,
+               config: PruningConfig = PruningConfig(),
+               train_config: loop_lib.TrainConfig = loop_lib.TrainConfig(),
+               defense: Optional[defense_lib.Defense] = None):
+    self.model = pruned_model
+    self.defense = defense_catalog.resolve(
+        defense if defense is not None
+        else getattr(pruned_model, "wemem_defense", None))
+    self.rounds = PruningRounds(pruned_model)
+    self.config = config
+    self.schedule = self.rounds.schedule
+    if (self.schedule.target_sparsity, self.schedule.num_iterations) != (
+        config.target_sparsity, config.num_iterations):
+      raise ValueError(
+          "the model's schedule (s={}, n={}) differs from PruningConfig "
+          "(s={}, n={}); build both from the same settings.".format(
+              self.schedule.target_sparsity, self.schedule.num_iterations,
+              config.target_sparsity, config.num_iterations))
+    self.train_config = train_config
+    self.defense_run: Optional[defense_lib.DefenseRun] = None
+    self.loop: Optional[loop_lib.TrainingLoop] = None
 
   def run(self, train: Arrays, dev: Arrays, test: Optional[Arrays] = None,
           seed: int = 0, train_index: Optional[np.ndarray] = None,
@@ -176,22 +203,25 @@ class IterativePruner:
     """
     index = (np.arange(len(train[1]), dtype=np.int64) if train_index is None
              else np.asarray(train_index, np.int64))
-    self.defense.bind(
-        defense_base.TrainingRecords(train[0], train[1], index,
-                                     self.model.output_shape[-1], dev[0],
-                                     dev[1]),
+    self.defense_run = run = self.defense.bind(
+        defense_lib.TrainingRecords(train[0], train[1], index,
+                                    self.model.output_shape[-1], dev[0],
+                                    dev[1]),
         self.train_config, self.config.num_iterations,
         self.config.epochs_per_iteration, seed)
+    self.loop = loop_lib.TrainingLoop(self.model, self.train_config,
+                                      run.train_step(),
+                                      after_epoch=self.rounds.apply_masks)
     history = []
     best_weights = None
     for iteration in range(self.config.num_iterations):
       start = time.perf_counter()
-      self.start_iteration(iteration)
+      self.rounds.start(iteration)
       fit = loop_lib.fit_with_early_stopping(
           self.loop, train, dev, seed=seed * 1000 + iteration,
           max_epochs=self.config.epochs_per_iteration,
           patience=self.config.patience,
-          plan_fn=lambda epoch, rng, k=iteration: self.defense.epoch_plan(
+          plan_fn=lambda epoch, rng, k=iteration: run.epoch_plan(
               k, epoch, rng),
           restore_best=self.config.restore_best_weights)
       best_weights = fit.best_weights
@@ -199,11 +229,10 @@ class IterativePruner:
         last_weights = self.model.get_weights()
         self.model.set_weights(best_weights)
       train_acc, dev_acc, test_acc = _evaluate(self.loop, train, dev, test)
-      sparsity = prune_lib.layer_sparsity(self.model)
-      record = IterationRecord(
-          iteration, self.schedule.sparsity(iteration), sparsity, train_acc,
-          dev_acc, test_acc, fit.epochs_run, fit.best_epoch,
-          time.perf_counter() - start)
+      record = iteration_record(self.model, self.schedule, iteration,
+                                (train_acc, dev_acc, test_acc),
+                                fit.epochs_run, fit.best_epoch,
+                                time.perf_counter() - start)
       if on_iteration is not None:
         on_iteration(record, self.model)
       if not self.config.restore_best_weights:
@@ -211,3 +240,18 @@ class IterativePruner:
       history.append(record)
     self.model.set_weights(best_weights)
     return history
+
+
+def iteration_record(model: keras.Model,
+                     schedule: schedule_lib.IterativeSparsity,
+                     iteration: int, accuracies: Tuple[float, float, float],
+                     epochs_run: int, best_epoch: int,
+                     seconds: float) -> IterationRecord:
+  """The record of `iteration`, with the model's current layer sparsity.
+
+  Args:
+    accuracies: (train, dev, test) accuracies in [0, 1] (NaN: not measured).
+  """
+  return IterationRecord(iteration, schedule.sparsity(iteration),
+                         prune_lib.layer_sparsity(model), *accuracies,
+                         epochs_run, best_epoch, seconds)

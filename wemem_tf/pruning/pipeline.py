@@ -2,20 +2,25 @@
 
 The victim and every shadow model go through this same function, so an
 adaptive attacker's shadows are trained exactly like the victim.
+`pretrain_model` is its first stage on its own (what `wemem pretrain` and
+the model cache of `wemem_eval` run).
 """
 
 import dataclasses
 import time
-from typing import List, Optional
-
+from typing import List, Optional, Tuple
 
 from wemem_tf._keras import keras
 from wemem_tf.data import datasets
 from wemem_tf.data import splits as splits_lib
 from wemem_tf.models import zoo
+from wemem_tf.pruning import callbacks as callbacks_lib
 from wemem_tf.pruning import iterative
 from wemem_tf.pruning import prune as prune_lib
 from wemem_tf.training import loop as loop_lib
+
+
+TRAINERS = ("loop", "keras_fit")
 
 
 @dataclasses.dataclass
@@ -51,14 +56,35 @@ def clone_with_weights(model: keras.Model) -> keras.Model:
   return copy
 
 
+def pretrain_model(dataset: datasets.Dataset, split: splits_lib.ModelSplit,
+                   seed: int, architecture: str = "column_fc",
+                   train_config: loop_lib.TrainConfig = loop_lib.TrainConfig()
+                   ) -> Tuple[keras.Model, loop_lib.FitResult, float]:
+  """The pipeline's pre-training stage: a fresh model, seeded, then trained.
+
+  Seeds everything with `seed`, builds `architecture` and pre-trains it on
+  `split.train` with early stopping on `split.dev`.
+
+  Returns:
+    (dense model at its best dev checkpoint, its `FitResult`, wall seconds).
+  """
+  start = time.perf_counter()
+  keras.utils.set_random_seed(seed)
+  model = zoo.build_model(architecture, dataset.input_shape,
+                          dataset.num_classes)
+  fit = iterative.pretrain(model, dataset.take(split.train),
+                           dataset.take(split.dev), seed, train_config)
+  return model, fit, time.perf_counter() - start
+
+
 def pretrain_and_prune(dataset: datasets.Dataset, split: splits_lib.ModelSplit,
                        seed: int, architecture: str = "column_fc",
                        pruning_config: iterative.PruningConfig = iterative.PruningConfig(),
                        train_config: loop_lib.TrainConfig = loop_lib.TrainConfig(),
                        pretrained: Optional[keras.Model] = None,
                        defense=None,
-                       on_iteration: Optional[iterative.IterationHook] = None
-                       ) -> PipelineResult:
+                       on_iteration: Optional[iterative.IterationHook] = None,
+                       trainer: str = "loop") -> PipelineResult:
   """Pre-trains (unless `pretrained` is given) and iteratively prunes one model.
 
   Args:
@@ -75,18 +101,21 @@ def pretrain_and_prune(dataset: datasets.Dataset, split: splits_lib.ModelSplit,
       `Defense`).
     on_iteration: optional `(IterationRecord, wrapped model)` callback after
       each pruning iteration (see `IterativePruner.run`); results are the
-      same with or without it.
+      same with or without it. Only with trainer "loop".
+    trainer: "loop" (the library's compiled loop, `IterativePruner`) or
+      "keras_fit" (the pruned model's own `compile` + `fit`, as a TFMOT user
+      trains: the same schedule, defense and early stopping).
   """
+  if trainer not in TRAINERS:
+    raise ValueError(f"trainer must be one of {TRAINERS}, got {trainer!r}.")
+  if trainer != "loop" and on_iteration is not None:
+    raise ValueError("on_iteration needs trainer='loop'.")
+  fit, pretrain_seconds = None, 0.0
+  if pretrained is None:
+    pretrained, fit, pretrain_seconds = pretrain_model(
+        dataset, split, seed, architecture, train_config)
   train, dev, test = (dataset.take(split.train), dataset.take(split.dev),
                       dataset.take(split.test))
-  keras.utils.set_random_seed(seed)
-  start = time.perf_counter()
-  fit = None
-  if pretrained is None:
-    pretrained = zoo.build_model(architecture, dataset.input_shape,
-                                 dataset.num_classes)
-    fit = iterative.pretrain(pretrained, train, dev, seed, train_config)
-  pretrain_seconds = time.perf_counter() - start
   # Re-seed: pruning then depends only on (pretrained weights, seed), whether
   # the pretrained model was just trained or loaded from a cache.
   keras.utils.set_random_seed(seed + 1)
@@ -94,11 +123,36 @@ def pretrain_and_prune(dataset: datasets.Dataset, split: splits_lib.ModelSplit,
   working = clone_with_weights(pretrained)
   wrapped = prune_lib.prune_low_memorization(
       working, pruning_config.schedule(), defense=defense)
-  pruner = iterative.IterativePruner(wrapped, pruning_config, train_config)
-  history = pruner.run(train, dev, test, seed=seed, train_index=split.train,
-                       on_iteration=on_iteration)
-  pruned = prune_lib.strip_pruning(wrapped)
+  if trainer == "loop":
+    pruner = iterative.IterativePruner(wrapped, pruning_config, train_config)
+    history = pruner.run(train, dev, test, seed=seed, train_index=split.train,
+                         on_iteration=on_iteration)
+    run = pruner.defense_run
+  else:
+    history, run = _keras_fit(wrapped, train, dev, test, split, seed,
+                              pruning_config, train_config)
+  pruned = prune_lib.strip_pruning(wrapped, serve=False)
   prune_seconds = time.perf_counter() - start
   return PipelineResult(pretrained, pruned, fit, history, pretrain_seconds,
-                        prune_seconds, pruner.defense.report(),
-                        pruner.defense.inference_model(pruned))
+                        prune_seconds, run.report(),
+                        run.inference_model(pruned))
+
+
+def _keras_fit(wrapped: keras.Model, train, dev, test,
+               split: splits_lib.ModelSplit, seed: int,
+               pruning_config: iterative.PruningConfig,
+               train_config: loop_lib.TrainConfig):
+  """The pruning stage through the wrapped model's `compile` and `fit`:
+  (one IterationRecord per round, the bound defense)."""
+  wrapped.compile(
+      optimizer=keras.optimizers.Adam(train_config.learning_rate),
+      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+  rounds = callbacks_lib.IterativePruning(
+      patience=pruning_config.patience,
+      restore_best_weights=pruning_config.restore_best_weights,
+      test_data=test)
+  wrapped.fit(*train, batch_size=train_config.batch_size,
+              validation_data=dev, verbose=0, callbacks=[rounds],
+              record_index=split.train, weight_decay=train_config.weight_decay,
+              seed=seed)
+  return wrapped.wemem_fit.history, wrapped.wemem_fit.run

@@ -12,7 +12,7 @@ import tensorflow_model_optimization as tfmot
 from tensorflow_model_optimization.python.core.sparsity.keras import pruning_wrapper
 
 from wemem_tf._keras import keras
-from wemem_tf.defenses import registry as defense_registry
+from wemem_tf.defenses import catalog as defense_catalog
 from wemem_tf.pruning import schedule as schedule_lib
 
 PRUNABLE_TYPES = (keras.layers.Dense, keras.layers.Conv1D,
@@ -105,7 +105,9 @@ def prune_low_memorization(
   Returns:
     A new model sharing weights with `to_prune`, whose selected layers are
     TFMOT `PruneLowMagnitude` wrappers. Its `wemem_defense` attribute holds
-    the resolved `Defense`, which `IterativePruner` applies.
+    the resolved `Defense`, which both trainers apply: `IterativePruner`
+    (the library's compiled loop) and the model's own `fit`, which runs
+    the schedule's rounds and the defense (see `wemem_tf.pruning.keras_fit`).
 
   Raises:
     ValueError: bad model, layer selection, schedule or defense.
@@ -116,7 +118,7 @@ def prune_low_memorization(
   if not isinstance(pruning_schedule, tfmot.sparsity.keras.PruningSchedule):
     raise ValueError("pruning_schedule must be a tfmot PruningSchedule such as "
                      f"IterativeSparsity, got {type(pruning_schedule).__name__}.")
-  defense = defense_registry.resolve(defense)
+  defense = defense_catalog.resolve(defense)
   if any(isinstance(l, pruning_wrapper.PruneLowMagnitude)
          for l in to_prune.layers):
     raise ValueError(f"model {to_prune.name!r} is already pruned; call "
@@ -132,6 +134,8 @@ def prune_low_memorization(
 
   pruned = keras.models.clone_model(to_prune, clone_function=wrap)
   pruned.wemem_defense = defense
+  from wemem_tf.pruning import keras_fit  # pylint: disable=g-import-not-at-top  (cycle)
+  keras_fit.install(pruned)
   return pruned
 
 
@@ -141,12 +145,23 @@ def pruned_wrappers(model: keras.Model) -> List[pruning_wrapper.PruneLowMagnitud
           if isinstance(l, pruning_wrapper.PruneLowMagnitude)]
 
 
-def strip_pruning(model: keras.Model) -> keras.Model:
-  """Removes pruning wrappers (masks already applied to the kernels)."""
+def strip_pruning(model: keras.Model, serve: bool = True) -> keras.Model:
+  """Removes pruning wrappers (masks already applied to the kernels).
+
+  Args:
+    model: a pruned model.
+    serve: after the model's own `fit` with a defense that modifies what
+      is served (HAMP), return the model as served (output modification
+      around the stripped model); False: the stripped model itself.
+  """
   check_model(model)
   for wrapper in pruned_wrappers(model):
     wrapper.pruning_obj.weight_mask_op()
-  return tfmot.sparsity.keras.strip_pruning(model)
+  stripped = tfmot.sparsity.keras.strip_pruning(model)
+  fitted = getattr(model, "wemem_fit", None)
+  if serve and fitted is not None and fitted.run.modifies_output:
+    return fitted.run.inference_model(stripped)
+  return stripped
 
 
 def prune_scope():

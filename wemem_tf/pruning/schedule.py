@@ -33,28 +33,42 @@ def sparsity_at_iteration(target_sparsity: float, num_iterations: int,
 class IterativeSparsity(pruning_schedule.PruningSchedule):
   """Sparsity rises geometrically over `num_iterations` pruning iterations.
 
-  Iteration k (0-based) spans training steps
-  [k · steps_per_iteration, (k + 1) · steps_per_iteration). Iteration 0 keeps
-  the model dense; at the first step of iteration k ≥ 1 the masks are
-  recomputed once, by L1 magnitude, to sparsity 1 − (1 − s)^(k / (n − 1)),
-  and stay fixed for the rest of the iteration. The last iteration reaches
-  `target_sparsity` exactly.
+  Iteration 0 keeps the model dense; at the start of iteration k ≥ 1 the
+  masks are recomputed once, by L1 magnitude, to sparsity
+  1 − (1 − s)^(k / (n − 1)), and stay fixed for the rest of the iteration
+  (a fine-tuning round). The last iteration reaches `target_sparsity`
+  exactly.
 
-  With `model.fit` and `tfmot.sparsity.keras.UpdatePruningStep`, set
-  `steps_per_iteration` to the steps of one fine-tuning round. The
-  `IterativePruner` instead sets the wrappers' step at each iteration start,
-  so iterations may end early (early stopping).
+  Rounds are measured in epochs: each fine-tunes for at most
+  `epochs_per_iteration` epochs and ends earlier when its dev accuracy
+  stops improving. Both trainers drive the rounds themselves and ignore
+  the step count: `IterativePruner` (the library's compiled loop) and
+  `model.fit` of a model wrapped by `prune_low_memorization` (its
+  `IterativePruning` callback). TFMOT's own wrappers
+  (`prune_low_magnitude`) count optimizer steps instead: with them, set
+  `steps_per_iteration` to the steps of one round (iteration k spans steps
+  [k · steps_per_iteration, (k + 1) · steps_per_iteration)).
   """
 
   def __init__(self, target_sparsity: float, num_iterations: int = 5,
-               steps_per_iteration: int = 1):
+               steps_per_iteration: int = 1, epochs_per_iteration: int = 21):
     validate_target(target_sparsity, num_iterations)
     if not isinstance(steps_per_iteration, int) or steps_per_iteration < 1:
       raise ValueError("steps_per_iteration must be a positive integer, got "
                        f"{steps_per_iteration!r}.")
+    if not isinstance(epochs_per_iteration, int) or epochs_per_iteration < 1:
+      raise ValueError("epochs_per_iteration must be a positive integer "
+                       f"(fine-tuning epochs per round), got "
+                       f"{epochs_per_iteration!r}.")
     self.target_sparsity = float(target_sparsity)
     self.num_iterations = int(num_iterations)
     self.steps_per_iteration = int(steps_per_iteration)
+    self.epochs_per_iteration = int(epochs_per_iteration)
+
+  @property
+  def max_epochs(self) -> int:
+    """Epochs of the whole schedule when no round stops early."""
+    return self.num_iterations * self.epochs_per_iteration
 
   def sparsity(self, iteration: int) -> float:
     """Target sparsity of `iteration` as a Python float."""
@@ -81,7 +95,8 @@ class IterativeSparsity(pruning_schedule.PruningSchedule):
     return {"class_name": self.__class__.__name__,
             "config": {"target_sparsity": self.target_sparsity,
                        "num_iterations": self.num_iterations,
-                       "steps_per_iteration": self.steps_per_iteration}}
+                       "steps_per_iteration": self.steps_per_iteration,
+                       "epochs_per_iteration": self.epochs_per_iteration}}
 
   @classmethod
   def from_config(cls, config: Dict[str, Any]) -> "IterativeSparsity":

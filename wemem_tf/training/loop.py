@@ -7,6 +7,7 @@ plan or the weights never retraces; only a new model object does.
 """
 
 import dataclasses
+import enum
 import inspect
 import time
 from typing import Callable, List, Optional, Tuple
@@ -16,6 +17,7 @@ import tensorflow as tf
 
 from wemem_tf._keras import keras
 from wemem_tf.data import datasets
+from wemem_tf.models import evaluate
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,6 +88,23 @@ def _no_aggregation_argument(optimizer) -> dict:
   return {}
 
 
+class BatchKind(enum.IntEnum):
+  """What a batch is, for the `TrainStep` (one meaning per value).
+
+  ORDINARY: an ordinary batch.
+  RISKY: risky records (P3), trained with their own optimizer and λ_mem.
+  EVEN_EPOCH, ODD_EPOCH: a batch of an even / odd epoch of the iteration
+    (RelaxLoss alternates its update by epoch parity).
+  PADDING: no batch: fills an epoch of `model.fit` up to its fixed number
+    of steps (Keras fixes it after the first epoch); trains nothing.
+  """
+  ORDINARY = 0
+  RISKY = 1
+  EVEN_EPOCH = 2
+  ODD_EPOCH = 3
+  PADDING = 4
+
+
 @dataclasses.dataclass(frozen=True)
 class EpochPlan:
   """What one epoch trains on.
@@ -94,23 +113,25 @@ class EpochPlan:
     order: int32 (m,): positions into the training arrays, in visiting order.
     batch_bounds: int32 (b + 1,): batch j is order[bounds[j]:bounds[j + 1]].
     batch_weight_decay: float32 (b,): L2 coefficient used for batch j.
-    batch_group: int32 (b,) or None (all 0): a tag the `TrainStep` may use,
-      e.g. 1 for risky-record batches that get their own optimizer.
+    batch_kind: int32 (b,) `BatchKind` values, or None (all ORDINARY): what
+      each batch is, for the `TrainStep` (e.g. RISKY batches get their own
+      optimizer).
   """
   order: np.ndarray
   batch_bounds: np.ndarray
   batch_weight_decay: np.ndarray
-  batch_group: Optional[np.ndarray] = None
+  batch_kind: Optional[np.ndarray] = None
 
   def __post_init__(self):
-    if self.batch_group is None:
-      object.__setattr__(self, "batch_group",
-                         np.zeros(len(self.batch_weight_decay), np.int32))
+    if self.batch_kind is None:
+      object.__setattr__(self, "batch_kind",
+                         np.full(len(self.batch_weight_decay),
+                                 BatchKind.ORDINARY, np.int32))
     b = len(self.batch_weight_decay)
-    if len(self.batch_bounds) != b + 1 or len(self.batch_group) != b:
+    if len(self.batch_bounds) != b + 1 or len(self.batch_kind) != b:
       raise ValueError(f"EpochPlan: {b} batches need {b + 1} bounds and {b} "
-                       f"groups, got {len(self.batch_bounds)} and "
-                       f"{len(self.batch_group)}.")
+                       f"kinds, got {len(self.batch_bounds)} and "
+                       f"{len(self.batch_kind)}.")
     if b and (self.batch_bounds[0] != 0 or self.batch_bounds[-1] != len(
         self.order) or np.any(np.diff(self.batch_bounds) <= 0)):
       raise ValueError("EpochPlan: batch_bounds must rise strictly from 0 to "
@@ -122,8 +143,9 @@ class EpochPlan:
 
 
 def batched_plan(order: np.ndarray, batch_size: int,
-                 weight_decay: float, group: int = 0) -> EpochPlan:
-  """Consecutive batches of `batch_size` over `order`, one decay and group."""
+                 weight_decay: float,
+                 kind: BatchKind = BatchKind.ORDINARY) -> EpochPlan:
+  """Consecutive batches of `batch_size` over `order`, one decay and kind."""
   order = np.asarray(order, np.int32)
   bounds = np.minimum(np.arange(0, len(order) + batch_size, batch_size),
                       len(order))
@@ -132,22 +154,22 @@ def batched_plan(order: np.ndarray, batch_size: int,
     bounds = np.zeros(1, np.int32)
   return EpochPlan(order, bounds,
                    np.full(len(bounds) - 1, weight_decay, np.float32),
-                   np.full(len(bounds) - 1, group, np.int32))
+                   np.full(len(bounds) - 1, int(kind), np.int32))
 
 
 def concat_plans(*plans: EpochPlan) -> EpochPlan:
   """Runs the plans' batches one after another in one epoch."""
-  orders, bounds, decays, groups, offset = [], [np.zeros(1, np.int32)], [], [], 0
+  orders, bounds, decays, kinds, offset = [], [np.zeros(1, np.int32)], [], [], 0
   for plan in plans:
     orders.append(plan.order)
     bounds.append(plan.batch_bounds[1:] + offset)
     decays.append(plan.batch_weight_decay)
-    groups.append(plan.batch_group)
+    kinds.append(plan.batch_kind)
     offset += len(plan.order)
   return EpochPlan(np.concatenate(orders).astype(np.int32),
                    np.concatenate(bounds).astype(np.int32),
                    np.concatenate(decays).astype(np.float32),
-                   np.concatenate(groups).astype(np.int32))
+                   np.concatenate(kinds).astype(np.int32))
 
 
 def shuffled_plan(num_records: int, config: TrainConfig,
@@ -177,8 +199,19 @@ class TrainStep:
     self.loss_fn = loss_fn
     self.optimizer = None
 
-  def build(self, model: keras.Model, config: TrainConfig) -> None:
-    self.optimizer = keras.optimizers.Adam(config.learning_rate)
+  def build(self, model: keras.Model, config: TrainConfig,
+            optimizer=None) -> None:
+    """Creates the optimizer's (and any auxiliary) variables.
+
+    Args:
+      model: the model the step trains.
+      config: optimizer settings.
+      optimizer: the optimizer to use (e.g. the one a Keras model was
+        compiled with, in `model.fit`); None: Adam at
+        `config.learning_rate`, as the library's loop trains.
+    """
+    self.optimizer = (optimizer if optimizer is not None
+                      else keras.optimizers.Adam(config.learning_rate))
     self.optimizer.build(model.trainable_variables)
 
   def objective_gradients(self, model: keras.Model,
@@ -216,9 +249,16 @@ class TrainStep:
     return self.objective_gradients(model, mean_loss, weight_decay)
 
   def __call__(self, model: keras.Model, xb: tf.Tensor, yb: tf.Tensor,
-               weight_decay: tf.Tensor, group: tf.Tensor) -> tf.Tensor:
-    """Updates the model on batch (xb, yb); returns the batch loss."""
-    del group
+               weight_decay: tf.Tensor, kind: tf.Tensor) -> tf.Tensor:
+    """Updates the model on batch (xb, yb); returns the batch loss.
+
+    Args:
+      model: the model to update.
+      xb, yb: the batch's features and int labels.
+      weight_decay: the batch's L2 coefficient (scalar).
+      kind: the batch's `BatchKind` (int32 scalar).
+    """
+    del kind
     loss, grads = self.gradients(model, xb, yb, weight_decay)
     apply_gradients(self.optimizer, zip(grads, model.trainable_variables))
     return loss
@@ -252,14 +292,14 @@ class TrainingLoop:
     self._logits = tf.function(lambda x: model(x, training=False),
                                input_signature=[feature_spec])
 
-  def _train_epoch_impl(self, x, y, order, bounds, decays, groups):
+  def _train_epoch_impl(self, x, y, order, bounds, decays, kinds):
     self.trace_count += 1  # Python side effect: runs once per trace.
     num_batches = tf.shape(decays)[0]
     total_loss = tf.constant(0.0)
     for b in tf.range(num_batches):
       idx = order[bounds[b]:bounds[b + 1]]
       total_loss += self.train_step(self.model, tf.gather(x, idx),
-                                    tf.gather(y, idx), decays[b], groups[b])
+                                    tf.gather(y, idx), decays[b], kinds[b])
     return total_loss / tf.maximum(tf.cast(num_batches, tf.float32), 1.0)
 
   def train_epoch(self, x: tf.Tensor, y: tf.Tensor, plan: EpochPlan) -> float:
@@ -269,7 +309,7 @@ class TrainingLoop:
     loss = self._train_epoch(x, y, tf.constant(plan.order, tf.int32),
                              tf.constant(plan.batch_bounds, tf.int32),
                              tf.constant(plan.batch_weight_decay, tf.float32),
-                             tf.constant(plan.batch_group, tf.int32))
+                             tf.constant(plan.batch_kind, tf.int32))
     if self.after_epoch is not None:
       self.after_epoch()
     return float(loss)
@@ -284,7 +324,7 @@ class TrainingLoop:
 
   def accuracy(self, x, y) -> float:
     """Fraction of records whose arg-max logit equals the label."""
-    return float(np.mean(np.argmax(self.logits(x), -1) == np.asarray(y)))
+    return evaluate.accuracy(self.logits, x, y)
 
 
 @dataclasses.dataclass
@@ -310,6 +350,34 @@ class FitResult:
 
 
 PlanFn = Callable[[int, np.random.Generator], EpochPlan]
+
+
+class BestCheckpoint:
+  """The best dev accuracy so far and its weights (early stopping).
+
+  Args:
+    model: the model whose weights are kept.
+    patience: epochs without a better dev accuracy before stopping.
+
+  Attributes:
+    accuracy: the best dev accuracy (-1 before the first epoch).
+    epoch: its 0-based epoch (-1 before the first epoch).
+    weights: the model's weights then (at construction: the initial ones).
+  """
+
+  def __init__(self, model: keras.Model, patience: int):
+    self.patience = patience
+    self.accuracy, self.epoch = -1.0, -1
+    self.weights = model.get_weights()
+
+  def update(self, epoch: int, accuracy: float, model: keras.Model) -> bool:
+    """Records epoch `epoch`'s dev accuracy; True when training should stop
+    (no improvement for `patience` epochs)."""
+    if accuracy > self.accuracy:
+      self.accuracy, self.epoch = accuracy, epoch
+      self.weights = model.get_weights()
+      return False
+    return epoch - self.epoch >= self.patience
 
 
 def fit_with_early_stopping(loop: TrainingLoop, train: Tuple[np.ndarray, np.ndarray],
@@ -343,8 +411,7 @@ def fit_with_early_stopping(loop: TrainingLoop, train: Tuple[np.ndarray, np.ndar
   x = tf.convert_to_tensor(train[0], tf.float32)
   y = tf.convert_to_tensor(train[1], tf.int64)
   start = time.perf_counter()
-  best_acc, best_epoch = -1.0, -1
-  best_weights = loop.model.get_weights()
+  best = BestCheckpoint(loop.model, patience)
   losses, accs = [], []
   for epoch in range(max_epochs):
     plan = plan_fn(epoch, rng)
@@ -352,12 +419,10 @@ def fit_with_early_stopping(loop: TrainingLoop, train: Tuple[np.ndarray, np.ndar
       break
     losses.append(loop.train_epoch(x, y, plan))
     accs.append(loop.accuracy(*dev))
-    if accs[-1] > best_acc:
-      best_acc, best_epoch = accs[-1], epoch
-      best_weights = loop.model.get_weights()
-    elif epoch - best_epoch >= patience:
+    if best.update(epoch, accs[-1], loop.model):
       break
   if restore_best:
-    loop.model.set_weights(best_weights)
+    loop.model.set_weights(best.weights)
+  best_epoch, best_acc, best_weights = best.epoch, best.accuracy, best.weights
   return FitResult(len(losses), best_epoch, best_acc, losses, accs,
                    best_weights, time.perf_counter() - start)

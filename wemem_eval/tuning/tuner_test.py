@@ -19,17 +19,18 @@ import wemem_tf  # pylint: disable=unused-import  (Keras 2 before TensorFlow)
 import keras_tuner as kt  # pylint: disable=g-bad-import-order
 
 from attacks import base
-from attacks import model_store
-from attacks import objective as objective_lib
-from attacks import shadows as shadows_lib
-from attacks import tuner as tuner_lib
+from attacks import reference_design
+from wemem_eval import model_store
+from wemem_eval import model_training
+from wemem_eval.tuning import objective as objective_lib
+from wemem_eval.tuning import tuner as tuner_lib
 from wemem_tf import defenses as defenses_lib
 from wemem_tf import memorization
 from wemem_tf.data import datasets
 from wemem_tf.pruning import iterative
 from wemem_tf.training import loop as loop_lib
 
-TINY_RECIPE = shadows_lib.ModelRecipe(
+TINY_RECIPE = model_training.ModelRecipe(
     architecture="column_fc",
     pruning_config=iterative.PruningConfig(0.5, 2, epochs_per_iteration=2,
                                            patience=2),
@@ -71,7 +72,7 @@ def test_scaled_rehearsal_and_scaled_windows():
 def test_held_out_rehearsal_reference_models_match_the_targets_size():
   setup = _setup(rehearsal_kind="held_out")
   assert setup.scale == 1.0
-  pool = np.union1d(shadows_lib.target_records(setup.rehearsal),
+  pool = np.union1d(reference_design.target_records(setup.rehearsal),
                     setup.rehearsal.shadow_pool).size
   target = setup.rehearsal.victim.train.size
   assert setup.reference_inclusion > 0.5
@@ -397,7 +398,8 @@ def test_chief_and_worker_processes(tmp_path):
   port = str(_free_port())
   env = dict(os.environ, KERASTUNER_ORACLE_IP="127.0.0.1",
              KERASTUNER_ORACLE_PORT=port)
-  command = [sys.executable, "-m", "attacks.tuner_test", str(tmp_path)]
+  command = [sys.executable, "-m", "wemem_eval.tuning.tuner_test",
+             str(tmp_path)]
   chief = subprocess.Popen(command, env=dict(env, KERASTUNER_TUNER_ID="chief"),
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
   worker = subprocess.run(command, env=dict(env, KERASTUNER_TUNER_ID="tuner0"),

@@ -10,8 +10,8 @@ import time
 import pytest
 
 from attacks import base
-from attacks import pipeline
-from attacks import report as report_lib
+from wemem_eval import report as report_lib
+from wemem_eval import run as run_lib
 from wemem_tf.pruning import iterative
 from wemem_tf.training import loop as loop_lib
 
@@ -26,9 +26,9 @@ TINY = dict(
 
 
 def test_run_writes_report_and_second_run_reuses_everything(tmp_path):
-  config = pipeline.RunConfig(**TINY)
+  config = run_lib.RunConfig(**TINY)
   logs = []
-  report = pipeline.run(config, str(tmp_path), log=logs.append)
+  report = run_lib.run(config, str(tmp_path), log=logs.append)
   assert set(report["defenses"]) == {"unpruned", "base", "rsw"}
   for label, entry in report["defenses"].items():
     assert 0 < entry["test_accuracy"] <= 1
@@ -47,29 +47,29 @@ def test_run_writes_report_and_second_run_reuses_everything(tmp_path):
     assert os.path.isfile(tmp_path / name), name
   assert any("ETA" in line for line in logs)
   logs.clear()
-  again = pipeline.run(config, str(tmp_path), log=logs.append)
+  again = run_lib.run(config, str(tmp_path), log=logs.append)
   assert sum("cached" in line for line in logs) == 3
   assert report_lib.without_timings(again) == report_lib.without_timings(report)
 
 
 def test_changed_settings_redo_only_what_they_affect(tmp_path):
-  config = pipeline.RunConfig(**TINY)
-  pipeline.run(config, str(tmp_path), log=lambda _: None)
-  changed = pipeline.RunConfig(**{**TINY, "defense_settings": {
+  config = run_lib.RunConfig(**TINY)
+  run_lib.run(config, str(tmp_path), log=lambda _: None)
+  changed = run_lib.RunConfig(**{**TINY, "defense_settings": {
       "rsw": {"width": 5}}})
   logs = []
-  pipeline.run(changed, str(tmp_path), log=logs.append)
+  run_lib.run(changed, str(tmp_path), log=logs.append)
   cached = [l for l in logs if "cached" in l]
   assert len(cached) == 2 and not any("rsw" in l for l in cached)
 
 
 def test_bad_run_configs_are_refused():
   with pytest.raises(ValueError, match="unknown defenses"):
-    pipeline.RunConfig(defenses=("magic",))
+    run_lib.RunConfig(defenses=("magic",))
   with pytest.raises(ValueError, match="unknown baselines"):
-    pipeline.RunConfig(baselines=("two_shot",))
+    run_lib.RunConfig(baselines=("two_shot",))
   with pytest.raises(ValueError, match="nothing to run"):
-    pipeline.RunConfig(defenses=(), baselines=())
+    run_lib.RunConfig(defenses=(), baselines=())
 
 
 _CLI = [sys.executable, "-m", "wemem_cli.main", "run", "--seed=2",

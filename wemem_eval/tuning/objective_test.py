@@ -2,7 +2,7 @@
 
 import pytest
 
-from attacks import objective as objective_lib
+from wemem_eval.tuning import objective as objective_lib
 
 
 def test_constrained_feasible_trials_score_their_dev_accuracy():

@@ -13,8 +13,8 @@ prunes with them and returns the trial's metrics:
    defense (adaptive), and the attacks run against it → the **strongest
    attack's** balanced accuracy, averaged over the rehearsals.
 
-No victim test record (member or non-member) is used. `attacks.objective`
-turns the pair into the score the oracle maximizes. Pre-trained models and
+No victim test record (member or non-member) is used.
+`wemem_eval.tuning.objective` turns the pair into the score the oracle maximizes. Pre-trained models and
 memorization scores are shared by all trials (and with `wemem run` when the
 cache directory is a run directory); a trial that raises is recorded as
 FAILED with its error and the search goes on; the search resumes from its
@@ -34,97 +34,105 @@ from keras_tuner.engine import base_tuner
 import numpy as np
 
 from attacks import base
-from attacks import experiment
-from attacks import model_store
-from attacks import objective as objective_lib
+from attacks import reference_design
 from attacks import registry
-from attacks import shadows as shadows_lib
+from wemem_eval import experiment
+from wemem_eval import model_store
+from wemem_eval import model_training
+from wemem_eval.tuning import objective as objective_lib
 from wemem_tf import defenses as defenses_lib
 from wemem_tf import io_utils
 from wemem_tf._keras import keras
 from wemem_tf.data import datasets
 from wemem_tf.data import splits as splits_lib
-from wemem_tf.defenses import existing  # pylint: disable=unused-import  (registers)
+from wemem_tf.defenses import settings as settings_lib
+from wemem_tf.models import evaluate
 
 # The attacks without a trained attack model: SAMIA and the NN attacks cost
 # 30-40 s per trial on Location and were never the strongest there
 # (results/location_seed0), where LiRA or RMIA always was.
 DEFAULT_ATTACKS = tuple(a for a in registry.attack_names()
                         if a not in ("samia", "nn", "nn_top3", "nn_cls"))
-WINDOW_METHODS = ("rsw", "swmr", "random")
-RISKY_METHODS = ("rmr", "swmr")
-EXISTING = ("ppb", "advreg", "dp", "relaxloss", "hamp")
 ORACLES = ("bayesian", "random", "grid")
 
+# The tunable defenses (every registered one but "none") and, derived from
+# their declarations (`wemem_tf.defenses.settings.Tune`), the search
+# space's hyperparameters: {name: (Tune, Setting, defenses that have it)},
+# in declaration order (the order the oracle sees them in).
+TUNABLE = tuple(n for n in defenses_lib.available_defenses() if n != "none")
+TUNED = settings_lib.tuned([defenses_lib.defense_class(n) for n in TUNABLE])
+RANGE_NAMES = tuple(n for n, (t, _, _) in TUNED.items() if not t.choices)
+_INTEGER_RANGES = tuple(n for n, (t, _, _) in TUNED.items() if t.integer)
+_CHOICES = {n: t for n, (t, _, _) in TUNED.items() if t.choices}
 
-RANGE_NAMES = ("stride", "width", "tau_share", "lambda_mem", "ppb_alpha",
-               "advreg_weight", "dp_noise_multiplier", "relaxloss_alpha",
-               "hamp_entropy_threshold", "hamp_alpha")
-_INTEGER_RANGES = ("stride", "width")
+
+def _space_fields():
+  """SearchSpace's fields: per numeric hyperparameter its (low, high) range,
+  per integer one with a grid its `<name>_step`, per choice the choices
+  (`<name>s`), all defaulting to the declarations."""
+  fields = [("methods", Tuple[str, ...],
+             dataclasses.field(default=("rsw", "rmr", "swmr")))]
+  for name, (tune, _, _) in TUNED.items():
+    if tune.choices:
+      fields.append((f"{name}s", Tuple[str, ...],
+                     dataclasses.field(default=tuple(tune.choices))))
+      continue
+    kind = int if tune.integer else float
+    fields.append((name, Tuple[kind, kind], dataclasses.field(
+        default=(kind(tune.low), kind(tune.high)))))
+    if tune.step is not None:
+      fields.append((f"{name}_step", int, dataclasses.field(
+          default=tune.step)))
+  return fields
 
 
-@dataclasses.dataclass(frozen=True)
-class SearchSpace:
-  """Ranges of the defense settings searched (inclusive bounds).
+def _check_space(self) -> None:
+  bad = [m for m in self.methods if m not in TUNABLE]
+  if not self.methods or bad:
+    raise ValueError(f"methods must be a non-empty subset of {TUNABLE}; got "
+                     f"{list(self.methods)}.")
+  for name, tune in _CHOICES.items():
+    chosen = getattr(self, f"{name}s")
+    if not chosen or set(chosen) - set(tune.choices):
+      raise ValueError(f"{name}s must be a non-empty subset of "
+                       f"{tune.choices}, got {chosen}.")
+  for name in RANGE_NAMES:
+    low, high = getattr(self, name)
+    if not 0 < low <= high:
+      raise ValueError(f"SearchSpace.{name} must be (low, high) with "
+                       f"0 < low <= high, got {(low, high)}.")
+    spec = TUNED[name][1]
+    for bound in (low, high):
+      spec.check("SearchSpace", name, bound)  # inside the valid range
+    step = getattr(self, f"{name}_step", 1)
+    if step < 1:
+      raise ValueError(f"{name}_step must be >= 1.")
 
-  Window sizes count records per class and epoch (METHOD.md §5); τ is
-  searched as the share of training records marked risky (`tau_share`),
-  since the score threshold's meaning depends on the estimator.
 
-  Attributes:
-    methods: defenses to choose among (WeMem methods and/or the existing
-      defenses "ppb", "advreg", "dp", "relaxloss", "hamp").
-    orders: window orders ("h2l", "l2h").
-    stride, width: window stride and width ranges; width in steps of
-      `width_step`.
-    tau_share: share of records that are risky.
-    lambda_mem: L2 weight decay of risky batches (log scale).
-    ppb_alpha, advreg_weight, dp_noise_multiplier, relaxloss_alpha,
-    hamp_entropy_threshold, hamp_alpha: the existing defenses' strengths.
-  """
-  methods: Tuple[str, ...] = ("rsw", "rmr", "swmr")
-  orders: Tuple[str, ...] = ("h2l", "l2h")
-  stride: Tuple[int, int] = (1, 4)
-  width: Tuple[int, int] = (5, 60)
-  width_step: int = 5
-  tau_share: Tuple[float, float] = (0.02, 0.4)
-  lambda_mem: Tuple[float, float] = (0.01, 1.0)
-  ppb_alpha: Tuple[float, float] = (1.0, 16.0)
-  advreg_weight: Tuple[float, float] = (1.0, 8.0)
-  dp_noise_multiplier: Tuple[float, float] = (0.01, 1.0)
-  relaxloss_alpha: Tuple[float, float] = (0.5, 2.0)
-  hamp_entropy_threshold: Tuple[float, float] = (0.5, 0.95)
-  hamp_alpha: Tuple[float, float] = (1e-4, 1e-2)
+def _for_dataset(cls, dataset_name: str, **overrides) -> "SearchSpace":
+  """Defaults scaled to the dataset's class sizes (the authors' settings
+  lie inside): per-class windows of tens of records for the tabular sets,
+  hundreds for CIFAR-10."""
+  if dataset_name in ("cifar10", "cifar10_subset"):
+    overrides = {"stride": (10, 200), "width": (100, 2000),
+                 "width_step": 100, **overrides}
+  return cls(**overrides)
 
-  def __post_init__(self):
-    known = WINDOW_METHODS + ("rmr",) + EXISTING
-    bad = [m for m in self.methods if m not in known]
-    if not self.methods or bad:
-      raise ValueError(f"methods must be a non-empty subset of {known}; got "
-                       f"{list(self.methods)}.")
-    if not self.orders or set(self.orders) - {"h2l", "l2h"}:
-      raise ValueError(f"orders must be a non-empty subset of ('h2l', "
-                       f"'l2h'), got {self.orders}.")
-    for name in RANGE_NAMES:
-      low, high = getattr(self, name)
-      if not 0 < low <= high:
-        raise ValueError(f"SearchSpace.{name} must be (low, high) with "
-                         f"0 < low <= high, got {(low, high)}.")
-    if self.tau_share[1] > 1.0:
-      raise ValueError("tau_share is a share of records: its range must lie "
-                       "in (0, 1].")
-    if self.width_step < 1:
-      raise ValueError("width_step must be >= 1.")
 
-  @classmethod
-  def for_dataset(cls, dataset_name: str, **overrides) -> "SearchSpace":
-    """Defaults scaled to the dataset's class sizes (the authors' settings
-    lie inside): per-class windows of tens of records for the tabular sets,
-    hundreds for CIFAR-10."""
-    if dataset_name in ("cifar10", "cifar10_subset"):
-      overrides = {"stride": (10, 200), "width": (100, 2000),
-                   "width_step": 100, **overrides}
-    return cls(**overrides)
+SearchSpace = dataclasses.make_dataclass(
+    "SearchSpace", _space_fields(), frozen=True, namespace={
+        "__post_init__": _check_space,
+        "for_dataset": classmethod(_for_dataset),
+        "__doc__": """Ranges of the defense settings searched (inclusive bounds).
+
+  Derived from the defenses' declarations: `methods` (defenses to choose
+  among), then one field per tuned setting: `(low, high)` for a number
+  (window sizes count records per class and epoch, docs/method.md §5; τ is
+  searched as the share of records marked risky, `tau_share`, since a score
+  threshold's meaning depends on the estimator), `<name>_step` for an
+  integer grid, `<name>s` for the choices of a choice (`orders`).
+  """})
+SearchSpace.__module__ = __name__
 
 
 def parse_ranges(texts: Sequence[str]) -> Dict[str, Tuple[float, float]]:
@@ -199,54 +207,32 @@ class DefenseHyperModel(kt.HyperModel):
   def build(self, hp: kt.HyperParameters) -> DefenseChoice:
     s = self.space
     method = hp.Choice("method", list(s.methods))
+    values: Dict[str, Any] = {}
+    for name, (tune, _, users) in TUNED.items():
+      scope = [m for m in s.methods if m in users]
+      if scope:
+        with hp.conditional_scope("method", scope):
+          values[name] = self._declare(hp, name, tune)
     settings: Dict[str, Any] = {}
-    window = [m for m in s.methods if m in ("rsw", "swmr")]
-    if window:
-      with hp.conditional_scope("method", window):
-        order = hp.Choice("order", list(s.orders))
-    windowed = [m for m in s.methods if m in WINDOW_METHODS]
-    if windowed:
-      with hp.conditional_scope("method", windowed):
-        stride = hp.Int("stride", s.stride[0], s.stride[1])
-        width = hp.Int("width", s.width[0], s.width[1], step=s.width_step)
-    risky = [m for m in s.methods if m in RISKY_METHODS]
-    if risky:
-      with hp.conditional_scope("method", risky):
-        tau_share = hp.Float("tau_share", *s.tau_share)
-        lambda_mem = hp.Float("lambda_mem", *s.lambda_mem, sampling="log")
-    if method in ("rsw", "swmr"):
-      settings["order"] = order
-    if method in WINDOW_METHODS:
-      settings.update(stride=stride, width=width)
-    if method in RISKY_METHODS:
-      settings.update(tau=None, tau_share=tau_share, lambda_mem=lambda_mem)
-    settings.update(self._existing(hp, method))
+    declared = settings_lib.declared(defenses_lib.defense_class(method))
+    for arg, spec in declared.items():
+      if spec.tune is not None:
+        settings[arg] = values[spec.tune.name]
+    if "tau_share" in settings and "tau" in declared:
+      settings["tau"] = None  # the share replaces the preset's score
     return DefenseChoice(method, settings)
 
-  def _existing(self, hp, method) -> Dict[str, Any]:
-    """Strength settings of the existing defenses (when searched)."""
+  def _declare(self, hp, name: str, tune: settings_lib.Tune):
+    """Declares hyperparameter `name` with the space's range."""
     s = self.space
-    specs = {  # method -> [(hp name, setting, range, sampling)]
-        "ppb": [("ppb_alpha", "alpha", s.ppb_alpha, "log")],
-        "advreg": [("advreg_weight", "weight", s.advreg_weight, "log")],
-        "dp": [("dp_noise_multiplier", "noise_multiplier",
-                s.dp_noise_multiplier, "log")],
-        "relaxloss": [("relaxloss_alpha", "alpha", s.relaxloss_alpha,
-                       "linear")],
-        "hamp": [("hamp_entropy_threshold", "entropy_threshold",
-                  s.hamp_entropy_threshold, "linear"),
-                 ("hamp_alpha", "alpha", s.hamp_alpha, "log")],
-    }
-    settings = {}
-    for name, entries in specs.items():
-      if name not in s.methods:
-        continue
-      with hp.conditional_scope("method", [name]):
-        for hp_name, setting, (low, high), sampling in entries:
-          value = hp.Float(hp_name, low, high, sampling=sampling)
-          if method == name:
-            settings[setting] = value
-    return settings
+    if tune.choices:
+      return hp.Choice(name, list(getattr(s, f"{name}s")))
+    low, high = getattr(s, name)
+    if tune.integer:
+      step = getattr(s, f"{name}_step", None)
+      return (hp.Int(name, low, high, step=step) if step is not None
+              else hp.Int(name, low, high))
+    return hp.Float(name, low, high, sampling=tune.sampling)
 
 
 REHEARSALS = ("scaled", "held_out")
@@ -275,7 +261,8 @@ class TuningSetup:
         real protocol's size and overlap with the target's training set.
     reference_inclusion: share of the pool each reference model trains on.
       None (default): 0.5 (random halves, the real protocol) for "scaled";
-      matched to the target's training size (`shadows.matched_design`) for
+      matched to the target's training size
+      (`reference_design.matched_design`) for
       "held_out", whose pool is too small for halves of that size.
     options: attack settings.
     scores_fn: memorization scores over every record, computed once on
@@ -294,7 +281,7 @@ class TuningSetup:
   target's training size / the victim's; 1 for "held_out").
   """
   dataset: datasets.Dataset
-  recipe: shadows_lib.ModelRecipe
+  recipe: model_training.ModelRecipe
   seed: int = 0
   attacks: Tuple[str, ...] = DEFAULT_ATTACKS
   num_shadows: int = 5
@@ -337,7 +324,7 @@ class TuningSetup:
       # ratio a record off 1 would shift every fractional window).
       self.scale = 1.0
       if self.reference_inclusion is None:
-        inclusion, count = shadows_lib.matched_design(self.rehearsal)
+        inclusion, count = reference_design.matched_design(self.rehearsal)
         self.reference_inclusion = inclusion
         self.num_reference_models = self.num_reference_models or count
 
@@ -357,21 +344,16 @@ def scaled_defense(defense: defenses_lib.Defense, scale: float
                              width=max(1.0, defense.width * scale))
 
 
-def _accuracy(model: shadows_lib.TrainedModel, dataset: datasets.Dataset,
-              records: np.ndarray) -> float:
-  x, y = dataset.take(records)
-  return float(np.mean(np.argmax(model.query.logits(x), 1) == y))
-
-
 def evaluate_choice(setup: TuningSetup, choice: DefenseChoice
                     ) -> objective_lib.TrialMetrics:
   """Prunes with `choice` and measures dev accuracy and rehearsed attacks."""
   defense = choice.build(setup.dataset.name, setup.scores_fn)
   recipe = dataclasses.replace(setup.recipe, defense=defense)
-  victim = shadows_lib.train_model(
-      setup.dataset, setup.splits.victim, shadows_lib.derived_seed(
+  victim = model_training.train_model(
+      setup.dataset, setup.splits.victim, model_training.derived_seed(
           setup.seed, 0, 0), recipe, setup.store)
-  dev_accuracy = _accuracy(victim, setup.dataset, setup.splits.victim.dev)
+  dev_accuracy = evaluate.accuracy(
+      victim.query.logits, *setup.dataset.take(setup.splits.victim.dev))
   rehearsed = dataclasses.replace(
       recipe, defense=scaled_defense(defense, setup.scale))
   config = experiment.ExperimentConfig(

@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from attacks import aggregate
+from wemem_eval import aggregate
 
 
 def _report(seed, test_acc, conf, rmia, seconds):

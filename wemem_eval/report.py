@@ -14,7 +14,7 @@ report.json schema (documented in README):
        "attacks": {attack: {"balanced_accuracy", "auc", "tpr_at_0.1pct_fpr",
                             "tpr_at_1pct_fpr", "advantage", "seconds"}},
        # only when experiments/<label>/iterations.json exists
-       # (attacks.iterations): the attacks on the models after each
+       # (wemem_eval.iterations): the attacks on the models after each
        # pruning iteration
        "attack_per_iteration": [{"iteration", "target_sparsity",
                                  "test_accuracy", "best_attack"}]}}}
@@ -216,7 +216,7 @@ def write_report(run_dir: str, labels: List[str]) -> Dict[str, Any]:
   """Writes report.json, report.md and plots/; returns the report dict.
 
   plots/attack_per_iteration.png is drawn when some configuration has an
-  experiments/<label>/iterations.json (`attacks.iterations`).
+  experiments/<label>/iterations.json (`wemem_eval.iterations`).
   """
   report = collect(run_dir, labels)
   plots = os.path.join(run_dir, "plots")

@@ -1,5 +1,5 @@
-"""End-to-end tests: the experiment and the `wemem attack` command on digits
-with tiny settings (few epochs, 2 shadows)."""
+"""End-to-end tests of `wemem attack` on digits with tiny settings (few
+epochs, 1-2 shadows)."""
 
 import json
 import os
@@ -7,55 +7,14 @@ import os
 from absl import flags
 from absl.testing import flagsaver
 import numpy as np
-import pytest
 
-from attacks import base
-from attacks import experiment
 from attacks import registry
 from wemem_cli import attack_cmd
 
 FLAGS = flags.FLAGS
-
+PNG = b"\x89PNG\r\n\x1a\n"
 REQUIRED_KEYS = {"attack", "balanced_accuracy", "auc", "tpr_at_0.1pct_fpr",
                  "tpr_at_1pct_fpr", "advantage", "seconds"}
-
-
-def test_reference_count_and_config_checks():
-  assert experiment.ExperimentConfig(num_shadows=5).reference_count() == 6
-  assert experiment.ExperimentConfig(num_shadows=2).reference_count() == 4
-  assert experiment.ExperimentConfig(
-      num_shadows=2, num_reference_models=8).reference_count() == 8
-  assert experiment.ExperimentConfig(attacks=("all",)).attacks == tuple(
-      registry.attack_names())
-  with pytest.raises(ValueError, match="unknown attack"):
-    experiment.ExperimentConfig(attacks=("confidence",))
-  with pytest.raises(ValueError, match="num_shadows"):
-    experiment.ExperimentConfig(num_shadows=-1)
-
-
-def test_reference_plans():
-  import wemem_tf  # pylint: disable=g-import-not-at-top
-  dataset = wemem_tf.data.load_dataset("digits")
-  splits = wemem_tf.data.splits_for(dataset, seed=0, num_shadows=2)
-  halves = experiment.ExperimentConfig(num_shadows=2).reference_plan(splits)
-  assert halves.num_models == 4
-  np.testing.assert_array_equal(halves.in_mask.sum(0), 2)
-  matched = experiment.ExperimentConfig(
-      num_shadows=2, reference_inclusion=None).reference_plan(splits)
-  sizes = matched.in_mask.sum(1)
-  target = splits.victim.train.size
-  assert abs(np.median(sizes) - target) <= 0.1 * target
-  assert (~matched.in_mask).sum(0).min() >= 2
-  with pytest.raises(ValueError, match="reference_inclusion"):
-    experiment.ExperimentConfig(reference_inclusion=1.0)
-
-
-def test_shadow_attacks_need_shadows():
-  import wemem_tf  # pylint: disable=g-import-not-at-top
-  dataset = wemem_tf.data.load_dataset("digits")
-  with pytest.raises(ValueError, match="num_shadows >= 1"):
-    experiment.run_experiment(dataset, experiment.ExperimentConfig(
-        attacks=("conf",), num_shadows=0))
 
 
 def test_cli_end_to_end_on_digits(tmp_path):
@@ -117,8 +76,22 @@ def test_victim_defense_reaches_adaptive_attacker_only():
   assert config.recipe.target == "unpruned"
 
 
-def test_options_validation():
-  with pytest.raises(ValueError, match="lira_variance"):
-    base.AttackOptions(lira_variance="per-record")
-  with pytest.raises(ValueError, match="dev_fraction"):
-    base.AttackOptions(dev_fraction=1.0)
+def test_cli_per_iteration_flag(tmp_path):
+  if not FLAGS.is_parsed():
+    FLAGS(["wemem"])
+  out = tmp_path / "attack"
+  with flagsaver.flagsaver(
+      dataset="digits", output_dir=str(out), seed=1, num_shadows=1,
+      prune_iterations=2, epochs_per_iteration=1, patience=1,
+      pretrain_epochs=2, attacks="hconf,gap", target="pruned",
+      per_iteration=True, model_store_dir=str(tmp_path / "models")):
+    assert attack_cmd.main(["attack"]) == 0
+  doc = json.loads((out / "iterations.json").read_text())
+  assert [it["iteration"] for it in doc["iterations"]] == [0, 1]
+  final = json.loads((out / "attacks.json").read_text())
+  assert [r["balanced_accuracy"] for r in final["attacks"]] == [
+      doc["iterations"][-1]["attacks"][a]["balanced_accuracy"]
+      for a in ("hconf", "gap")]
+  assert (out / "plots" / "attack_per_iteration.png").read_bytes()[:8] == PNG
+  # Victim and shadow: pre-trained, iteration 0, final; .npz + .json each.
+  assert len(os.listdir(tmp_path / "models")) == 2 * 3 * 2

@@ -1,6 +1,6 @@
 """Mean ± std across the reports of runs with different seeds.
 
-`aggregate` reads each run's report.json (see attacks/report.py), keeps the
+`aggregate` reads each run's report.json (see wemem_eval/report.py), keeps the
 configurations present in every run, and summarizes per configuration:
 test accuracy, the best attack's balanced accuracy (the best attack is
 chosen per seed; how often each attack was the best is listed), defense

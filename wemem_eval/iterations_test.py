@@ -4,20 +4,16 @@ the ordinary experiment, store reuse, plots (digits, tiny settings)."""
 import json
 import os
 
-from absl import flags
-from absl.testing import flagsaver
 import numpy as np
 import pytest
 
 import wemem_tf
-from attacks import experiment
-from attacks import iterations
-from attacks import model_store
-from attacks import report as report_lib
-from attacks import shadows as shadows_lib
-from wemem_cli import attack_cmd
+from wemem_eval import experiment
+from wemem_eval import iterations
+from wemem_eval import model_store
+from wemem_eval import model_training
+from wemem_eval import report as report_lib
 
-FLAGS = flags.FLAGS
 PNG = b"\x89PNG\r\n\x1a\n"
 ATTACKS = ("conf", "lira_online", "rmia", "gap")
 COMPARED = ("balanced_accuracy", "auc", "tpr_at_0.1pct_fpr",
@@ -25,7 +21,7 @@ COMPARED = ("balanced_accuracy", "auc", "tpr_at_0.1pct_fpr",
 
 
 def _config(**recipe_changes):
-  recipe = shadows_lib.ModelRecipe(
+  recipe = model_training.ModelRecipe(
       architecture="column_fc",
       pruning_config=wemem_tf.PruningConfig(
           target_sparsity=0.6, num_iterations=3, epochs_per_iteration=2,
@@ -94,8 +90,8 @@ def test_store_is_reused_and_models_reload_equal(per_iteration, digits):
   config = _config()
   hits = store.hits
   splits = wemem_tf.data.splits_for(digits, config.seed, num_shadows=1)
-  again = iterations.train_model_iterations(
-      digits, splits.victim, shadows_lib.derived_seed(config.seed, 0, 0),
+  again = model_training.train_model_iterations(
+      digits, splits.victim, model_training.derived_seed(config.seed, 0, 0),
       config.recipe, store)
   assert store.hits == hits + 4
   for k, model in enumerate(again):
@@ -106,38 +102,6 @@ def test_store_is_reused_and_models_reload_equal(per_iteration, digits):
   assert sum(n.startswith("pruned-it0-") and n.endswith(".npz")
              for n in names) == 6
   assert sum(n.startswith("pruned-it2-") for n in names) == 0  # = "pruned"
-
-
-@pytest.mark.parametrize("restore_best", [True, False])
-def test_hook_copies_each_checkpoint_and_changes_nothing(digits, restore_best):
-  split = wemem_tf.data.splits_for(digits, 0, num_shadows=0).victim
-  recipe = shadows_lib.ModelRecipe(
-      pruning_config=wemem_tf.PruningConfig(
-          target_sparsity=0.5, num_iterations=2, epochs_per_iteration=3,
-          patience=1, restore_best_weights=restore_best),
-      train_config=wemem_tf.TrainConfig(max_epochs=1, patience=1))
-  # pylint: disable=protected-access
-  pretrained, _ = shadows_lib._pretrain(digits, split, 0, recipe)
-  plain = wemem_tf.pretrain_and_prune(
-      digits, split, 0, pruning_config=recipe.pruning_config,
-      train_config=recipe.train_config, pretrained=pretrained)
-  staged = iterations._prune_each_iteration(digits, split, 0, recipe,
-                                            pretrained)
-  # pylint: enable=protected-access
-  assert len(staged) == 2
-  for a, b in zip(plain.pruned.get_weights(), staged[-1][0].get_weights()):
-    np.testing.assert_array_equal(a, b)
-  no_seconds = lambda h: {k: v for k, v in h.items() if k != "seconds"}
-  assert [no_seconds(h.to_json()) for h in plain.history] == [
-      no_seconds(h) for h in staged[-1][1]["history"]]
-  x, y = digits.take(split.test)
-  for k, (model, facts) in enumerate(staged):
-    record = facts["history"][-1]
-    assert record["iteration"] == k
-    # The copy is the checkpoint the iteration was evaluated at.
-    assert wemem_tf.pruning.layer_sparsity(model) == record["layer_sparsity"]
-    accuracy = np.mean(np.argmax(model(x, training=False).numpy(), 1) == y)
-    assert accuracy == pytest.approx(record["test_accuracy"], abs=1e-9)
 
 
 def test_unpruned_target_is_refused(digits):
@@ -167,24 +131,3 @@ def test_report_includes_the_per_iteration_plot(per_iteration, tmp_path):
   report = report_lib.write_report(str(run_dir), ["base"])
   assert "attack_per_iteration" not in report["defenses"]["base"]
   assert not (run_dir / "plots" / "attack_per_iteration.png").exists()
-
-
-def test_cli_per_iteration_flag(tmp_path):
-  if not FLAGS.is_parsed():
-    FLAGS(["wemem"])
-  out = tmp_path / "attack"
-  with flagsaver.flagsaver(
-      dataset="digits", output_dir=str(out), seed=1, num_shadows=1,
-      prune_iterations=2, epochs_per_iteration=1, patience=1,
-      pretrain_epochs=2, attacks="hconf,gap", target="pruned",
-      per_iteration=True, model_store_dir=str(tmp_path / "models")):
-    assert attack_cmd.main(["attack"]) == 0
-  doc = json.loads((out / "iterations.json").read_text())
-  assert [it["iteration"] for it in doc["iterations"]] == [0, 1]
-  final = json.loads((out / "attacks.json").read_text())
-  assert [r["balanced_accuracy"] for r in final["attacks"]] == [
-      doc["iterations"][-1]["attacks"][a]["balanced_accuracy"]
-      for a in ("hconf", "gap")]
-  assert (out / "plots" / "attack_per_iteration.png").read_bytes()[:8] == PNG
-  # Victim and shadow: pre-trained, iteration 0, final; .npz + .json each.
-  assert len(os.listdir(tmp_path / "models")) == 2 * 3 * 2

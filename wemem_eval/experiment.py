@@ -5,6 +5,11 @@ attacks need (shadows for the shadow-trained attacks, random-halves
 reference models for LiRA / RMIA), queries them once, runs the attacks and
 returns results that `write_artifacts` stores as attacks.json, a ROC plot and
 an .npz of the raw scores.
+
+`run_stages` is that loop for every stage of the models: with
+`every_iteration`, each model is kept after every pruning iteration and the
+attacks run once per iteration (`wemem_eval.iterations`); the last stage is
+`run_experiment`'s.
 """
 
 import dataclasses
@@ -15,11 +20,13 @@ from typing import Any, Dict, List, Optional, Tuple
 from tensorflow_privacy.privacy.privacy_tests.membership_inference_attack import data_structures as tfp_ds
 
 from attacks import base
-from attacks import model_store
 from attacks import plotting
+from attacks import querying
+from attacks import reference_design
 from attacks import registry
-from attacks import shadows as shadows_lib
 from attacks import suite as suite_lib
+from wemem_eval import model_store
+from wemem_eval import model_training
 from wemem_tf import io_utils
 from wemem_tf.data import datasets
 from wemem_tf.data import splits as splits_lib
@@ -39,15 +46,15 @@ class ExperimentConfig:
     num_reference_models: random-halves reference models for LiRA / RMIA;
       0 = max(4, num_shadows rounded up to even).
     reference_inclusion: share of the pool each reference model trains on
-      (0.5: the protocol's random halves; see `shadows.random_halves`).
-      None: matched to the victim's training-set size
-      (`shadows.matched_design`; num_reference_models 0 then takes the
-      design's count).
+      (0.5: the protocol's random halves; see
+      `attacks.reference_design.random_halves`). None: matched to the
+      victim's training-set size (`reference_design.matched_design`;
+      num_reference_models 0 then takes the design's count).
     adaptive: train the attacker's models with the victim's defense.
     seed: run seed (splits, models, attacks).
     options: attack settings (its seed is replaced by `seed`).
   """
-  recipe: shadows_lib.ModelRecipe = shadows_lib.ModelRecipe()
+  recipe: model_training.ModelRecipe = model_training.ModelRecipe()
   attacks: Tuple[str, ...] = tuple(registry.attack_names())
   num_shadows: int = 5
   num_reference_models: int = 0
@@ -72,13 +79,13 @@ class ExperimentConfig:
     return max(MIN_REFERENCE_MODELS, self.num_shadows + self.num_shadows % 2)
 
   def reference_plan(self, splits: splits_lib.Splits
-                     ) -> shadows_lib.ReferencePlan:
+                     ) -> reference_design.ReferencePlan:
     """The LiRA/RMIA reference models' records for `splits`."""
     inclusion, count = self.reference_inclusion, self.reference_count()
     if inclusion is None:
-      inclusion, matched = shadows_lib.matched_design(splits)
+      inclusion, matched = reference_design.matched_design(splits)
       count = self.num_reference_models or matched
-    return shadows_lib.plan_for(splits, count, self.seed, inclusion)
+    return reference_design.plan_for(splits, count, self.seed, inclusion)
 
 
 @dataclasses.dataclass
@@ -87,10 +94,10 @@ class ExperimentResult:
   config: ExperimentConfig
   dataset: str
   suite: suite_lib.SuiteResult
-  victim: shadows_lib.TrainedModel
+  victim: model_training.TrainedModel
   timing: Dict[str, float]
-  shadow_models: List[shadows_lib.TrainedModel]
-  reference_models: List[shadows_lib.TrainedModel]
+  shadow_models: List[model_training.TrainedModel]
+  reference_models: List[model_training.TrainedModel]
 
   def to_json(self) -> Dict[str, Any]:
     """The attacks.json document."""
@@ -148,6 +155,121 @@ def plan_attacks(config: ExperimentConfig
           any(a.needs_sensitivity for a in attacks))
 
 
+@dataclasses.dataclass
+class Stage:
+  """The attacks on one stage of the models (victim, shadows and reference
+  models all at that stage)."""
+  victim: model_training.TrainedModel
+  shadow_models: List[model_training.TrainedModel]
+  reference_models: List[model_training.TrainedModel]
+  suite: suite_lib.SuiteResult
+  seconds: float  # querying and attacks
+  query_seconds: float
+
+
+@dataclasses.dataclass
+class StagesResult:
+  """What `run_stages` produced: one `Stage` per stage, in order, and
+  the wall times of training (victim_training, shadow_training,
+  reference_training) and of the whole call (total)."""
+  stages: List[Stage]
+  timing: Dict[str, float]
+
+
+def _experiment_splits(dataset: datasets.Dataset, config: ExperimentConfig,
+                       num_shadows: int,
+                       splits: Optional[splits_lib.Splits]
+                       ) -> splits_lib.Splits:
+  """The protocol's splits for `config.seed`, or `splits` checked and cut
+  to `num_shadows` shadows."""
+  if splits is None:
+    return splits_lib.make_splits(len(dataset), dataset.fingerprint,
+                                  config.seed, num_shadows,
+                                  dataset.heldout_mask)
+  if splits.fingerprint != dataset.fingerprint:
+    raise ValueError("the splits belong to another dataset (fingerprint "
+                     f"{splits.fingerprint[:12]}…, data "
+                     f"{dataset.fingerprint[:12]}…).")
+  if len(splits.shadows) < num_shadows:
+    raise ValueError(f"the splits have {len(splits.shadows)} shadows; "
+                     f"{num_shadows} asked for.")
+  return dataclasses.replace(splits, shadows=splits.shadows[:num_shadows])
+
+
+def _final_model(*args) -> List[model_training.TrainedModel]:
+  """`train_model` as a one-stage `Trainer`."""
+  return [model_training.train_model(*args)]
+
+
+def run_stages(dataset: datasets.Dataset, config: ExperimentConfig,
+               store: Optional[model_store.ModelStore] = None,
+               splits: Optional[splits_lib.Splits] = None,
+               every_iteration: bool = False) -> StagesResult:
+  """The experiment loop: trains, then queries and attacks every stage.
+
+  Trains the victim and the attacker models the attacks need, each as a
+  list of stages: the final model, or with `every_iteration` the model
+  after each pruning iteration (`model_training.train_model_iterations`).
+  Then, at every stage k, queries the victim, shadows and reference models
+  all at stage k (the same query seeds at every stage) and runs fresh
+  attacks on them. Arguments as `run_experiment`'s.
+  """
+  start = time.perf_counter()
+  options, _, need_shadows, need_reference, need_sensitivity = (
+      plan_attacks(config))
+  num_shadows = config.num_shadows if need_shadows else 0
+  splits = _experiment_splits(dataset, config, num_shadows, splits)
+  trainer = (model_training.train_model_iterations if every_iteration
+             else _final_model)
+  timing = {}
+
+  t = time.perf_counter()
+  victim = model_training.train_victim(dataset, splits, config.recipe,
+                                       config.seed, store, trainer)
+  timing["victim_training"] = time.perf_counter() - t
+
+  t = time.perf_counter()
+  shadow_models = []
+  if need_shadows:
+    shadow_models = model_training.train_shadow_models(
+        dataset, splits, config.recipe, config.adaptive, config.seed,
+        store=store, trainer=trainer)
+  timing["shadow_training"] = time.perf_counter() - t
+
+  t = time.perf_counter()
+  reference, plan = [], None
+  if need_reference:
+    plan = config.reference_plan(splits)
+    reference = model_training.train_reference_models(
+        dataset, plan, config.recipe, config.adaptive, config.seed, store,
+        trainer)
+  timing["reference_training"] = time.perf_counter() - t
+
+  stages = []
+  for k, stage_victim in enumerate(victim):
+    t = time.perf_counter()
+    stage_shadows = [s[k] for s in shadow_models]
+    stage_reference = [r[k] for r in reference]
+    attacker = querying.attacker_data(
+        dataset, stage_shadows,
+        (stage_reference, plan) if need_reference else None,
+        need_sensitivity, seed=config.seed + 1000)
+    target = querying.target_data(
+        dataset, stage_victim, plan.population if need_reference else None,
+        need_sensitivity, seed=config.seed)
+    query_seconds = time.perf_counter() - t
+    metadata = tfp_ds.PrivacyReportMetadata(
+        accuracy_train=stage_victim.train_accuracy,
+        accuracy_test=stage_victim.test_accuracy,
+        model_variant_label=f"{dataset.name} {config.recipe.target}")
+    suite = suite_lib.run_attacks(config.attacks, attacker, target, options,
+                                  metadata)
+    stages.append(Stage(stage_victim, stage_shadows, stage_reference, suite,
+                        time.perf_counter() - t, query_seconds))
+  timing["total"] = time.perf_counter() - start
+  return StagesResult(stages, timing)
+
+
 def run_experiment(dataset: datasets.Dataset, config: ExperimentConfig,
                    store: Optional[model_store.ModelStore] = None,
                    splits: Optional[splits_lib.Splits] = None
@@ -160,64 +282,14 @@ def run_experiment(dataset: datasets.Dataset, config: ExperimentConfig,
   `splits_lib.rehearsal_splits`, where a held-out shadow plays the victim);
   its first `config.num_shadows` shadows are used.
   """
-  start = time.perf_counter()
-  options, attacks, need_shadows, need_reference, need_sensitivity = (
-      plan_attacks(config))
-  num_shadows = config.num_shadows if need_shadows else 0
-  if splits is None:
-    splits = splits_lib.make_splits(len(dataset), dataset.fingerprint,
-                                    config.seed, num_shadows,
-                                    dataset.heldout_mask)
-  elif splits.fingerprint != dataset.fingerprint:
-    raise ValueError("the splits belong to another dataset (fingerprint "
-                     f"{splits.fingerprint[:12]}…, data "
-                     f"{dataset.fingerprint[:12]}…).")
-  elif len(splits.shadows) < num_shadows:
-    raise ValueError(f"the splits have {len(splits.shadows)} shadows; "
-                     f"{num_shadows} asked for.")
-  else:
-    splits = dataclasses.replace(splits, shadows=splits.shadows[:num_shadows])
-  timing = {}
-
-  t = time.perf_counter()
-  victim = shadows_lib.train_victim(dataset, splits, config.recipe,
-                                    config.seed, store)
-  timing["victim_training"] = time.perf_counter() - t
-
-  t = time.perf_counter()
-  shadow_models = []
-  if need_shadows:
-    shadow_models = shadows_lib.train_shadow_models(
-        dataset, splits, config.recipe, config.adaptive, config.seed,
-        store=store)
-  timing["shadow_training"] = time.perf_counter() - t
-
-  t = time.perf_counter()
-  reference, plan = [], None
-  if need_reference:
-    plan = config.reference_plan(splits)
-    reference = shadows_lib.train_reference_models(
-        dataset, plan, config.recipe, config.adaptive, config.seed, store)
-  timing["reference_training"] = time.perf_counter() - t
-
-  t = time.perf_counter()
-  attacker = shadows_lib.attacker_data(
-      dataset, shadow_models, (reference, plan) if need_reference else None,
-      need_sensitivity, seed=config.seed + 1000)
-  target = shadows_lib.target_data(
-      dataset, victim, plan.population if need_reference else None,
-      need_sensitivity, seed=config.seed)
-  timing["querying"] = time.perf_counter() - t
-
-  t = time.perf_counter()
-  metadata = tfp_ds.PrivacyReportMetadata(
-      accuracy_train=victim.train_accuracy, accuracy_test=victim.test_accuracy,
-      model_variant_label=f"{dataset.name} {config.recipe.target}")
-  suite = suite_lib.run_attacks(attacks, attacker, target, options, metadata)
-  timing["attacks"] = time.perf_counter() - t
-  timing["total"] = time.perf_counter() - start
-  return ExperimentResult(config, dataset.name, suite, victim, timing,
-                          shadow_models, reference)
+  result = run_stages(dataset, config, store, splits)
+  (stage,) = result.stages
+  timing = dict(result.timing)
+  total = timing.pop("total")
+  timing.update(querying=stage.query_seconds,
+                attacks=stage.seconds - stage.query_seconds, total=total)
+  return ExperimentResult(config, dataset.name, stage.suite, stage.victim,
+                          timing, stage.shadow_models, stage.reference_models)
 
 
 def write_artifacts(result: ExperimentResult, output_dir: str) -> Dict[str, str]:

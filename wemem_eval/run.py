@@ -2,9 +2,7 @@
 
 For one dataset and seed, a run evaluates several *configurations* of the
 victim (the unpruned model, one-shot pruning, and iterative pruning with each
-defense) under the same adaptive attacks, then writes a report. It lives in
-`attacks` because it needs both packages (`wemem_tf` never imports
-`attacks`).
+defense) under the same adaptive attacks, then writes a report.
 
 Run directory:
   manifest.json            flags, seed, versions, data fingerprint, commit
@@ -29,10 +27,11 @@ import time
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from attacks import base
-from attacks import experiment
-from attacks import model_store
 from attacks import registry
-from attacks import shadows as shadows_lib
+from wemem_eval import experiment
+from wemem_eval import model_store
+from wemem_eval import model_training
+from wemem_eval import report as report_lib
 from wemem_tf import defenses as defenses_lib
 from wemem_tf import io_utils
 from wemem_tf import memorization
@@ -118,7 +117,7 @@ def label_of(defense: str) -> str:
 class Step:
   """One configuration to evaluate: a label and its victim recipe."""
   label: str
-  recipe: shadows_lib.ModelRecipe
+  recipe: model_training.ModelRecipe
   kind: str  # "baseline" or "defense"
 
   def key(self, config: RunConfig, fingerprint: str) -> str:
@@ -156,7 +155,7 @@ class Progress:
 def build_steps(config: RunConfig, dataset: datasets.Dataset,
                 scores_fn: Callable[[], Any]) -> List[Step]:
   """The configurations of the run, in order."""
-  base_recipe = shadows_lib.ModelRecipe(
+  base_recipe = model_training.ModelRecipe(
       architecture=config.arch(), pruning_config=config.pruning,
       train_config=config.training)
   steps = []
@@ -186,7 +185,6 @@ def run(config: RunConfig, run_dir: str,
   memorization scores and any identical pruned model.
   """
   cache_dir = cache_dir or run_dir
-  from attacks import report as report_lib  # pylint: disable=g-import-not-at-top
   os.makedirs(run_dir, exist_ok=True)
   dataset = datasets.load_dataset(config.dataset, config.data_dir)
   run_manifest.write_manifest(run_dir, config.seed, config.to_json(),

@@ -10,7 +10,6 @@ rebuilds the architecture (the stripped pruned model has the dense model's
 layers) and sets the weights, so an interrupted run reloads what is done.
 """
 
-import copy
 import dataclasses
 import hashlib
 import json
@@ -115,9 +114,3 @@ class ModelStore:
     return digest("pruned", pretrained_key, int(seed),
                   dataclasses.asdict(pruning_config), defense_digest(defense))
 
-
-def fresh_defense(defense):
-  """A per-model copy: defenses keep per-run state after `bind`."""
-  if defense is None or isinstance(defense, str):
-    return defense
-  return copy.deepcopy(defense)

@@ -1,0 +1,379 @@
+"""The victim and the attacker's models, trained from one recipe.
+
+Shadow protocol (METHOD.md §1–§2): shadow model i is trained on
+`splits.shadows[i]` (records disjoint from the victim's) by the victim's own
+pipeline, `wemem_tf.pretrain_and_prune`, with the victim's defense when the
+attack is adaptive and without it otherwise. Its members are its training
+records, its non-members its test records.
+
+Random-halves protocol (LiRA, RMIA): reference models are trained the same
+way on the subsets of `attacks.reference_design.ReferencePlan`.
+
+`target="unpruned"` attacks the pre-trained dense model instead; shadows and
+reference models then stop after pre-training too (pre-training is the first
+stage of the same pipeline, `wemem_tf.pruning.pipeline.pretrain_model`).
+
+`train_model_iterations` keeps the model after every pruning iteration
+(a per-iteration hook copies each model at the checkpoint an iteration ends
+with); its last model is `train_model`'s. With a `ModelStore`, the
+pre-trained model is shared by every recipe with the same training
+settings, the final pruned model is stored under kind "pruned" and the
+models after iterations 0..n-2 under kinds "pruned-it<k>" with the same
+key, so a repeated call trains nothing.
+"""
+
+import dataclasses
+import functools
+import time
+from typing import Any, Callable, Dict, List, Optional, Tuple, TypeVar
+
+import numpy as np
+
+from attacks import inputs as inputs_lib
+from attacks import reference_design
+from wemem_eval import model_store
+from wemem_tf.defenses import catalog as defense_catalog
+from wemem_tf.defenses import defense as defense_lib
+from wemem_tf._keras import keras
+from wemem_tf.data import datasets
+from wemem_tf.data import splits as splits_lib
+from wemem_tf.models import evaluate
+from wemem_tf.models import zoo
+from wemem_tf.pruning import iterative
+from wemem_tf.pruning import pipeline
+from wemem_tf.pruning import prune as prune_lib
+from wemem_tf.training import loop as loop_lib
+
+TARGETS = ("pruned", "unpruned")
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelRecipe:
+  """How a model (victim, shadow or reference) is trained.
+
+  Attributes:
+    architecture: a `wemem_tf.models.BUILDERS` name.
+    pruning_config: iterative pruning settings.
+    train_config: optimizer and pre-training settings.
+    defense: the defense passed to `pretrain_and_prune` (None, a name or a
+      `wemem_tf.defenses.Defense`: frozen settings, bound afresh for every
+      model, so one instance serves them all). Defenses that need
+      memorization scores must hold scores for every record a model trains
+      on (for shadows: the attacker's records).
+    target: "pruned" (the iteratively pruned model) or "unpruned" (the
+      pre-trained dense model; no pruning is run).
+  """
+  architecture: str = "column_fc"
+  pruning_config: iterative.PruningConfig = iterative.PruningConfig()
+  train_config: loop_lib.TrainConfig = loop_lib.TrainConfig()
+  defense: Any = None
+  target: str = "pruned"
+
+  def __post_init__(self):
+    if self.target not in TARGETS:
+      raise ValueError(f"target must be one of {TARGETS}, got "
+                       f"{self.target!r}.")
+
+  def for_attacker(self, adaptive: bool) -> "ModelRecipe":
+    """The shadows' recipe: the victim's, without its defense unless
+    `adaptive`."""
+    return dataclasses.replace(self, defense=self.defense if adaptive else None)
+
+
+@dataclasses.dataclass
+class TrainedModel:
+  """A trained model and how it came about.
+
+  Attributes:
+    model: tf_keras model returning logits, as served to queries.
+    split: its record indices.
+    seed: its training seed.
+    seconds: wall time of its training (0 parts for cached stages are their
+      recorded times).
+    test_accuracy: accuracy on split.test, in [0, 1].
+    train_accuracy: accuracy on split.train, in [0, 1].
+    facts: JSON-ready training facts: "pretrain" (epochs_run, best_epoch,
+      best_dev_accuracy, seconds) and, when pruned, "prune" (history,
+      prune_seconds = the defense time, defense_report).
+    query: the model's compiled `ModelQuery` (reuse it: one trace per model).
+  """
+  model: keras.Model
+  split: splits_lib.ModelSplit
+  seed: int
+  seconds: float
+  test_accuracy: float
+  train_accuracy: float
+  facts: Dict[str, Any] = dataclasses.field(default_factory=dict)
+  query: Optional[inputs_lib.ModelQuery] = None
+
+  def __post_init__(self):
+    if self.query is None:
+      self.query = inputs_lib.ModelQuery(self.model)
+
+  @property
+  def defense_seconds(self) -> Optional[float]:
+    prune = self.facts.get("prune")
+    return None if prune is None else prune["prune_seconds"]
+
+  def summary(self) -> dict:
+    """JSON-ready facts: sizes, accuracies, epochs, seconds."""
+    info = {"seed": self.seed, "train_records": int(len(self.split.train)),
+            "test_records": int(len(self.split.test)),
+            "train_accuracy": self.train_accuracy,
+            "test_accuracy": self.test_accuracy, "seconds": self.seconds}
+    pretrain = self.facts.get("pretrain")
+    if pretrain is not None:
+      info["pretrain_epochs"] = pretrain["epochs_run"]
+      info["pretrain_best_epoch"] = pretrain["best_epoch"]
+    prune = self.facts.get("prune")
+    if prune is not None:
+      info["prune_epochs"] = [h["epochs_run"] for h in prune["history"]]
+      info["defense_seconds"] = prune["prune_seconds"]
+      info["defense_report"] = prune["defense_report"]
+      info["iterations"] = [
+          {k: h[k] for k in ("iteration", "target_sparsity", "train_accuracy",
+                             "dev_accuracy", "test_accuracy")}
+          for h in prune["history"]]
+    return info
+
+
+def derived_seed(seed: int, role: int, index: int) -> int:
+  """A seed for model `index` of `role` (0 victim, 1 shadow, 2 reference)."""
+  state = np.random.SeedSequence([int(seed), role, index]).generate_state(1)
+  return int(state[0] % (2**31 - 1))
+
+
+ModelAndFacts = Tuple[keras.Model, Dict[str, Any]]
+
+
+def iteration_kind(iteration: int, num_iterations: int) -> str:
+  """The `ModelStore` kind of the model after `iteration` (the last one is
+  the ordinary "pruned" model)."""
+  return ("pruned" if iteration == num_iterations - 1
+          else f"pruned-it{iteration}")
+
+
+def _pretrain(dataset: datasets.Dataset, split: splits_lib.ModelSplit,
+              seed: int, recipe: ModelRecipe) -> ModelAndFacts:
+  """The pipeline's pre-training stage: (dense model, facts)."""
+  model, fit, seconds = pipeline.pretrain_model(
+      dataset, split, seed, recipe.architecture, recipe.train_config)
+  return model, {"epochs_run": fit.epochs_run, "best_epoch": fit.best_epoch,
+                 "best_dev_accuracy": fit.best_dev_accuracy,
+                 "seconds": seconds}
+
+
+def _masked_weights(wrapped: keras.Model) -> Dict[Any, np.ndarray]:
+  """{variable ref: value} of a wrapped model, pruned kernels times masks
+  (what `strip_pruning` leaves in them)."""
+  values = {v.ref(): v.numpy() for v in wrapped.weights}
+  for wrapper in prune_lib.pruned_wrappers(wrapped):
+    for weight, mask, _ in wrapper.pruning_vars:
+      values[weight.ref()] = (weight * mask).numpy()
+  return values
+
+
+def _prune(dataset: datasets.Dataset, split: splits_lib.ModelSplit,
+           seed: int, recipe: ModelRecipe, pretrained: keras.Model,
+           every_iteration: bool) -> List[ModelAndFacts]:
+  """The pipeline's pruning stage: (stripped pruned model, facts).
+
+  Returns:
+    The final model only, or with `every_iteration` one model per pruning
+    iteration (the last the final one). Facts: "history" up to that
+    iteration, "prune_seconds" (the defense time; for an earlier iteration
+    the sum of its iterations' times) and "defense_report".
+  """
+  snapshots = []
+  hook = None
+  if every_iteration:
+    hook = lambda record, model: snapshots.append(_masked_weights(model))
+  result = pipeline.pretrain_and_prune(
+      dataset, split, seed, architecture=recipe.architecture,
+      pruning_config=recipe.pruning_config, train_config=recipe.train_config,
+      pretrained=pretrained, defense=recipe.defense,
+      on_iteration=hook)
+  history = [h.to_json() for h in result.history]
+  final = (result.pruned, {"history": history,
+                           "prune_seconds": result.prune_seconds,
+                           "defense_report": result.defense_report})
+  # `strip_pruning` reuses the wrapped model's inner layers, so the final
+  # model's variables are keys of every snapshot.
+  variables = result.pruned.weights
+  earlier = []
+  for k, snapshot in enumerate(snapshots[:-1]):
+    missing = [v.name for v in variables if v.ref() not in snapshot]
+    if missing:
+      raise ValueError(f"variables {missing} of the stripped model are not "
+                       "in the wrapped model's weights.")
+    model = zoo.build_model(recipe.architecture, dataset.input_shape,
+                            dataset.num_classes)
+    model.set_weights([snapshot[v.ref()] for v in variables])
+    earlier.append((model, {
+        "history": history[:k + 1],
+        "prune_seconds": float(sum(h["seconds"] for h in history[:k + 1])),
+        "defense_report": result.defense_report}))
+  return earlier + [final]
+
+
+def _served(dataset, split, seed, recipe, pruned):
+  """`pruned` as the defense serves it (HAMP modifies outputs)."""
+  defense = defense_catalog.resolve(recipe.defense)
+  if not defense.modifies_output:
+    return pruned
+  x, y = dataset.take(split.train)
+  dev_x, dev_y = dataset.take(split.dev)
+  run = defense.bind(
+      defense_lib.TrainingRecords(x, y, split.train, dataset.num_classes,
+                                  dev_x, dev_y),
+      recipe.train_config, recipe.pruning_config.num_iterations,
+      recipe.pruning_config.epochs_per_iteration, seed)
+  return run.inference_model(pruned)
+
+
+def _stored(store: Optional[model_store.ModelStore], kind: str, key: str,
+            build: Callable[[], ModelAndFacts],
+            architecture: Callable[[], keras.Model]) -> ModelAndFacts:
+  """`store.get_or_build`, or `build()` without a store."""
+  if store is None:
+    return build()
+  return store.get_or_build(kind, key, build, architecture)
+
+
+def _train_stages(dataset: datasets.Dataset, split: splits_lib.ModelSplit,
+                  seed: int, recipe: ModelRecipe,
+                  store: Optional[model_store.ModelStore],
+                  every_iteration: bool) -> List[TrainedModel]:
+  """Pre-trains, then (target "pruned") prunes one model; returns the final
+  model, or with `every_iteration` the model after each pruning iteration,
+  each as served and measured."""
+  start = time.perf_counter()
+  pre_key = model_store.ModelStore.pretrained_key(
+      dataset, split, seed, recipe.architecture, recipe.train_config)
+  architecture = lambda: zoo.build_model(recipe.architecture,
+                                         dataset.input_shape,
+                                         dataset.num_classes)
+  pretrained, pre_facts = _stored(
+      store, "pretrained", pre_key,
+      lambda: _pretrain(dataset, split, seed, recipe), architecture)
+  if recipe.target == "unpruned":
+    stages = [(pretrained, None)]
+  else:
+    key = model_store.ModelStore.pruned_key(pre_key, seed,
+                                            recipe.pruning_config,
+                                            recipe.defense)
+    num_iterations = recipe.pruning_config.num_iterations
+    kinds = ([iteration_kind(k, num_iterations)
+              for k in range(num_iterations)]
+             if every_iteration else ["pruned"])
+    built = functools.cache(lambda: _prune(dataset, split, seed, recipe,
+                                           pretrained, every_iteration))
+    stages = [_stored(store, kind, key, lambda i=i: built()[i], architecture)
+              for i, kind in enumerate(kinds)]
+  seconds = time.perf_counter() - start
+  models = []
+  for model, prune_facts in stages:
+    facts = {"pretrain": pre_facts}
+    if prune_facts is not None:
+      facts["prune"] = prune_facts
+      model = _served(dataset, split, seed, recipe, model)
+    query = inputs_lib.ModelQuery(model)
+    accuracy = lambda ids, q=query: evaluate.accuracy(q.logits,
+                                                      *dataset.take(ids))
+    models.append(TrainedModel(model, split, seed, seconds,
+                               accuracy(split.test), accuracy(split.train),
+                               facts, query))
+  return models
+
+
+def train_model(dataset: datasets.Dataset, split: splits_lib.ModelSplit,
+                seed: int, recipe: ModelRecipe,
+                store: Optional[model_store.ModelStore] = None
+                ) -> TrainedModel:
+  """Trains one model through the shared pipeline (pre-train, then prune).
+
+  With a `store`, the pre-trained model (shared by every defense and by the
+  unpruned target) and the pruned model are loaded when already on disk and
+  saved when built; results are the same either way.
+  """
+  return _train_stages(dataset, split, seed, recipe, store, False)[0]
+
+
+def train_model_iterations(dataset: datasets.Dataset,
+                           split: splits_lib.ModelSplit, seed: int,
+                           recipe: ModelRecipe,
+                           store: Optional[model_store.ModelStore] = None
+                           ) -> List[TrainedModel]:
+  """`train_model`, returning the model after every pruning iteration.
+
+  Args:
+    dataset, split, seed, recipe, store: as `train_model`; `recipe.target`
+      must be "pruned".
+
+  Returns:
+    One `TrainedModel` per pruning iteration (as served, e.g. with HAMP's
+    output modification); the last equals `train_model`'s. Their
+    `facts["prune"]["history"]` ends at that iteration; `seconds` is the
+    wall time of this call (all iterations).
+  """
+  if recipe.target != "pruned":
+    raise ValueError("per-iteration attacks need target='pruned', got "
+                     f"{recipe.target!r}.")
+  return _train_stages(dataset, split, seed, recipe, store, True)
+
+
+T = TypeVar("T")
+# How the experiments train one model: `train_model`, or
+# `train_model_iterations` for the model after every pruning iteration.
+Trainer = Callable[[datasets.Dataset, splits_lib.ModelSplit, int, ModelRecipe,
+                    Optional[model_store.ModelStore]], T]
+
+
+def train_victim(dataset: datasets.Dataset, splits: splits_lib.Splits,
+                 recipe: ModelRecipe, seed: int,
+                 store: Optional[model_store.ModelStore] = None,
+                 trainer: Trainer = train_model) -> T:
+  """The victim (for experiments; a real attacker is handed it), as
+  `trainer` returns it."""
+  return trainer(dataset, splits.victim, derived_seed(seed, 0, 0), recipe,
+                 store)
+
+
+def train_shadow_models(dataset: datasets.Dataset, splits: splits_lib.Splits,
+                        victim_recipe: ModelRecipe, adaptive: bool, seed: int,
+                        num_shadows: Optional[int] = None,
+                        store: Optional[model_store.ModelStore] = None,
+                        trainer: Trainer = train_model) -> List[T]:
+  """Shadow models on `splits.shadows`, through the victim's pipeline.
+
+  Args:
+    dataset: the data.
+    splits: victim/shadow splits; shadows use only `splits.shadows`.
+    victim_recipe: the victim's recipe; its defense is kept iff `adaptive`.
+    adaptive: train shadows with the victim's defense.
+    seed: run seed (each shadow derives its own).
+    num_shadows: how many (default: all of `splits.shadows`).
+    store: the model cache, if any.
+    trainer: trains one shadow (`train_model`, or `train_model_iterations`
+      for every pruning iteration's model).
+  """
+  count = len(splits.shadows) if num_shadows is None else num_shadows
+  if count < 1 or count > len(splits.shadows):
+    raise ValueError(f"num_shadows must lie in [1, {len(splits.shadows)}] "
+                     f"(the splits' shadows), got {count}.")
+  recipe = victim_recipe.for_attacker(adaptive)
+  return [trainer(dataset, splits.shadows[i], derived_seed(seed, 1, i),
+                  recipe, store) for i in range(count)]
+
+
+def train_reference_models(dataset: datasets.Dataset,
+                           plan: reference_design.ReferencePlan,
+                           victim_recipe: ModelRecipe, adaptive: bool,
+                           seed: int,
+                           store: Optional[model_store.ModelStore] = None,
+                           trainer: Trainer = train_model) -> List[T]:
+  """Reference models through the victim's pipeline (defense iff adaptive),
+  as `trainer` returns them."""
+  recipe = victim_recipe.for_attacker(adaptive)
+  return [trainer(dataset, plan.split(r), derived_seed(seed, 2, r), recipe,
+                  store) for r in range(plan.num_models)]
