@@ -26,7 +26,7 @@ from wemem_tf._keras import keras
 PROB_SUM_ATOL = 1e-3
 # Floor inside logarithms of probabilities.
 LOG_FLOOR = 1e-30
-# SAMIA sensitivity defaults (METHOD.md §7): m perturbations of scale epsilon.
+# SAMIA sensitivity defaults (docs/method.md §7): m perturbations of scale epsilon.
 SENSITIVITY_PERTURBATIONS = 10
 SENSITIVITY_EPSILON = 1e-3
 

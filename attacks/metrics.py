@@ -6,7 +6,7 @@ threshold t predicts member iff score >= t.
 * Balanced accuracy (the paper's metric) is (TPR + TNR) / 2 on the victim's
   members vs non-members at a threshold chosen on the attacker's own
   (shadow) data, never on the victim's. It is insensitive to the member /
-  non-member ratio, unlike plain accuracy (METHOD.md §10).
+  non-member ratio, unlike plain accuracy (docs/method.md §10).
 * ROC, AUC, TPR at a fixed FPR (the largest TPR of a ROC point whose FPR is
   <= the target) and the advantage max |TPR − FPR| (tensorflow-privacy's
   definition) are threshold-free.

@@ -94,7 +94,7 @@ def test_auc_and_advantage_against_definitions():
 
 def test_balanced_accuracy_ignores_class_ratio():
   # Always "member" is 0.5 however unbalanced the sets are (plain accuracy
-  # would be 0.9 here: the flaw of METHOD.md §10).
+  # would be 0.9 here: the flaw of docs/method.md §10).
   assert metrics.balanced_accuracy(np.ones(900), np.ones(100), 0.5) == 0.5
 
 

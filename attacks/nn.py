@@ -1,6 +1,6 @@
 """NN, NN-top3 and NN-cls: an MLP attack model trained on shadow outputs.
 
-The attack model (METHOD.md §7) is Dense 512-256-128 (ReLU, dropout 0.2) →
+The attack model (docs/method.md §7) is Dense 512-256-128 (ReLU, dropout 0.2) →
 Dense(2) logits, trained with cross-entropy by wemem_tf's compiled
 `TrainingLoop` and `fit_with_early_stopping` (no training loop of its own).
 Its inputs: the full posterior (nn), its three largest values sorted (nn_top3)

@@ -15,7 +15,7 @@ from attacks import threshold
 
 Factory = Callable[[base.AttackOptions], base.Attack]
 
-# The paper's ten adaptive attacks (METHOD.md §7) and RMIA, in report order.
+# The paper's ten adaptive attacks (docs/method.md §7) and RMIA, in report order.
 _ATTACKS: Dict[str, Factory] = {
     "conf": threshold.conf,
     "entr": threshold.entr,

@@ -1,6 +1,6 @@
 """Threshold attacks: Conf, Entr, Mentr (per class) and Hconf (class-agnostic).
 
-Each thresholds one per-record signal of the posterior (METHOD.md §7, Song &
+Each thresholds one per-record signal of the posterior (docs/method.md §7, Song &
 Mittal 2021):
 
 * conf:  true-class confidence p_y (higher for members);

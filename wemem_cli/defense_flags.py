@@ -1,7 +1,7 @@
 """`--defense` and its settings, shared by `wemem prune`, `attack` and `run`.
 
 WeMem methods (rsw, rmr, swmr, random) start from the authors' preset for
-the dataset when one exists (location, cifar10; METHOD.md §5), else from the
+the dataset when one exists (location, cifar10; docs/method.md §5), else from the
 class defaults; any setting flag given overrides it. They need memorization
 scores: `--memscores=FILE.npz`, or computed on the fly over every record of
 the dataset and cached in the run directory (keyed by dataset fingerprint,

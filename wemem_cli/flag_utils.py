@@ -55,3 +55,14 @@ def train_config() -> wemem_tf.TrainConfig:
 
 def command_line() -> str:
   return " ".join(sys.argv)
+
+
+def write_victim_run(dataset: wemem_tf.data.Dataset, out: str,
+                     seed: int) -> wemem_tf.data.Splits:
+  """Writes a victim command's manifest.json and splits.npz into `out`;
+  returns the splits (no shadows: the victim's split protocol)."""
+  wemem_tf.run_manifest.write_manifest(out, seed, flag_values(),
+                                       dataset.fingerprint, command_line())
+  splits = wemem_tf.data.splits_for(dataset, seed, num_shadows=0)
+  splits.save(os.path.join(out, "splits.npz"))
+  return splits

@@ -4,7 +4,7 @@
       --num_models=256 --epochs=30 --seed=0 --output=memscores.npz
 
 Scores every record of the pool of `splits_for(dataset, seed)` (victim and
-shadow pools together) with the Feldman & Zhang estimate (METHOD.md §4) and
+shadow pools together) with the Feldman & Zhang estimate (docs/method.md §4) and
 writes an .npz with arrays `index`, `score`, `included`, `excluded`,
 `fingerprint` and `meta` (`wemem_tf.memorization.MemScores.load` reads it
 back and checks it against the dataset and record set).

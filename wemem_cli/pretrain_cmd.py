@@ -37,12 +37,7 @@ def main(argv) -> None:
   seed = cf.SEED.value
   architecture = flag_utils.architecture(dataset.name)
   train_config = flag_utils.train_config()
-  wemem_tf.run_manifest.write_manifest(
-      out, seed, flag_utils.flag_values(), dataset.fingerprint,
-      flag_utils.command_line())
-  splits = wemem_tf.data.splits_for(dataset, seed, num_shadows=0)
-  splits.save(os.path.join(out, "splits.npz"))
-  split = splits.victim
+  split = flag_utils.write_victim_run(dataset, out, seed).victim
   model, fit, seconds = pipeline.pretrain_model(dataset, split, seed,
                                                 architecture, train_config)
   path = os.path.join(out, "pretrained.h5")

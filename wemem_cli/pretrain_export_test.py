@@ -121,7 +121,7 @@ def test_export_strips_wrapped_models(tmp_path, capsys):
   model = wemem_tf.models.column_fc((64,), 10)
   config = wemem_tf.PruningConfig(target_sparsity=0.5, num_iterations=2)
   wrapped = wemem_tf.prune_low_memorization(model, config.schedule())
-  wemem_tf.IterativePruner(wrapped, config).start_iteration(1)  # 50% masks
+  wemem_tf.pruning.PruningRounds(wrapped).start(1)  # 50% masks
   wrapped.save(tmp_path / "wrapped.h5")
   _run(export_cmd, f"--model={tmp_path / 'wrapped.h5'}",
        f"--output={tmp_path / 'w.tflite'}", "--export_check_records=16")

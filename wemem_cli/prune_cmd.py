@@ -48,11 +48,7 @@ def main(argv) -> None:
     pretrained = model_files.load_model(PRETRAINED.value, "--pretrained")
     model_files.check_matches(pretrained, dataset, architecture,
                               "--pretrained")
-  wemem_tf.run_manifest.write_manifest(
-      out, seed, flag_utils.flag_values(), dataset.fingerprint,
-      flag_utils.command_line())
-  splits = wemem_tf.data.splits_for(dataset, seed, num_shadows=0)
-  splits.save(os.path.join(out, "splits.npz"))
+  splits = flag_utils.write_victim_run(dataset, out, seed)
   defense = defense_flags.defense_from_flags(dataset, seed, architecture, out)
   result = wemem_tf.pretrain_and_prune(
       dataset, splits.victim, seed, architecture=architecture,

@@ -1,4 +1,4 @@
-"""`wemem tune`: defense settings by KerasTuner (METHOD.md §8).
+"""`wemem tune`: defense settings by KerasTuner (docs/method.md §8).
 
   wemem tune --flagfile=configs/location_base.cfg --data_dir=../shared/data \\
     --max_trials=20 --objective=constrained --attack_target=0.7 \\

@@ -1,6 +1,6 @@
 """The victim and the attacker's models, trained from one recipe.
 
-Shadow protocol (METHOD.md §1–§2): shadow model i is trained on
+Shadow protocol (docs/method.md §1–§2): shadow model i is trained on
 `splits.shadows[i]` (records disjoint from the victim's) by the victim's own
 pipeline, `wemem_tf.pretrain_and_prune`, with the victim's defense when the
 attack is adaptive and without it otherwise. Its members are its training

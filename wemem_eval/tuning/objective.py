@@ -1,4 +1,4 @@
-"""The privacy–utility objective that defense tuning maximizes (METHOD.md §8).
+"""The privacy–utility objective that defense tuning maximizes (docs/method.md §8).
 
 A trial is measured on data the victim's evaluation never sees:
 

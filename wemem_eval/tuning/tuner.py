@@ -1,4 +1,4 @@
-"""Defense settings found by KerasTuner (METHOD.md §8).
+"""Defense settings found by KerasTuner (docs/method.md §8).
 
 A `keras_tuner` oracle (Bayesian optimization by default; random search and
 grid search available) proposes defense settings; `DefenseTuner.run_trial`

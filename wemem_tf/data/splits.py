@@ -1,4 +1,4 @@
-"""The data protocol of METHOD.md §2 as a pure function of (fingerprint, seed).
+"""The data protocol of docs/method.md §2 as a pure function of (fingerprint, seed).
 
 1. Pool / held-out: the dataset's own test records are held out (CIFAR-10);
    otherwise a fixed 80/20 split of all records.
@@ -114,7 +114,7 @@ def make_splits(num_records: int, fingerprint: str, seed: int,
                 num_shadows: int = 5,
                 heldout_mask: Optional[np.ndarray] = None,
                 config: SplitConfig = SplitConfig()) -> Splits:
-  """Splits records for the victim and `num_shadows` shadows (METHOD.md §2).
+  """Splits records for the victim and `num_shadows` shadows (docs/method.md §2).
 
   A pure function: the same (fingerprint, seed, num_shadows, config) gives the
   same arrays on any machine.
@@ -189,7 +189,7 @@ def rehearsal_splits(splits: Splits, config: SplitConfig = SplitConfig(),
   held-out records; the other half stays outside every target (LiRA / RMIA
   need such records for dev and population). The shadows are `splits`'
   own, so their pre-trained models are shared with the real experiment.
-  Used to tune defenses (METHOD.md §8): no victim train, dev or test
+  Used to tune defenses (docs/method.md §8): no victim train, dev or test
   record appears in the result.
 
   Args:

@@ -1,4 +1,4 @@
-"""Tests of the split protocol (METHOD.md §2)."""
+"""Tests of the split protocol (docs/method.md §2)."""
 
 import numpy as np
 import pytest

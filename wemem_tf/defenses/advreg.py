@@ -26,7 +26,7 @@ through `attack_hidden[1:]` (512-64), their concatenation through
 optimizer are built once with the step; they persist across the pruning
 iterations, as the game continues through fine-tuning.
 
-λ ∈ {1, 2, 4, 8} in WeMem (METHOD.md §6); default λ = 4 (our choice in that
+λ ∈ {1, 2, 4, 8} in WeMem (docs/method.md §6); default λ = 4 (our choice in that
 grid).
 """
 
@@ -210,8 +210,7 @@ class AdvReg(defense_lib.Defense):
   RUN: ClassVar[type] = AdvRegRun
   EXPOSED: ClassVar = ("weight", "attack_steps")
 
-  def bind(self, records, train_config=loop_lib.TrainConfig(),
-           num_iterations=1, epochs_per_iteration=1, seed=0):
+  def check_records(self, records, train_config):
     rx, ry = records.reference_x, records.reference_y
     if rx is None or ry is None or len(ry) == 0:
       raise ValueError("AdvReg needs reference non-member records "
@@ -230,5 +229,3 @@ class AdvReg(defense_lib.Defense):
       raise ValueError(f"AdvReg reference labels must lie in [0, "
                        f"{records.num_classes}), got [{ry.min()}, "
                        f"{ry.max()}].")
-    return super().bind(records, train_config, num_iterations,
-                        epochs_per_iteration, seed)

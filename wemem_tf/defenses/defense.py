@@ -155,8 +155,13 @@ class Defense:
       ValueError: the settings cannot work on these records.
     """
     self.check_ready()
+    self.check_records(records, train_config)
     return self.RUN(self, records, FineTuning(train_config, num_iterations,
                                               epochs_per_iteration, seed))
+
+  def check_records(self, records: TrainingRecords,
+                    train_config: loop_lib.TrainConfig) -> None:
+    """Raises ValueError when the settings cannot work on `records`."""
 
   def get_config(self) -> Dict[str, Any]:
     """The settings, JSON-ready (data such as scores is not a setting)."""

@@ -26,7 +26,7 @@ defended fine-tuning only: the model that was pre-trained before pruning saw
 the same records without DP, so the pipeline as a whole has no formal DP
 guarantee (the same holds for the other defenses compared here).
 
-Settings: noise multiplier ∈ {0.01, 0.1, 1} in WeMem (METHOD.md §6; default
+Settings: noise multiplier ∈ {0.01, 0.1, 1} in WeMem (docs/method.md §6; default
 1.0), clip 1.0.
 """
 
@@ -214,10 +214,7 @@ class DPSGD(defense_lib.Defense):
   display_name: ClassVar[str] = "DP-SGD"
   RUN: ClassVar[type] = DPSGDRun
 
-  def bind(self, records, train_config=loop_lib.TrainConfig(),
-           num_iterations=1, epochs_per_iteration=1, seed=0):
+  def check_records(self, records, train_config):
     n = len(records.y)
     if n < 2:
       raise ValueError(f"DP-SGD needs >= 2 training records, got {n}.")
-    return super().bind(records, train_config, num_iterations,
-                        epochs_per_iteration, seed)

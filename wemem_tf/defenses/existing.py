@@ -1,4 +1,4 @@
-"""The five existing defenses WeMem is compared with (METHOD.md §6).
+"""The five existing defenses WeMem is compared with (docs/method.md §6).
 
   PPB        pair-based posterior balancing (Yuan & Zhang 2022)
   AdvReg     adversarial regularization (Nasr et al. 2018)

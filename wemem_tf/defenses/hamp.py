@@ -232,12 +232,9 @@ class HAMP(defense_lib.Defense):
   def modifies_output(self) -> bool:
     return self.modify_output
 
-  def bind(self, records, train_config=loop_lib.TrainConfig(),
-           num_iterations=1, epochs_per_iteration=1, seed=0):
+  def check_records(self, records, train_config):
     if records.num_classes < 2:
       raise ValueError(f"HAMP needs >= 2 classes, got {records.num_classes}.")
     if len(records.y) == 0:
       raise ValueError("HAMP needs training records (the random inputs of "
                        "output modification span their feature range).")
-    return super().bind(records, train_config, num_iterations,
-                        epochs_per_iteration, seed)

@@ -14,7 +14,7 @@ averaged over the pairs (i, h+i), i < h = ⌊batch/2⌋: the first half of the
 decreasing order, and the KL divergence is taken between the sorted vectors
 (gradients flow through both halves). An odd batch leaves its last record
 unpaired; a batch of one has no penalty. α ∈ {1, 2, 4, 8, 16} in WeMem
-(METHOD.md §6); the default α = 4 is the middle of that grid (our choice —
+(docs/method.md §6); the default α = 4 is the middle of that grid (our choice —
 neither paper fixes one value for all datasets).
 
 Everything else is the library's ordinary step: L2 `weight_decay · w` added to
@@ -89,10 +89,7 @@ class PPB(defense_lib.Defense):
   display_name: ClassVar[str] = "PPB"
   RUN: ClassVar[type] = PPBRun
 
-  def bind(self, records, train_config=loop_lib.TrainConfig(),
-           num_iterations=1, epochs_per_iteration=1, seed=0):
+  def check_records(self, records, train_config):
     if train_config.batch_size < 2:
       raise ValueError("PPB pairs the two halves of each batch; batch_size "
                        f"must be >= 2, got {train_config.batch_size}.")
-    return super().bind(records, train_config, num_iterations,
-                        epochs_per_iteration, seed)

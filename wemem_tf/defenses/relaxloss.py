@@ -22,7 +22,7 @@ plan (`BatchKind.EVEN_EPOCH` / `ODD_EPOCH`, epochs counted from 0 within
 each pruning iteration), so the training function is traced once. The L2 `weight_decay ·
 w` is added to the gradients in every case; Adam as elsewhere.
 
-Default α = 1.0 (METHOD.md §6); `upper` = 1.0 (no clipping, the authors'
+Default α = 1.0 (docs/method.md §6); `upper` = 1.0 (no clipping, the authors'
 default).
 """
 
@@ -115,11 +115,8 @@ class RelaxLoss(defense_lib.Defense):
   display_name: ClassVar[str] = "RelaxLoss"
   RUN: ClassVar[type] = RelaxLossRun
 
-  def bind(self, records, train_config=loop_lib.TrainConfig(),
-           num_iterations=1, epochs_per_iteration=1, seed=0):
+  def check_records(self, records, train_config):
     if records.num_classes < 2:
       raise ValueError("RelaxLoss flattens the posterior over the other "
                        f"classes; it needs >= 2 classes, got "
                        f"{records.num_classes}.")
-    return super().bind(records, train_config, num_iterations,
-                        epochs_per_iteration, seed)

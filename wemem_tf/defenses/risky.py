@@ -1,4 +1,4 @@
-"""P3: risky memory regularization (METHOD.md §5).
+"""P3: risky memory regularization (docs/method.md §5).
 
 Records whose memorization score is ≥ τ are "risky". Each fine-tuning epoch
 trains the epoch's risky records first, as batches of their own, with a

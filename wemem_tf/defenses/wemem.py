@@ -9,7 +9,7 @@ Scores are a `wemem_tf.memorization.MemScores` (aligned to the training
 records by record index, so misaligned scores fail loudly) or a float array
 with one score per training record, in training-record order.
 
-Edge cases (METHOD.md §5), decided before training starts:
+Edge cases (docs/method.md §5), decided before training starts:
   * a class smaller than the window contributes what it has; a class whose
     order is exhausted contributes nothing;
   * an epoch whose window selects no record at all ends the iteration (the
@@ -151,11 +151,6 @@ class WeMem(defense_lib.Defense):
   def check_ready(self):
     if self.needs_scores and self.scores is None:
       align_scores(None, np.zeros(0))  # raises with the instructions
-
-  def bind(self, records, train_config=loop_lib.TrainConfig(),
-           num_iterations=1, epochs_per_iteration=1, seed=0) -> "WeMemRun":
-    return super().bind(records, train_config, num_iterations,
-                        epochs_per_iteration, seed)
 
 
 class WeMemRun(defense_lib.DefenseRun):
@@ -315,7 +310,7 @@ class RandomWindow(WeMem):
     super().__post_init__()
 
 
-# The authors' settings (METHOD.md §5), by dataset and method.
+# The authors' settings (docs/method.md §5), by dataset and method.
 PRESETS: Dict[str, Dict[str, Dict[str, Any]]] = {
     "location": {
         "rsw": dict(order=Order.LOW_TO_HIGH, stride=1, width=15),

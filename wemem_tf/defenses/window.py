@@ -1,4 +1,4 @@
-"""P1 + P2: the per-class sliding window over memorization order (METHOD.md §5).
+"""P1 + P2: the per-class sliding window over memorization order (docs/method.md §5).
 
 Within each class, records are ordered by memorization score (high→low,
 low→high, or a seeded random order). Fine-tuning epoch e of an iteration
@@ -9,7 +9,7 @@ most ceil(width / stride) epochs of an iteration.
 
 Stride and width are integers in the method; fractional values (positions
 [floor(e · stride), floor(e · stride + width))) let a window be scaled to a
-smaller training set, as the tuning rehearsal does (attacks/tuner.py).
+smaller training set, as the tuning rehearsal does (wemem_eval/tuning/tuner.py).
 """
 
 import enum

@@ -1,4 +1,4 @@
-"""Feldman & Zhang memorization scores by subsampling (METHOD.md §4).
+"""Feldman & Zhang memorization scores by subsampling (docs/method.md §4).
 
 Train K models, each on a random subset of a fixed fraction p of the pool;
 the score of record i is the accuracy on i of the models that trained on it

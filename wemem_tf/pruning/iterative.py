@@ -1,4 +1,4 @@
-"""Pre-training and the iterative prune / fine-tune procedure (METHOD.md §3)."""
+"""Pre-training and the iterative prune / fine-tune procedure (docs/method.md §3)."""
 
 import dataclasses
 import time
@@ -18,7 +18,7 @@ Arrays = Tuple[np.ndarray, np.ndarray]
 
 @dataclasses.dataclass(frozen=True)
 class PruningConfig:
-  """Iterative pruning settings (defaults: METHOD.md §3).
+  """Iterative pruning settings (defaults: docs/method.md §3).
 
   Attributes:
     target_sparsity: final fraction of zero weights per pruned layer, in (0, 1).
@@ -89,7 +89,7 @@ def pretrain(model: keras.Model, train: Arrays, dev: Arrays, seed: int,
              config: loop_lib.TrainConfig = loop_lib.TrainConfig()
              ) -> loop_lib.FitResult:
   """Trains `model` from its current weights with early stopping on dev
-  accuracy and leaves it at the best checkpoint (METHOD.md §3)."""
+  accuracy and leaves it at the best checkpoint (docs/method.md §3)."""
   prune_lib.check_model(model)
   keras.utils.set_random_seed(seed)
   loop = loop_lib.TrainingLoop(model, config)

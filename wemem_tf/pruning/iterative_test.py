@@ -69,9 +69,15 @@ def test_training_function_is_traced_once():
   pruner = iterative.IterativePruner(
       model, iterative.PruningConfig(0.5, 3, epochs_per_iteration=4,
                                      patience=10))
+  assert isinstance(pruner.rounds, iterative.PruningRounds)
+  assert pruner.rounds.num_iterations == 3
+  assert pruner.loop is None  # built by run, with the defense's step
   history = pruner.run(train, dev, seed=1)
   assert sum(r.epochs_run for r in history) == 12
   assert pruner.loop.trace_count == 1
+  assert pruner.defense.name == "none"
+  assert pruner.defense_run.defense is pruner.defense
+  assert pruner.defense_run.report() == {"defense": "none"}
 
 
 def test_restore_last_weights_mode_runs():

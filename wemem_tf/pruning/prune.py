@@ -50,7 +50,7 @@ def classifier_layer_names(model: keras.Model) -> List[str]:
 
 
 def default_layers_to_prune(model: keras.Model) -> List[str]:
-  """Every Dense/Conv layer except the final classifier (METHOD.md §3)."""
+  """Every Dense/Conv layer except the final classifier (docs/method.md §3)."""
   skip = set(classifier_layer_names(model))
   return [l.name for l in model.layers
           if isinstance(l, PRUNABLE_TYPES) and l.name not in skip]

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import tensorflow_model_optimization as tfmot
 
+import wemem_tf
 from wemem_tf._keras import keras
 from wemem_tf.models import zoo
 from wemem_tf.pruning import prune as prune_lib
@@ -87,15 +88,23 @@ def test_accepts_tfmot_schedules():
 
 
 def test_plain_fit_with_update_pruning_step_follows_the_schedule():
+  """A plain `fit` (TFMOT's workflow) runs the schedule's rounds by epochs:
+  one epoch per round here, ending at the target sparsity."""
   rng = np.random.default_rng(0)
   x = rng.normal(size=(64, 10)).astype(np.float32)
   y = rng.integers(0, 3, 64)
-  schedule = schedule_lib.IterativeSparsity(0.5, 3, steps_per_iteration=4)
+  schedule = schedule_lib.IterativeSparsity(0.5, 3, epochs_per_iteration=1)
   pruned = prune_lib.prune_low_memorization(zoo.column_fc((10,), 3), schedule)
   pruned.compile("adam", keras.losses.SparseCategoricalCrossentropy(True))
-  # 3 iterations × 4 steps (batch 16, 64 records = 4 steps per epoch).
-  pruned.fit(x, y, batch_size=16, epochs=3, verbose=0,
-             callbacks=[tfmot.sparsity.keras.UpdatePruningStep()])
+  # epochs defaults to the schedule's 3 rounds × 1 epoch.
+  logs = pruned.fit(x, y, batch_size=16, verbose=0, callbacks=[
+      tfmot.sparsity.keras.UpdatePruningStep(),
+      wemem_tf.IterativePruning(patience=None)]).history
+  assert logs["pruning_iteration"] == [0, 1, 2]
+  assert [r.epochs_run for r in pruned.wemem_fit.history] == [1, 1, 1]
   sparsity = prune_lib.layer_sparsity(pruned)
   assert sparsity["fc1"] == pytest.approx(0.5, abs=0.01)
+  assert sparsity["fc2"] == pytest.approx(0.5, abs=0.01)
   assert sparsity["classifier"] == 0.0
+  stripped = prune_lib.layer_sparsity(prune_lib.strip_pruning(pruned))
+  assert stripped == pytest.approx(sparsity, abs=1e-6)

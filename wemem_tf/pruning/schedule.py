@@ -1,4 +1,4 @@
-"""`IterativeSparsity`: the paper's iterative pruning schedule (METHOD.md §3)."""
+"""`IterativeSparsity`: the paper's iterative pruning schedule (docs/method.md §3)."""
 
 from typing import Any, Dict
 

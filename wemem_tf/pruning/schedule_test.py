@@ -22,18 +22,29 @@ def test_formula_and_mask_steps():
 
 
 def test_config_round_trip():
-  s = schedule_lib.IterativeSparsity(0.7, 4, 33)
+  s = schedule_lib.IterativeSparsity(0.7, 4, 33, epochs_per_iteration=6)
   config = s.get_config()
   assert config["class_name"] == "IterativeSparsity"
   t = schedule_lib.IterativeSparsity.from_config(config["config"])
-  assert (t.target_sparsity, t.num_iterations, t.steps_per_iteration) == (0.7, 4, 33)
+  assert (t.target_sparsity, t.num_iterations, t.steps_per_iteration,
+          t.epochs_per_iteration) == (0.7, 4, 33, 6)
+  assert t.max_epochs == 24
+
+
+def test_rounds_are_epochs():
+  s = schedule_lib.IterativeSparsity(0.6, 5)
+  assert (s.epochs_per_iteration, s.max_epochs) == (21, 105)  # METHOD.md §3
+  for bad in (0, 2.5, "3"):
+    with pytest.raises(ValueError, match="epochs_per_iteration must be a "
+                       "positive integer"):
+      schedule_lib.IterativeSparsity(0.6, 5, epochs_per_iteration=bad)
 
 
 def test_loads_from_a_saved_model(tmp_path):
   model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, name="a"),
                             keras.layers.Dense(2, name="out")])
   pruned = prune_lib.prune_low_memorization(
-      model, schedule_lib.IterativeSparsity(0.5, 3, 7))
+      model, schedule_lib.IterativeSparsity(0.5, 3, 7, epochs_per_iteration=2))
   path = str(tmp_path / "pruned.h5")
   pruned.save(path)
   with prune_lib.prune_scope():
@@ -41,6 +52,7 @@ def test_loads_from_a_saved_model(tmp_path):
   schedule = prune_lib.pruned_wrappers(loaded)[0].pruning_schedule
   assert isinstance(schedule, schedule_lib.IterativeSparsity)
   assert schedule.get_config() == pruned.layers[0].pruning_schedule.get_config()
+  assert schedule.epochs_per_iteration == 2
 
 
 @pytest.mark.parametrize("sparsity", [0.0, 1.0, -0.1, 1.5, "0.5"])

@@ -22,7 +22,7 @@ from wemem_tf.models import evaluate
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-  """Optimizer and early-stopping settings (defaults: METHOD.md §3).
+  """Optimizer and early-stopping settings (defaults: docs/method.md §3).
 
   Attributes:
     learning_rate: Adam learning rate.

@@ -6,6 +6,7 @@ import weakref
 
 import wemem_tf  # noqa: F401  (sets up tf_keras before TensorFlow)
 import numpy as np
+import pytest
 import tensorflow as tf
 from tensorflow.python.framework import ops  # the gradient registry
 
@@ -91,3 +92,46 @@ def test_traced_training_functions_are_freed_with_their_model():
   # Nothing accumulates: every trace but the latest (which TensorFlow's
   # tracing caches may still hold, a bounded amount) is gone.
   assert [g() is None for g in graphs[:-1]] == [True, True]
+
+
+def test_batch_kinds_reach_the_train_step():
+  """Each batch's `BatchKind` travels with the plan into the compiled step."""
+  kind = loop_lib.BatchKind
+  assert [int(k) for k in kind] == [0, 1, 2, 3, 4]
+  assert (kind.ORDINARY, kind.RISKY, kind.EVEN_EPOCH, kind.ODD_EPOCH,
+          kind.PADDING) == (0, 1, 2, 3, 4)
+  plain = loop_lib.batched_plan(np.arange(10), 4, 5e-4)
+  np.testing.assert_array_equal(plain.batch_kind, [kind.ORDINARY] * 3)
+  assert plain.batch_kind.dtype == np.int32
+  risky = loop_lib.batched_plan(np.arange(10, 15), 4, 0.1, kind.RISKY)
+  plan = loop_lib.concat_plans(risky, plain)
+  np.testing.assert_array_equal(plan.batch_kind, [1, 1, 0, 0, 0])
+  np.testing.assert_allclose(plan.batch_weight_decay,
+                             [0.1, 0.1, 5e-4, 5e-4, 5e-4])
+  np.testing.assert_array_equal(plan.batch_bounds, [0, 4, 5, 9, 13, 15])
+  with pytest.raises(ValueError, match="3 kinds"):
+    loop_lib.EpochPlan(plain.order, plain.batch_bounds,
+                       plain.batch_weight_decay, np.zeros(2, np.int32))
+
+  class Recording(loop_lib.TrainStep):
+    """The default step, also summing kind · 10^batch (the order seen)."""
+
+    def build(self, model, config, optimizer=None):
+      super().build(model, config, optimizer)
+      self.seen = tf.Variable(0, dtype=tf.int64)
+      self.calls = tf.Variable(0, dtype=tf.int64)
+
+    def __call__(self, model, xb, yb, weight_decay, kind):
+      self.seen.assign_add(tf.cast(kind, tf.int64) * 10 ** self.calls)
+      self.calls.assign_add(1)
+      return super().__call__(model, xb, yb, weight_decay, kind)
+
+  x, y, classes = _data(n=15)
+  step = Recording()
+  loop = loop_lib.TrainingLoop(_model(x.shape[1], classes), train_step=step)
+  loop.train_epoch(x, y, plan)
+  assert int(step.seen.numpy()) == 11  # kinds 1, 1, 0, 0, 0
+  odd = loop_lib.batched_plan(np.arange(15), 8, 5e-4, kind.ODD_EPOCH)
+  loop.train_epoch(x, y, odd)
+  assert int(step.seen.numpy()) == 11 + 3 * 10 ** 5 + 3 * 10 ** 6
+  assert loop.trace_count == 1
