@@ -121,8 +121,7 @@ def config_from_flags(defense=None) -> experiment.ExperimentConfig:
 
 def main(argv) -> int:
   """Runs the experiment of the flags; returns 0."""
-  if len(argv) > 1:
-    raise ValueError(f"unexpected arguments: {argv[1:]}")
+  del argv  # extra arguments are refused by the dispatcher
   registry.parse_attack_names(ATTACKS.value)  # fail fast on a bad list
   reference_inclusion()  # and on a bad design
   dataset = flag_utils.load_dataset()

@@ -59,8 +59,7 @@ def _dataset_given() -> bool:
 
 
 def main(argv) -> None:
-  if len(argv) > 1:
-    raise ValueError(f"unexpected arguments: {argv[1:]}")
+  del argv  # extra arguments are refused by the dispatcher
   output = OUTPUT.value
   if not output:
     raise ValueError("--output is required: the .tflite file to write.")

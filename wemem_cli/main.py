@@ -50,6 +50,9 @@ def _main(argv):
     raise app.UsageError(_USAGE + (f"\nunknown subcommand {argv[1]!r}"
                                    if len(argv) >= 2 else ""))
   try:
+    if len(argv) > 2:
+      raise ValueError(f"unexpected arguments: {argv[2:]} (flags take the "
+                       "form --name=value)")
     return _ENTRY_POINTS[argv[1]](argv[1:])
   except (ValueError, FileNotFoundError) as e:
     # Bad input: the message says what to fix; no traceback.

@@ -40,8 +40,7 @@ PROGRESS = flags.DEFINE_boolean(
 
 def main(argv) -> None:
   """Computes and writes the scores; returns nothing."""
-  if len(argv) > 1:
-    raise ValueError(f"unexpected arguments: {argv[1:]}")
+  del argv  # extra arguments are refused by the dispatcher
   if not OUTPUT.value:
     raise ValueError("--output=FILE.npz is required.")
   dataset = data_lib.load_dataset(cf.DATASET.value, cf.DATA_DIR.value)

@@ -37,8 +37,7 @@ PRETRAINED = flags.DEFINE_string(
 
 
 def main(argv) -> None:
-  if len(argv) > 1:
-    raise ValueError(f"unexpected arguments: {argv[1:]}")
+  del argv  # extra arguments are refused by the dispatcher
   dataset = flag_utils.load_dataset()
   out = flag_utils.output_dir()
   seed = cf.SEED.value

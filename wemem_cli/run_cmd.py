@@ -54,8 +54,7 @@ def config_from_flags() -> run_lib.RunConfig:
 
 
 def main(argv) -> None:
-  if len(argv) > 1:
-    raise ValueError(f"unexpected arguments: {argv[1:]}")
+  del argv  # extra arguments are refused by the dispatcher
   run_lib.run(config_from_flags(), flag_utils.output_dir(),
                command=flag_utils.command_line(),
                cache_dir=cf.CACHE_DIR.value)
@@ -66,8 +65,7 @@ def report_main(argv) -> None:
 
   With --runs=RUN1,RUN2,...: writes their mean ± std into --output_dir.
   """
-  if len(argv) > 1:
-    raise ValueError(f"unexpected arguments: {argv[1:]}")
+  del argv  # extra arguments are refused by the dispatcher
   run_dir = flag_utils.output_dir()
   if RUNS.value:
     paths = aggregate.write_aggregate(RUNS.value, run_dir)

@@ -166,8 +166,7 @@ def write_best(rows, objective, output_dir: str, dataset_name: str) -> str:
 
 
 def main(argv) -> int:
-  if len(argv) > 1:
-    raise ValueError(f"unexpected arguments: {argv[1:]}")
+  del argv  # extra arguments are refused by the dispatcher
   objective = objective_lib.TuningObjective(
       OBJECTIVE.value, ATTACK_TARGET.value, OBJECTIVE_WEIGHT.value)
   dataset = flag_utils.load_dataset()

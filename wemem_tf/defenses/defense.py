@@ -175,7 +175,7 @@ class Defense:
   @classmethod
   def from_config(cls, config: Dict[str, Any], **data) -> "Defense":
     """Rebuilds a defense from `get_config()` (plus data such as scores)."""
-    known = {f.name for f in dataclasses.fields(cls)}
+    known = {f.name for f in dataclasses.fields(cls) if "setting" in f.metadata}
     unknown = sorted(set(config) - known)
     if unknown:
       raise ValueError(f"{cls.display_name}: unknown settings {unknown}; "

@@ -171,6 +171,10 @@ def test_config_round_trip(name):
     assert CONFIGURED[name]().get_config() != _defaults(name).get_config()
   with pytest.raises(ValueError, match="unknown settings"):
     cls.from_config({"no_such_setting": 1})
+  if "scores" in {f.name for f in dataclasses.fields(cls)}:
+    # Data is not a setting: scores come as an argument, not in the config.
+    with pytest.raises(ValueError, match="unknown settings"):
+      cls.from_config({**defense.get_config(), "scores": None})
 
 
 @pytest.mark.parametrize("name", list(CONFIGURED))

@@ -47,8 +47,10 @@ library that fails the check (empty, changed, no sidecar) is rebuilt once,
 with a warning.
 Where no compiler is available, the build fails, the cache folder is
 refused, or WEMEM_TF_NATIVE=0 is set, `load()` returns None (warning once)
-and callers use plain TensorFlow ops: the same results up to float
-rounding, about 2-3x slower.
+and callers use plain TensorFlow ops, about 2-3x slower. Their dropout
+masks come from TensorFlow's random generators, not the kernels' hash, so
+the fallback's scores agree with the native path's in distribution, not
+record by record.
 """
 
 import contextlib

@@ -120,7 +120,7 @@ def _check_loss(model: keras.Model) -> None:
 
 def _arrays(x, y, what: str):
   if x is None or y is None or not hasattr(x, "__len__") or hasattr(
-      x, "element_spec") or isinstance(x, keras.utils.Sequence):
+      x, "element_spec") or isinstance(x, (keras.utils.Sequence, dict)):
     raise ValueError(
         f"fit of a pruned model takes {what} as arrays x and y (the defense "
         "chooses each epoch's records and batches from them); got "
