@@ -2,7 +2,7 @@
 
 import os
 import sys
-from typing import Any, Dict
+from typing import Any, Dict, Tuple
 
 from absl import flags
 
@@ -66,3 +66,10 @@ def write_victim_run(dataset: wemem_tf.data.Dataset, out: str,
   splits = wemem_tf.data.splits_for(dataset, seed, num_shadows=0)
   splits.save(os.path.join(out, "splits.npz"))
   return splits
+
+
+def victim_inputs() -> Tuple[wemem_tf.data.Dataset, str, int, str]:
+  """(dataset, output directory, seed, architecture) of a command that
+  trains the victim (`pretrain`, `prune`), from the flags."""
+  dataset = load_dataset()
+  return dataset, output_dir(), cf.SEED.value, architecture(dataset.name)

@@ -23,7 +23,6 @@ import os
 from absl import logging
 
 import wemem_tf
-from wemem_cli import common_flags as cf
 from wemem_cli import flag_utils
 from wemem_tf.models import evaluate
 from wemem_tf.pruning import pipeline
@@ -31,10 +30,7 @@ from wemem_tf.pruning import pipeline
 
 def main(argv) -> None:
   del argv  # extra arguments are refused by the dispatcher
-  dataset = flag_utils.load_dataset()
-  out = flag_utils.output_dir()
-  seed = cf.SEED.value
-  architecture = flag_utils.architecture(dataset.name)
+  dataset, out, seed, architecture = flag_utils.victim_inputs()
   train_config = flag_utils.train_config()
   split = flag_utils.write_victim_run(dataset, out, seed).victim
   model, fit, seconds = pipeline.pretrain_model(dataset, split, seed,

@@ -19,7 +19,6 @@ from absl import flags
 from absl import logging
 
 import wemem_tf
-from wemem_cli import common_flags as cf
 from wemem_cli import defense_flags
 from wemem_cli import flag_utils
 from wemem_cli import model_files
@@ -38,10 +37,7 @@ PRETRAINED = flags.DEFINE_string(
 
 def main(argv) -> None:
   del argv  # extra arguments are refused by the dispatcher
-  dataset = flag_utils.load_dataset()
-  out = flag_utils.output_dir()
-  seed = cf.SEED.value
-  architecture = flag_utils.architecture(dataset.name)
+  dataset, out, seed, architecture = flag_utils.victim_inputs()
   pretrained = None
   if PRETRAINED.value:  # checked before anything is written
     pretrained = model_files.load_model(PRETRAINED.value, "--pretrained")
