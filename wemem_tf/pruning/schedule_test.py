@@ -33,7 +33,7 @@ def test_config_round_trip():
 
 def test_rounds_are_epochs():
   s = schedule_lib.IterativeSparsity(0.6, 5)
-  assert (s.epochs_per_iteration, s.max_epochs) == (21, 105)  # METHOD.md §3
+  assert (s.epochs_per_iteration, s.max_epochs) == (21, 105)  # docs/method.md §3
   for bad in (0, 2.5, "3"):
     with pytest.raises(ValueError, match="epochs_per_iteration must be a "
                        "positive integer"):
