@@ -50,6 +50,7 @@ import numpy as np
 import tensorflow as tf
 
 from wemem_tf._keras import keras
+from wemem_tf.data import datasets
 from wemem_tf.defenses import defense as defense_lib
 from wemem_tf.defenses import feed as feed_lib
 from wemem_tf.pruning import callbacks as callbacks_lib
@@ -118,7 +119,8 @@ def _check_loss(model: keras.Model) -> None:
       "SparseCategoricalCrossentropy(from_logits=True) (or no loss).")
 
 
-def _arrays(x, y, what: str):
+def _arrays(x, y, num_classes: int, what: str):
+  """(float32 x, int64 y), checked (ValueError naming `what`)."""
   if x is None or y is None or not hasattr(x, "__len__") or hasattr(
       x, "element_spec") or isinstance(x, (keras.utils.Sequence, dict)):
     raise ValueError(
@@ -126,9 +128,7 @@ def _arrays(x, y, what: str):
         "chooses each epoch's records and batches from them); got "
         f"{type(x).__name__}. Pass numpy arrays.")
   x, y = np.asarray(x, np.float32), np.asarray(y)
-  if y.ndim != 1 or len(y) != len(x):
-    raise ValueError(f"{what}: y must hold one integer label per record of "
-                     f"x, got shapes {x.shape} and {y.shape}.")
+  datasets.validate_examples(x, y, num_classes, what)
   return x, y.astype(np.int64)
 
 
@@ -168,12 +168,13 @@ def defended_fit(self, x=None, y=None, batch_size: Optional[int] = None,
   if self.optimizer is None:
     raise ValueError("compile the pruned model before fit.")
   _check_loss(self)
-  x, y = _arrays(x, y, "training data")
+  num_classes = self.output_shape[-1]
+  x, y = _arrays(x, y, num_classes, "training data")
   dev = None
   if validation_data is not None:
     if len(validation_data) != 2:
       raise ValueError("validation_data must be (x_dev, y_dev).")
-    dev = _arrays(*validation_data, "validation_data")
+    dev = _arrays(*validation_data, num_classes, "validation_data")
   rounds = iterative.PruningRounds(self)
   max_epochs = rounds.schedule.max_epochs
   if epochs is None:
@@ -194,7 +195,7 @@ def defended_fit(self, x=None, y=None, batch_size: Optional[int] = None,
   defense = getattr(self, "wemem_defense", None) or defense_lib.Defense()
   run = defense.bind(
       defense_lib.TrainingRecords(
-          x, y, index, self.output_shape[-1],
+          x, y, index, num_classes,
           None if dev is None else dev[0], None if dev is None else dev[1]),
       train_config, rounds.num_iterations,
       rounds.schedule.epochs_per_iteration, seed)
