@@ -162,10 +162,10 @@ def overfit_gaps():
   gaps = {}
   for name, make in makers.items():
     model = prune_lib.prune_low_memorization(
-        _mlp(width=128), wemem_tf.IterativeSparsity(0.3, 2,
-                                                    epochs_per_iteration=30),
+        _mlp(width=64), wemem_tf.IterativeSparsity(0.3, 2,
+                                                    epochs_per_iteration=20),
         defense=make())
-    model.compile(optimizer=keras.optimizers.Adam(5e-3),
+    model.compile(optimizer=keras.optimizers.Adam(1e-2),
                   loss=keras.losses.SparseCategoricalCrossentropy(
                       from_logits=True))
     model.fit(x, y, batch_size=8, validation_data=(DEV_X, DEV_Y),
