@@ -3,18 +3,28 @@
 Used by `wemem prune --pretrained`, `wemem export --model`: a missing file,
 a file that is not a Keras model, or a model that does not fit the dataset
 becomes a one-line `FileNotFoundError` / `ValueError` (the `wemem` entry
-point prints it without a traceback).
+point prints it without a traceback). Model files are data: a file whose
+configuration names Python code (a `Lambda` layer, an unknown class) is
+refused before anything in it is deserialized, unless `--trust_model_code`.
 """
 
 import os
 from typing import List, Tuple
 
+from absl import flags
+
 import wemem_tf
 from wemem_tf.data import datasets
+from wemem_tf.models import files as files_lib
 from wemem_tf.models import zoo
 from wemem_tf.pruning import prune as prune_lib
 
 keras = wemem_tf.keras
+
+TRUST_MODEL_CODE = flags.DEFINE_boolean(
+    "trust_model_code", False, "Load model files (--model, --pretrained) "
+    "even if they hold Python code (Lambda layers, custom classes), which "
+    "then runs. Only for files you wrote.")
 
 # (layer class name, shapes of the layer's weights) per weighted layer.
 Signature = List[Tuple[str, List[Tuple[int, ...]]]]
@@ -24,7 +34,9 @@ def load_model(path: str, flag: str) -> keras.Model:
   """Loads a tf_keras model saved with `model.save` (.h5 or .keras).
 
   Models that still hold TFMOT pruning wrappers load too (inside
-  `wemem_tf.prune_scope`).
+  `wemem_tf.prune_scope`). Without `--trust_model_code`, a file holding
+  Python code is refused before it is deserialized
+  (`wemem_tf.models.load_model`).
 
   Args:
     path: the model file.
@@ -39,8 +51,10 @@ def load_model(path: str, flag: str) -> keras.Model:
   if not os.path.isfile(path):
     raise FileNotFoundError(f"{flag}: no such file {path!r}.")
   try:
-    with prune_lib.prune_scope():
-      model = keras.models.load_model(path, compile=False)
+    model = files_lib.load_model(path, trust_code=TRUST_MODEL_CODE.value,
+                                 compile=False)
+  except files_lib.UntrustedModelCode as e:
+    raise ValueError(f"{flag}: {e}") from e
   except Exception as e:  # pylint: disable=broad-except  (h5py, Keras, OS)
     raise ValueError(f"{flag}: {path!r} is not a readable Keras model file "
                      f"({type(e).__name__}: {str(e)[:200]}).") from e

@@ -7,3 +7,4 @@ from wemem_tf.models.zoo import DEFAULT_ARCHITECTURE
 from wemem_tf.models.zoo import resnet18
 from wemem_tf.models.zoo import small_cnn
 from wemem_tf.models.zoo import vgg16_bn
+from wemem_tf.models.files import load_model

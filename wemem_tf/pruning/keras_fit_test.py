@@ -58,8 +58,10 @@ def _compile(model):
 def plan_log(monkeypatch):
   """Records every plan any DefenseRun draws: (positions, decay, kind)."""
   log = []
-  for run_cls in {type(defenses.resolve(make())).RUN
-                  for make in DEFENSES.values()}:
+  runs = {type(defenses.resolve(make())).RUN for make in DEFENSES.values()}
+  # Patch each class that defines epoch_plan once (others inherit it).
+  for run_cls in {cls for run in runs for cls in run.__mro__
+                  if "epoch_plan" in vars(cls)}:
     original = run_cls.epoch_plan
 
     def recording(self, iteration, epoch, rng, original=original):
@@ -163,7 +165,7 @@ def overfit_gaps():
   for name, make in makers.items():
     model = prune_lib.prune_low_memorization(
         _mlp(width=64), wemem_tf.IterativeSparsity(0.3, 2,
-                                                    epochs_per_iteration=20),
+                                                    epochs_per_iteration=12),
         defense=make())
     model.compile(optimizer=keras.optimizers.Adam(1e-2),
                   loss=keras.losses.SparseCategoricalCrossentropy(

@@ -1,0 +1,68 @@
+"""`--model` / `--pretrained` files that hold Python code are refused."""
+
+import os
+
+from absl import flags
+from absl.testing import flagsaver
+import pytest
+
+from wemem_cli import export_cmd  # pylint: disable=unused-import  (flags)
+from wemem_cli import main as main_lib
+from wemem_cli import model_files
+from wemem_cli import prune_cmd
+from wemem_tf.models import files_test
+
+FLAGS = flags.FLAGS
+
+
+def _run(module, *args):
+  """Runs `module.main` with the flags `args` (restored afterwards)."""
+  with flagsaver.flagsaver():
+    FLAGS(["wemem", *args])
+    return module.main(["cmd"])
+
+
+def _run_cli(*args) -> int:
+  """`wemem ARGS` through the entry point's dispatch and error handling."""
+  # pylint: disable=protected-access
+  if not main_lib._ENTRY_POINTS:
+    main_lib._ENTRY_POINTS.update(main_lib._load_entry_points())
+  with flagsaver.flagsaver():
+    FLAGS(["wemem", *args[1:]])
+    return main_lib._main(["wemem", args[0]])
+
+
+@pytest.fixture
+def evil(tmp_path):
+  """(an .h5 with a Lambda that writes the marker once armed, the marker)."""
+  marker = str(tmp_path / "marker")
+  path = str(tmp_path / "evil.h5")
+  files_test.lambda_model(marker).save(path)
+  open(marker + ".armed", "w").close()
+  return path, marker
+
+
+def test_export_refuses_a_lambda_model(evil, tmp_path, capsys):
+  path, marker = evil
+  out = tmp_path / "x.tflite"
+  assert _run_cli("export", f"--model={path}", f"--output={out}") == 2
+  err = capsys.readouterr().err
+  assert "--model: " in err and "'evil' is a Lambda layer" in err
+  assert "pass --trust_model_code (Python: trust_code=True)" in err
+  assert not out.exists() and not os.path.exists(marker)
+
+
+def test_prune_refuses_a_lambda_pretrained_model_first(evil, tmp_path):
+  path, marker = evil
+  with pytest.raises(ValueError, match="--pretrained: .*'evil' is a Lambda"):
+    _run(prune_cmd, "--dataset=digits", f"--output_dir={tmp_path / 'run'}",
+         f"--pretrained={path}")
+  assert not os.path.exists(marker)
+  assert not (tmp_path / "run" / "manifest.json").exists()
+
+
+def test_trust_model_code_flag_loads_it(evil):
+  path, marker = evil
+  with flagsaver.flagsaver(trust_model_code=True):
+    model = model_files.load_model(path, "--model")
+  assert model.get_layer("evil") is not None and os.path.exists(marker)
