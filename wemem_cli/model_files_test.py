@@ -2,34 +2,18 @@
 
 import os
 
-from absl import flags
 from absl.testing import flagsaver
 import pytest
 
 from wemem_cli import export_cmd  # pylint: disable=unused-import  (flags)
-from wemem_cli import main as main_lib
+from wemem_cli import cli_testing
 from wemem_cli import model_files
 from wemem_cli import prune_cmd
 from wemem_tf.models import files_test
 
-FLAGS = flags.FLAGS
 
-
-def _run(module, *args):
-  """Runs `module.main` with the flags `args` (restored afterwards)."""
-  with flagsaver.flagsaver():
-    FLAGS(["wemem", *args])
-    return module.main(["cmd"])
-
-
-def _run_cli(*args) -> int:
-  """`wemem ARGS` through the entry point's dispatch and error handling."""
-  # pylint: disable=protected-access
-  if not main_lib._ENTRY_POINTS:
-    main_lib._ENTRY_POINTS.update(main_lib._load_entry_points())
-  with flagsaver.flagsaver():
-    FLAGS(["wemem", *args[1:]])
-    return main_lib._main(["wemem", args[0]])
+_run = cli_testing.run_command
+_run_cli = cli_testing.run_cli
 
 
 @pytest.fixture

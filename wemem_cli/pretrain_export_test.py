@@ -3,39 +3,23 @@ tiny settings, in-process)."""
 
 import json
 
-from absl import flags
-from absl.testing import flagsaver
 import numpy as np
 import pytest
 
 import wemem_tf
 from wemem_cli import export_cmd
-from wemem_cli import main as main_lib
+from wemem_cli import cli_testing
 from wemem_cli import pretrain_cmd
 from wemem_cli import prune_cmd
 
-FLAGS = flags.FLAGS
 keras = wemem_tf.keras
 TINY = ("--dataset=digits", "--seed=3", "--pretrain_epochs=3", "--patience=2",
         "--target_sparsity=0.5", "--prune_iterations=3",
         "--epochs_per_iteration=2")
 
 
-def _run(module, *args):
-  """Runs `module.main` with the flags `args` (restored afterwards)."""
-  with flagsaver.flagsaver():
-    FLAGS(["wemem", *args])
-    return module.main(["cmd"])
-
-
-def _run_cli(*args) -> int:
-  """`wemem ARGS` through the entry point's dispatch and error handling."""
-  # pylint: disable=protected-access
-  if not main_lib._ENTRY_POINTS:
-    main_lib._ENTRY_POINTS.update(main_lib._load_entry_points())
-  with flagsaver.flagsaver():
-    FLAGS(["wemem", *args[1:]])
-    return main_lib._main(["wemem", args[0]])
+_run = cli_testing.run_command
+_run_cli = cli_testing.run_cli
 
 
 def _weights(path):
