@@ -8,6 +8,7 @@ from absl import flags
 
 import wemem_tf
 from wemem_cli import common_flags as cf
+from wemem_eval import model_training
 
 FLAGS = flags.FLAGS
 
@@ -69,7 +70,15 @@ def write_victim_run(dataset: wemem_tf.data.Dataset, out: str,
 
 
 def victim_inputs() -> Tuple[wemem_tf.data.Dataset, str, int, str]:
-  """(dataset, output directory, seed, architecture) of a command that
-  trains the victim (`pretrain`, `prune`), from the flags."""
+  """(dataset, output directory, run seed, architecture) of a command that
+  trains the victim (`pretrain`, `prune`), from the flags. The model itself
+  trains with `victim_seed(run seed)`."""
   dataset = load_dataset()
   return dataset, output_dir(), cf.SEED.value, architecture(dataset.name)
+
+
+def victim_seed(seed: int) -> int:
+  """The victim's training seed for run seed `seed`, as `wemem attack` and
+  `wemem run` train it: `wemem prune --seed=S` writes the model that
+  `wemem attack --seed=S` attacks (and `wemem audit` can audit)."""
+  return model_training.victim_seed(seed)

@@ -33,13 +33,15 @@ def main(argv) -> None:
   dataset, out, seed, architecture = flag_utils.victim_inputs()
   train_config = flag_utils.train_config()
   split = flag_utils.write_victim_run(dataset, out, seed).victim
-  model, fit, seconds = pipeline.pretrain_model(dataset, split, seed,
+  model, fit, seconds = pipeline.pretrain_model(dataset, split,
+                                                flag_utils.victim_seed(seed),
                                                 architecture, train_config)
   path = os.path.join(out, "pretrained.h5")
   wemem_tf.io_utils.atomic_save_model(model, path)
   summary = {
       "dataset": dataset.name,
       "seed": seed,
+      "model_seed": flag_utils.victim_seed(seed),
       "architecture": architecture,
       "epochs_run": fit.epochs_run,
       "best_epoch": fit.best_epoch,

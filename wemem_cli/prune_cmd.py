@@ -5,7 +5,10 @@
 
 With `--pretrained=PRE/pretrained.h5` from `wemem pretrain` (same --dataset,
 --seed and --architecture), pruning starts from that model and gives the same
-pruned model as pre-training here would.
+pruned model as pre-training here would. The victim trains with
+`flag_utils.victim_seed(--seed)`, as in `wemem attack`: `model.h5` and
+`model.tflite` are the model `wemem attack` with the same flags attacks, so
+`wemem audit` on them reproduces its numbers.
 
 Writes to --output_dir: `history.json` (one entry per pruning iteration),
 `summary.json` (pre-training, TFLite export, wall times), `pretrained.h5`,
@@ -46,7 +49,8 @@ def main(argv) -> None:
   splits = flag_utils.write_victim_run(dataset, out, seed)
   defense = defense_flags.defense_from_flags(dataset, seed, architecture, out)
   result = wemem_tf.pretrain_and_prune(
-      dataset, splits.victim, seed, architecture=architecture,
+      dataset, splits.victim, flag_utils.victim_seed(seed),
+      architecture=architecture,
       pruning_config=flag_utils.pruning_config(),
       train_config=flag_utils.train_config(), pretrained=pretrained,
       defense=defense, trainer=TRAINER.value)
@@ -64,6 +68,7 @@ def main(argv) -> None:
   io.atomic_write_json(os.path.join(out, "summary.json"), {
       "dataset": dataset.name,
       "seed": seed,
+      "model_seed": flag_utils.victim_seed(seed),
       "pretrain": None if fit is None else {
           "epochs_run": fit.epochs_run, "best_epoch": fit.best_epoch,
           "best_dev_accuracy": fit.best_dev_accuracy},

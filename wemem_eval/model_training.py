@@ -143,6 +143,13 @@ def derived_seed(seed: int, role: int, index: int) -> int:
   return int(state[0] % (2**31 - 1))
 
 
+def victim_seed(seed: int) -> int:
+  """The victim's training seed for run seed `seed`: `wemem attack`/`run`
+  train their victim with it, and so do `wemem pretrain`/`prune`, so the
+  model those write is the model the experiments attack."""
+  return derived_seed(seed, 0, 0)
+
+
 ModelAndFacts = Tuple[keras.Model, Dict[str, Any]]
 
 
@@ -335,7 +342,7 @@ def train_victim(dataset: datasets.Dataset, splits: splits_lib.Splits,
                  trainer: Trainer = train_model) -> T:
   """The victim (for experiments; a real attacker is handed it), as
   `trainer` returns it."""
-  return trainer(dataset, splits.victim, derived_seed(seed, 0, 0), recipe,
+  return trainer(dataset, splits.victim, victim_seed(seed), recipe,
                  store)
 
 
