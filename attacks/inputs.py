@@ -21,6 +21,7 @@ import wemem_tf  # pylint: disable=unused-import  (Keras 2 before TensorFlow)
 import tensorflow as tf  # pylint: disable=g-bad-import-order
 
 from wemem_tf._keras import keras
+from wemem_tf.models import served as served_lib
 
 # Probabilities of one record must sum to 1 within this tolerance.
 PROB_SUM_ATOL = 1e-3
@@ -478,3 +479,94 @@ def query_model(model: keras.Model, x: np.ndarray, labels: np.ndarray,
   several calls on the same model so it is compiled once."""
   return ModelQuery(model, batch_size).outputs(x, labels, record_ids,
                                                with_sensitivity, seed)
+
+
+class ServedQuery:
+  """Queries a served model file (`wemem_tf.models.served.ServedModel`) as
+  `ModelQuery` queries a Keras model: same outputs, same SAMIA noise.
+
+  The artifact is run as served (TFLite interpreter, SavedModel signature or
+  Keras model), in its own batches. Its outputs are logits or probabilities;
+  `output_kind` None decides from the first query
+  (`served.detect_output_kind`) and keeps that choice. Probability outputs
+  give `ModelOutputs.from_probs` (no logits).
+
+  Args:
+    model: the served model.
+    output_kind: `served.OutputKind`, or None to detect.
+    batch_size, num_perturbations, epsilon: as `ModelQuery`'s (the
+      sensitivity noise is drawn per `batch_size` records with the same
+      stateless streams, so a Keras model and its TFLite file get the same
+      perturbations).
+  """
+
+  def __init__(self, model: "served_lib.ServedModel",
+               output_kind: Optional["served_lib.OutputKind"] = None,
+               batch_size: int = 1024,
+               num_perturbations: int = SENSITIVITY_PERTURBATIONS,
+               epsilon: float = SENSITIVITY_EPSILON):
+    if batch_size < 1 or num_perturbations < 1 or not epsilon > 0:
+      raise ValueError("batch_size and num_perturbations must be >= 1 and "
+                       f"epsilon > 0, got {batch_size}, {num_perturbations}, "
+                       f"{epsilon}.")
+    self.model = model
+    self.output_kind = output_kind
+    self.batch_size = batch_size
+    self.num_perturbations = num_perturbations
+    self.epsilon = epsilon
+    self.num_queries = 0  # records sent to the model
+
+  def predict(self, x: np.ndarray) -> np.ndarray:
+    """The served outputs, float32 (n, classes); fixes `output_kind` on
+    the first call."""
+    out = self.model.predict(np.asarray(x, np.float32))
+    self.num_queries += len(out)
+    if not np.all(np.isfinite(out)):
+      raise ValueError(f"the served model {self.model.describe()} produced "
+                       "NaN or infinite outputs.")
+    if self.output_kind is None and len(out):
+      self.output_kind = served_lib.detect_output_kind(out)
+    return out
+
+  def _probabilities(self, out: np.ndarray) -> np.ndarray:
+    if self.output_kind is served_lib.OutputKind.PROBABILITIES:
+      return out
+    return tf.nn.softmax(out).numpy()
+
+  def sensitivity(self, x: np.ndarray, seed: int = 0) -> np.ndarray:
+    """SAMIA sensitivity, float32 (n, classes), as `ModelQuery.sensitivity`."""
+    x = np.asarray(x, np.float32)
+    m = self.num_perturbations
+    outs = []
+    for b, i in enumerate(range(0, len(x), self.batch_size)):
+      batch = x[i:i + self.batch_size]
+      base = self._probabilities(self.predict(batch))
+      noise = tf.random.stateless_normal(
+          (m, *batch.shape), tf.constant([int(seed) % (2**31 - 1), b],
+                                         tf.int32)).numpy()
+      flat = (batch[np.newaxis] + self.epsilon * noise).reshape(
+          (-1, *batch.shape[1:]))
+      perturbed = self._probabilities(self.predict(flat)).reshape(
+          (m, len(batch), -1))
+      outs.append(np.mean(np.abs(perturbed - base[np.newaxis]), axis=0)
+                  / self.epsilon)
+    if not outs:
+      return np.zeros((0, self.model.num_classes), np.float32)
+    return np.concatenate(outs).astype(np.float32)
+
+  def outputs(self, x: np.ndarray, labels: np.ndarray,
+              record_ids: Optional[np.ndarray] = None,
+              with_sensitivity: bool = False, seed: int = 0) -> ModelOutputs:
+    """`ModelOutputs` of the served model on (x, labels)."""
+    x = np.asarray(x)
+    if len(x) != len(np.asarray(labels)):
+      raise ValueError(f"x has {len(x)} records but labels has "
+                       f"{len(np.asarray(labels))}.")
+    out = self.predict(x)
+    sens = self.sensitivity(x, seed) if with_sensitivity else None
+    if self.output_kind is served_lib.OutputKind.PROBABILITIES:
+      # Renormalize float32 rounding so rows sum to 1 in float64.
+      probs = np.asarray(out, np.float64)
+      return ModelOutputs.from_probs(probs / probs.sum(1, keepdims=True),
+                                     labels, sens, record_ids)
+    return ModelOutputs.from_logits(out, labels, sens, record_ids)

@@ -175,3 +175,30 @@ class TestModelQuery:
       inputs.query_model(model, np.full((1, 3), np.nan), [0])
     with pytest.raises(ValueError, match="epsilon"):
       inputs.ModelQuery(model, epsilon=0.0)
+
+
+def test_served_query_equals_model_query_with_the_same_noise():
+  # A served model (here: the same Keras model through ServedModel, and its
+  # probability-output twin) gets ModelQuery's outputs and SAMIA
+  # sensitivities, perturbation for perturbation.
+  from wemem_tf.models import served  # pylint: disable=g-import-not-at-top
+  keras.utils.set_random_seed(0)
+  model = keras.Sequential([keras.Input((5,)), keras.layers.Dense(4)])
+  x = np.random.default_rng(1).normal(size=(11, 5)).astype(np.float32)
+  y = np.arange(11) % 4
+  want = inputs.ModelQuery(model, batch_size=4).outputs(
+      x, y, with_sensitivity=True, seed=3)
+  got = inputs.ServedQuery(served.from_keras(model), batch_size=4).outputs(
+      x, y, with_sensitivity=True, seed=3)
+  np.testing.assert_allclose(got.logits, want.logits, atol=1e-6)
+  np.testing.assert_allclose(got.sensitivity, want.sensitivity, rtol=1e-3,
+                             atol=1e-3)
+  softmax = keras.Model(model.inputs,
+                        keras.layers.Softmax()(model.outputs[0]))
+  probs = inputs.ServedQuery(served.from_keras(softmax), batch_size=4)
+  out = probs.outputs(x, y, with_sensitivity=True, seed=3)
+  assert probs.output_kind is served.OutputKind.PROBABILITIES
+  assert out.logits is None
+  np.testing.assert_allclose(out.probs, want.probs, atol=1e-6)
+  np.testing.assert_allclose(out.sensitivity, want.sensitivity, rtol=1e-3,
+                             atol=1e-3)

@@ -95,15 +95,20 @@ def attack_options() -> base.AttackOptions:
                             patience=ATTACK_PATIENCE.value)
 
 
-def config_from_flags(defense=None) -> experiment.ExperimentConfig:
+def config_from_flags(defense=None, architecture=None
+                      ) -> experiment.ExperimentConfig:
   """The experiment described by the command line.
 
   Args:
     defense: the victim's defense (see `defense_flags.defense_from_flags`);
       the attacker's models get it too when --adaptive.
+    architecture: the resolved --architecture (`flag_utils.architecture`;
+      default: resolved here from the flags).
   """
+  if architecture is None:
+    architecture = flag_utils.architecture(common_flags.DATASET.value)
   recipe = model_training.ModelRecipe(
-      architecture=flag_utils.architecture(common_flags.DATASET.value),
+      architecture=architecture,
       pruning_config=flag_utils.pruning_config(),
       train_config=flag_utils.train_config(),
       defense=defense,
@@ -119,12 +124,18 @@ def config_from_flags(defense=None) -> experiment.ExperimentConfig:
       options=attack_options())
 
 
+def validate_flags() -> None:
+  """Fails fast on a bad attack list or reference design."""
+  registry.parse_attack_names(ATTACKS.value)
+  reference_inclusion()
+
+
 def main(argv) -> int:
   """Runs the experiment of the flags; returns 0."""
   del argv  # extra arguments are refused by the dispatcher
-  registry.parse_attack_names(ATTACKS.value)  # fail fast on a bad list
-  reference_inclusion()  # and on a bad design
+  validate_flags()
   dataset = flag_utils.load_dataset()
+  architecture = flag_utils.architecture(dataset)  # fails before writing
   seed = common_flags.SEED.value
   output_dir = common_flags.OUTPUT_DIR.value or os.path.join(
       "runs", dataset.name, f"attacks_{TARGET.value}")
@@ -132,9 +143,9 @@ def main(argv) -> int:
   wemem_tf.run_manifest.write_manifest(
       output_dir, seed, flag_utils.flag_values(), dataset.fingerprint,
       flag_utils.command_line(), name="attack_manifest.json")
-  defense = defense_flags.defense_from_flags(
-      dataset, seed, flag_utils.architecture(dataset.name), output_dir)
-  config = config_from_flags(defense)
+  defense = defense_flags.defense_from_flags(dataset, seed, architecture,
+                                             output_dir)
+  config = config_from_flags(defense, architecture)
   store = (model_store.ModelStore(MODEL_STORE_DIR.value)
            if MODEL_STORE_DIR.value else None)
   if PER_ITERATION.value:

@@ -4,11 +4,17 @@ from absl import flags
 
 DATASET = flags.DEFINE_string(
     "dataset", "digits", "Dataset name: digits (embedded), location, cifar10, "
-    "mnist, purchase100, texas100.")
+    "mnist, purchase100, texas100; or your own data file: npz:PATH (arrays x, "
+    "y[, heldout, num_classes]) or csv:PATH (a header line, numeric feature "
+    "columns, integer labels in --label_column[, a 0/1 heldout column]); see "
+    "wemem_tf/data/user_data.py.")
+LABEL_COLUMN = flags.DEFINE_string(
+    "label_column", "label", "The label column of a --dataset=csv:PATH file.")
 DATA_DIR = flags.DEFINE_string(
     "data_dir", None, "Folder with the dataset's files (not needed for digits).")
 OUTPUT_DIR = flags.DEFINE_string(
-    "output_dir", None, "Run directory for artifacts (default: runs/<dataset>).")
+    "output_dir", None, "Run directory for artifacts (default: runs/<dataset "
+    "name>; for npz:PATH or csv:PATH the file's stem).")
 CACHE_DIR = flags.DEFINE_string(
     "cache_dir", None, "Folder of the model store (models/) and memorization "
     "scores (memscores/) to read and fill (default: --output_dir); point it "
@@ -16,10 +22,20 @@ CACHE_DIR = flags.DEFINE_string(
 OUTPUT = flags.DEFINE_string(
     "output", None, "File to write: the scores .npz (memscore) or the "
     ".tflite model (export).")
+MODEL = flags.DEFINE_string(
+    "model", None, "The trained model: export converts it (.h5 or .keras, "
+    "e.g. RUN/model.h5 of `wemem prune`); audit attacks it as served "
+    "(.tflite, .h5, .keras or a SavedModel directory).")
 SEED = flags.DEFINE_integer("seed", 0, "Seed of splits, initialization and order.")
 ARCHITECTURE = flags.DEFINE_string(
-    "architecture", None, "Model architecture (default per dataset: column_fc "
-    "for tabular and digits, small_cnn for mnist, resnet18 for cifar10).")
+    "architecture", None, "Model architecture: a zoo name (column_fc, "
+    "small_cnn, resnet18, vgg16_bn), MODULE:FUNCTION (MODULE a dotted name "
+    "or a .py path; FUNCTION(input_shape, num_classes) returns a tf_keras "
+    "Sequential/functional model with logit outputs; the module's code "
+    "runs), or the path of a saved .h5/.keras model whose architecture is "
+    "trained from fresh weights (read as data; see --trust_model_code). "
+    "Default per dataset: column_fc for tabular and digits, small_cnn for "
+    "mnist, resnet18 for cifar10.")
 TARGET_SPARSITY = flags.DEFINE_float(
     "target_sparsity", 0.6, "Final fraction of zero weights per pruned layer.")
 PRUNE_ITERATIONS = flags.DEFINE_integer(

@@ -98,7 +98,8 @@ def flag_lines(name: str, settings: dict) -> list:
   return lines
 
 
-def scores_for(dataset: wemem_tf.data.Dataset, seed: int, architecture: str,
+def scores_for(dataset: wemem_tf.data.Dataset, seed: int,
+               architecture: wemem_tf.models.ArchitectureLike,
                cache_dir: str, path: Optional[str] = None
                ) -> memorization.MemScores:
   """Scores from `path` (checked against the dataset), else the cached
@@ -124,8 +125,8 @@ def build_defense(name: str, dataset_name: str, scores_fn=None,
 
 
 def defense_from_flags(dataset: wemem_tf.data.Dataset, seed: int,
-                       architecture: str, cache_dir: str
-                       ) -> defenses_lib.Defense:
+                       architecture: wemem_tf.models.ArchitectureLike,
+                       cache_dir: str) -> defenses_lib.Defense:
   """The defense the command line describes."""
   return build_defense(
       DEFENSE.value, dataset.name,

@@ -24,9 +24,7 @@ from wemem_tf.models import evaluate
 from wemem_tf.pruning import export as export_lib
 from wemem_tf.pruning import prune as prune_lib
 
-MODEL = flags.DEFINE_string(
-    "model", None, "Export: the saved Keras model to convert (.h5 or .keras, "
-    "e.g. RUN/model.h5 of `wemem prune`).")
+MODEL = cf.MODEL
 EXPORT_TOLERANCE = flags.DEFINE_float(
     "export_tolerance", 1e-4, "Export: largest allowed |TFLite − Keras| "
     "difference of output probabilities.")

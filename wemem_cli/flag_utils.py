@@ -2,12 +2,13 @@
 
 import os
 import sys
-from typing import Any, Dict, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 from absl import flags
 
 import wemem_tf
 from wemem_cli import common_flags as cf
+from wemem_cli import model_files
 from wemem_eval import model_training
 
 FLAGS = flags.FLAGS
@@ -24,16 +25,54 @@ def flag_values() -> Dict[str, Any]:
 
 
 def load_dataset() -> wemem_tf.data.Dataset:
-  return wemem_tf.data.load_dataset(cf.DATASET.value, cf.DATA_DIR.value)
+  """The dataset of --dataset (a built-in name, npz:PATH or csv:PATH),
+  --data_dir and --label_column."""
+  return wemem_tf.data.load_dataset(cf.DATASET.value, cf.DATA_DIR.value,
+                                    label_column=cf.LABEL_COLUMN.value)
 
 
-def architecture(dataset_name: str) -> str:
-  return cf.ARCHITECTURE.value or wemem_tf.models.DEFAULT_ARCHITECTURE.get(
-      dataset_name, "column_fc")
+def architecture(dataset) -> wemem_tf.models.Architecture:
+  """--architecture resolved (default: the dataset's zoo architecture).
+
+  Args:
+    dataset: a dataset name, or the loaded `Dataset`: then an architecture
+      from code or a file is also built once for its records
+      (`check_architecture`), so a bad one fails before anything is written.
+
+  Raises:
+    ValueError / FileNotFoundError: a spec that does not resolve (one line;
+      a model file holding code needs --trust_model_code).
+  """
+  name = dataset if isinstance(dataset, str) else dataset.name
+  arch = wemem_tf.models.resolve_architecture(
+      cf.ARCHITECTURE.value or wemem_tf.models.DEFAULT_ARCHITECTURE.get(
+          name, "column_fc"),
+      trust_code=model_files.TRUST_MODEL_CODE.value)
+  if not isinstance(dataset, str):
+    check_architecture(arch, dataset)
+  return arch
 
 
-def output_dir() -> str:
-  path = cf.OUTPUT_DIR.value or os.path.join("runs", cf.DATASET.value)
+def check_architecture(arch: wemem_tf.models.Architecture,
+                       dataset: wemem_tf.data.Dataset) -> None:
+  """Builds a non-zoo `arch` once for `dataset` (ValueError if unusable:
+  `wemem_tf.models.check_model`); zoo architectures are not built, so no
+  random state is used for them."""
+  if not arch.is_zoo:
+    wemem_tf.models.build_checked(arch, dataset.input_shape,
+                                  dataset.num_classes)
+
+
+def output_dir(dataset_name: Optional[str] = None) -> str:
+  """--output_dir, else runs/<dataset name>, created.
+
+  Args:
+    dataset_name: the loaded dataset's `name`; by default the name that
+      --dataset gives (a data file's stem for npz:PATH / csv:PATH, never the
+      path itself).
+  """
+  name = dataset_name or wemem_tf.data.dataset_name(cf.DATASET.value)
+  path = cf.OUTPUT_DIR.value or os.path.join("runs", name)
   os.makedirs(path, exist_ok=True)
   return path
 
@@ -69,12 +108,14 @@ def write_victim_run(dataset: wemem_tf.data.Dataset, out: str,
   return splits
 
 
-def victim_inputs() -> Tuple[wemem_tf.data.Dataset, str, int, str]:
+def victim_inputs() -> Tuple[wemem_tf.data.Dataset, str, int,
+                             wemem_tf.models.Architecture]:
   """(dataset, output directory, run seed, architecture) of a command that
   trains the victim (`pretrain`, `prune`), from the flags. The model itself
   trains with `victim_seed(run seed)`."""
   dataset = load_dataset()
-  return dataset, output_dir(), cf.SEED.value, architecture(dataset.name)
+  return (dataset, output_dir(dataset.name), cf.SEED.value,
+          architecture(dataset.name))
 
 
 def victim_seed(seed: int) -> int:

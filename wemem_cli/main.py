@@ -26,6 +26,7 @@ SUBCOMMANDS = {
     "run": "wemem_cli.run_cmd",
     "prune": "wemem_cli.prune_cmd",
     "attack": "wemem_cli.attack_cmd",
+    "audit": "wemem_cli.audit_cmd",
     "memscore": "wemem_cli.memscore_cmd",
     "report": "wemem_cli.run_cmd:report_main",
     "tune": "wemem_cli.tune_cmd",

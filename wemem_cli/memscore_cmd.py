@@ -17,9 +17,9 @@ from absl import logging
 
 import wemem_tf  # pylint: disable=unused-import  (Keras 2 before TensorFlow)
 from wemem_cli import common_flags as cf
+from wemem_cli import flag_utils
 from wemem_tf import data as data_lib
 from wemem_tf import memorization
-from wemem_tf.models import zoo
 
 NUM_MODELS = flags.DEFINE_integer(
     "num_models", 256, "Memorization: models trained on random subsets (K).")
@@ -43,11 +43,10 @@ def main(argv) -> None:
   del argv  # extra arguments are refused by the dispatcher
   if not OUTPUT.value:
     raise ValueError("--output=FILE.npz is required.")
-  dataset = data_lib.load_dataset(cf.DATASET.value, cf.DATA_DIR.value)
+  dataset = flag_utils.load_dataset()
   seed = cf.SEED.value
   splits = data_lib.splits_for(dataset, seed, num_shadows=0)
-  architecture = cf.ARCHITECTURE.value or zoo.DEFAULT_ARCHITECTURE.get(
-      dataset.name, "column_fc")
+  architecture = flag_utils.architecture(dataset)
   scores = memorization.estimate_dataset(
       dataset, splits.pool, model_fn=architecture,
       num_models=NUM_MODELS.value, subset_fraction=SUBSET_FRACTION.value,
@@ -64,4 +63,8 @@ def main(argv) -> None:
   print(json.dumps({"output": OUTPUT.value, "dataset": dataset.name,
                     "fingerprint": dataset.fingerprint,
                     "seconds": scores.details.get("total_seconds"),
+                    "architecture": architecture.name,
+                    "path": scores.details.get("path"),
+                    "seconds_per_model": scores.details.get(
+                        "seconds_per_model"),
                     **summary}))

@@ -15,16 +15,16 @@ from absl import flags
 
 import wemem_tf
 from wemem_tf.data import datasets
+from wemem_tf.models import architecture as arch_lib
 from wemem_tf.models import files as files_lib
-from wemem_tf.models import zoo
 from wemem_tf.pruning import prune as prune_lib
 
 keras = wemem_tf.keras
 
 TRUST_MODEL_CODE = flags.DEFINE_boolean(
-    "trust_model_code", False, "Load model files (--model, --pretrained) "
-    "even if they hold Python code (Lambda layers, custom classes), which "
-    "then runs. Only for files you wrote.")
+    "trust_model_code", False, "Load model files (--model, --pretrained, "
+    "--architecture=PATH) even if they hold Python code (Lambda layers, "
+    "custom classes), which then runs. Only for files you wrote.")
 
 # (layer class name, shapes of the layer's weights) per weighted layer.
 Signature = List[Tuple[str, List[Tuple[int, ...]]]]
@@ -85,19 +85,25 @@ def check_data_shapes(model: keras.Model, dataset: datasets.Dataset,
 
 
 def check_matches(model: keras.Model, dataset: datasets.Dataset,
-                  architecture: str, flag: str) -> None:
+                  architecture: arch_lib.ArchitectureLike, flag: str) -> None:
   """Raises ValueError unless `model` is a dense `architecture` model for
   `dataset`: same input shape (no batch axis), `dataset.num_classes`
-  outputs, same weighted layers and weight shapes, no pruning wrappers."""
+  outputs, same weighted layers and weight shapes, no pruning wrappers.
+
+  `architecture` is any `wemem_tf.models.ArchitectureLike` (resolved as
+  given: a resolved `Architecture` keeps its trust setting); the expected
+  layers are those of a model it builds for `dataset`."""
   check_data_shapes(model, dataset, flag)
   if prune_lib.pruned_wrappers(model):
     raise ValueError(f"{flag} model still has pruning wrappers; give a "
                      "dense (pre-trained) or stripped model.")
-  expected = signature(zoo.build_model(architecture, dataset.input_shape,
-                                       dataset.num_classes))
+  arch = arch_lib.resolve_architecture(architecture,
+                                       trust_code=TRUST_MODEL_CODE.value)
+  expected = signature(arch_lib.build_checked(arch, dataset.input_shape,
+                                              dataset.num_classes))
   got = signature(model)
   if got != expected:
     raise ValueError(
-        f"{flag} model is not a {architecture} model for {dataset.name} "
+        f"{flag} model is not a {arch.name} model for {dataset.name} "
         f"(pass --architecture to match it): its weighted layers are {got}, "
-        f"{architecture} has {expected}.")
+        f"{arch.name} has {expected}.")

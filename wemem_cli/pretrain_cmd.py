@@ -31,6 +31,7 @@ from wemem_tf.pruning import pipeline
 def main(argv) -> None:
   del argv  # extra arguments are refused by the dispatcher
   dataset, out, seed, architecture = flag_utils.victim_inputs()
+  flag_utils.check_architecture(architecture, dataset)
   train_config = flag_utils.train_config()
   split = flag_utils.write_victim_run(dataset, out, seed).victim
   model, fit, seconds = pipeline.pretrain_model(dataset, split,
@@ -42,7 +43,7 @@ def main(argv) -> None:
       "dataset": dataset.name,
       "seed": seed,
       "model_seed": flag_utils.victim_seed(seed),
-      "architecture": architecture,
+      "architecture": architecture.name,
       "epochs_run": fit.epochs_run,
       "best_epoch": fit.best_epoch,
       "best_dev_accuracy": fit.best_dev_accuracy,

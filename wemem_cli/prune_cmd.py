@@ -41,6 +41,7 @@ PRETRAINED = flags.DEFINE_string(
 def main(argv) -> None:
   del argv  # extra arguments are refused by the dispatcher
   dataset, out, seed, architecture = flag_utils.victim_inputs()
+  flag_utils.check_architecture(architecture, dataset)
   pretrained = None
   if PRETRAINED.value:  # checked before anything is written
     pretrained = model_files.load_model(PRETRAINED.value, "--pretrained")

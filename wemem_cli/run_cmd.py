@@ -39,7 +39,9 @@ def config_from_flags() -> run_lib.RunConfig:
   settings = {d: defense_flags.defense_settings(d) for d in defenses}
   return run_lib.RunConfig(
       dataset=cf.DATASET.value, data_dir=cf.DATA_DIR.value,
-      seed=cf.SEED.value, architecture=cf.ARCHITECTURE.value,
+      label_column=cf.LABEL_COLUMN.value, seed=cf.SEED.value,
+      architecture=(flag_utils.architecture(cf.DATASET.value)
+                    if cf.ARCHITECTURE.value else None),
       pruning=flag_utils.pruning_config(), training=flag_utils.train_config(),
       defenses=defenses, defense_settings=settings,
       baselines=tuple(b for b in BASELINES.value if b),

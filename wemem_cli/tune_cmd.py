@@ -110,7 +110,7 @@ def setup_from_flags(dataset, cache_dir: str) -> tuner_lib.TuningSetup:
   """The `TuningSetup` the flags describe (models cached under
   `cache_dir`)."""
   seed = cf.SEED.value
-  arch = flag_utils.architecture(dataset.name)
+  arch = flag_utils.architecture(dataset)
   recipe = model_training.ModelRecipe(
       architecture=arch, pruning_config=flag_utils.pruning_config(),
       train_config=flag_utils.train_config())

@@ -98,6 +98,8 @@ class ExperimentResult:
   timing: Dict[str, float]
   shadow_models: List[model_training.TrainedModel]
   reference_models: List[model_training.TrainedModel]
+  # Extra top-level entries of attacks.json (e.g. "audit").
+  notes: Dict[str, Any] = dataclasses.field(default_factory=dict)
 
   def to_json(self) -> Dict[str, Any]:
     """The attacks.json document."""
@@ -120,13 +122,14 @@ class ExperimentResult:
             "reference": [m.summary() for m in self.reference_models],
         },
         "settings": {
-            "architecture": recipe.architecture,
+            "architecture": recipe.architecture_name,
             "pruning": dataclasses.asdict(recipe.pruning_config),
             "training": dataclasses.asdict(recipe.train_config),
             "attack_options": dataclasses.asdict(config.options),
         },
         "timing_seconds": self.timing,
         "tf_privacy_summary": self.suite.attack_results().summary(),
+        **self.notes,
     }
 
 
@@ -204,7 +207,9 @@ def _final_model(*args) -> List[model_training.TrainedModel]:
 def run_stages(dataset: datasets.Dataset, config: ExperimentConfig,
                store: Optional[model_store.ModelStore] = None,
                splits: Optional[splits_lib.Splits] = None,
-               every_iteration: bool = False) -> StagesResult:
+               every_iteration: bool = False,
+               victim: Optional[List[model_training.TrainedModel]] = None
+               ) -> StagesResult:
   """The experiment loop: trains, then queries and attacks every stage.
 
   Trains the victim and the attacker models the attacks need, each as a
@@ -212,7 +217,9 @@ def run_stages(dataset: datasets.Dataset, config: ExperimentConfig,
   after each pruning iteration (`model_training.train_model_iterations`).
   Then, at every stage k, queries the victim, shadows and reference models
   all at stage k (the same query seeds at every stage) and runs fresh
-  attacks on them. Arguments as `run_experiment`'s.
+  attacks on them. Arguments as `run_experiment`'s; `victim`, when given,
+  is the victim's stages already at hand (an audited model,
+  `wemem_eval.audit`) and is not trained.
   """
   start = time.perf_counter()
   options, _, need_shadows, need_reference, need_sensitivity = (
@@ -224,8 +231,9 @@ def run_stages(dataset: datasets.Dataset, config: ExperimentConfig,
   timing = {}
 
   t = time.perf_counter()
-  victim = model_training.train_victim(dataset, splits, config.recipe,
-                                       config.seed, store, trainer)
+  if victim is None:
+    victim = model_training.train_victim(dataset, splits, config.recipe,
+                                         config.seed, store, trainer)
   timing["victim_training"] = time.perf_counter() - t
 
   t = time.perf_counter()
@@ -272,7 +280,8 @@ def run_stages(dataset: datasets.Dataset, config: ExperimentConfig,
 
 def run_experiment(dataset: datasets.Dataset, config: ExperimentConfig,
                    store: Optional[model_store.ModelStore] = None,
-                   splits: Optional[splits_lib.Splits] = None
+                   splits: Optional[splits_lib.Splits] = None,
+                   victim: Optional[model_training.TrainedModel] = None
                    ) -> ExperimentResult:
   """Trains what the attacks need, runs them on the victim.
 
@@ -280,9 +289,12 @@ def run_experiment(dataset: datasets.Dataset, config: ExperimentConfig,
   experiments of the same run: pre-training is shared by all defenses).
   `splits` replaces the protocol's splits for `config.seed` (e.g.
   `splits_lib.rehearsal_splits`, where a held-out shadow plays the victim);
-  its first `config.num_shadows` shadows are used.
+  its first `config.num_shadows` shadows are used. `victim` replaces the
+  trained victim by a model at hand (its `split` must be `splits.victim`;
+  see `wemem_eval.audit`).
   """
-  result = run_stages(dataset, config, store, splits)
+  result = run_stages(dataset, config, store, splits,
+                      victim=None if victim is None else [victim])
   (stage,) = result.stages
   timing = dict(result.timing)
   total = timing.pop("total")

@@ -1,7 +1,7 @@
 """A disk cache of trained models keyed by everything that determines them.
 
 Pre-trained dense models are keyed by (dataset fingerprint, split records,
-seed, architecture, training settings), so the victim's and every shadow's
+seed, architecture key, training settings), so the victim's and every shadow's
 pre-training is shared by all defenses of a run. Pruned models add the
 pruning settings and the defense's settings (and a digest of its
 memorization scores). Weights are written atomically as `.npz` (no pickle)
@@ -22,6 +22,7 @@ from wemem_tf import io_utils
 from wemem_tf._keras import keras
 from wemem_tf.data import datasets
 from wemem_tf.data import splits as splits_lib
+from wemem_tf.models import architecture as arch_lib
 
 
 def digest(*parts: Any) -> str:
@@ -104,9 +105,13 @@ class ModelStore:
 
   @staticmethod
   def pretrained_key(dataset: datasets.Dataset, split: splits_lib.ModelSplit,
-                     seed: int, architecture: str, train_config) -> str:
+                     seed: int, architecture: arch_lib.ArchitectureLike,
+                     train_config) -> str:
+    """Key of a pre-trained model; the architecture enters by its
+    `Architecture.key` (a zoo name's key is the name itself)."""
     return digest("pretrained", dataset.fingerprint, split_digest(split),
-                  int(seed), architecture, dataclasses.asdict(train_config))
+                  int(seed), arch_lib.resolve_architecture(architecture).key,
+                  dataclasses.asdict(train_config))
 
   @staticmethod
   def pruned_key(pretrained_key: str, seed: int, pruning_config,

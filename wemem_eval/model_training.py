@@ -37,8 +37,8 @@ from wemem_tf.defenses import defense as defense_lib
 from wemem_tf._keras import keras
 from wemem_tf.data import datasets
 from wemem_tf.data import splits as splits_lib
+from wemem_tf.models import architecture as arch_lib
 from wemem_tf.models import evaluate
-from wemem_tf.models import zoo
 from wemem_tf.pruning import iterative
 from wemem_tf.pruning import pipeline
 from wemem_tf.pruning import prune as prune_lib
@@ -52,7 +52,11 @@ class ModelRecipe:
   """How a model (victim, shadow or reference) is trained.
 
   Attributes:
-    architecture: a `wemem_tf.models.BUILDERS` name.
+    architecture: any `wemem_tf.models.ArchitectureLike`: a zoo name
+      (`wemem_tf.models.BUILDERS`), "MODULE:FUNCTION", a model file path, a
+      callable (input_shape, num_classes) -> model or an `Architecture`. A
+      zoo `Architecture` is stored as its name; reports use
+      `architecture_name` (a string for every form).
     pruning_config: iterative pruning settings.
     train_config: optimizer and pre-training settings.
     defense: the defense passed to `pretrain_and_prune` (None, a name or a
@@ -63,7 +67,7 @@ class ModelRecipe:
     target: "pruned" (the iteratively pruned model) or "unpruned" (the
       pre-trained dense model; no pruning is run).
   """
-  architecture: str = "column_fc"
+  architecture: arch_lib.ArchitectureLike = "column_fc"
   pruning_config: iterative.PruningConfig = iterative.PruningConfig()
   train_config: loop_lib.TrainConfig = loop_lib.TrainConfig()
   defense: Any = None
@@ -73,6 +77,19 @@ class ModelRecipe:
     if self.target not in TARGETS:
       raise ValueError(f"target must be one of {TARGETS}, got "
                        f"{self.target!r}.")
+    if (isinstance(self.architecture, arch_lib.Architecture)
+        and self.architecture.is_zoo):
+      object.__setattr__(self, "architecture", self.architecture.name)
+
+  @property
+  def resolved_architecture(self) -> arch_lib.Architecture:
+    """`architecture` resolved (string specs once per process)."""
+    return arch_lib.resolve_architecture(self.architecture)
+
+  @property
+  def architecture_name(self) -> str:
+    """The architecture's report name (JSON-ready)."""
+    return arch_lib.architecture_name(self.architecture)
 
   def for_attacker(self, adaptive: bool) -> "ModelRecipe":
     """The shadows' recipe: the victim's, without its defense unless
@@ -85,7 +102,8 @@ class TrainedModel:
   """A trained model and how it came about.
 
   Attributes:
-    model: tf_keras model returning logits, as served to queries.
+    model: tf_keras model returning logits, as served to queries (None for
+      an audited model file, which only has its `query`).
     split: its record indices.
     seed: its training seed.
     seconds: wall time of its training (0 parts for cached stages are their
@@ -97,14 +115,14 @@ class TrainedModel:
       prune_seconds = the defense time, defense_report).
     query: the model's compiled `ModelQuery` (reuse it: one trace per model).
   """
-  model: keras.Model
+  model: Optional[keras.Model]
   split: splits_lib.ModelSplit
   seed: int
   seconds: float
   test_accuracy: float
   train_accuracy: float
   facts: Dict[str, Any] = dataclasses.field(default_factory=dict)
-  query: Optional[inputs_lib.ModelQuery] = None
+  query: Optional[inputs_lib.ModelQuery | inputs_lib.ServedQuery] = None
 
   def __post_init__(self):
     if self.query is None:
@@ -164,7 +182,8 @@ def _pretrain(dataset: datasets.Dataset, split: splits_lib.ModelSplit,
               seed: int, recipe: ModelRecipe) -> ModelAndFacts:
   """The pipeline's pre-training stage: (dense model, facts)."""
   model, fit, seconds = pipeline.pretrain_model(
-      dataset, split, seed, recipe.architecture, recipe.train_config)
+      dataset, split, seed, recipe.resolved_architecture,
+      recipe.train_config)
   return model, {"epochs_run": fit.epochs_run, "best_epoch": fit.best_epoch,
                  "best_dev_accuracy": fit.best_dev_accuracy,
                  "seconds": seconds}
@@ -196,7 +215,7 @@ def _prune(dataset: datasets.Dataset, split: splits_lib.ModelSplit,
   if every_iteration:
     hook = lambda record, model: snapshots.append(_masked_weights(model))
   result = pipeline.pretrain_and_prune(
-      dataset, split, seed, architecture=recipe.architecture,
+      dataset, split, seed, architecture=recipe.resolved_architecture,
       pruning_config=recipe.pruning_config, train_config=recipe.train_config,
       pretrained=pretrained, defense=recipe.defense,
       on_iteration=hook)
@@ -213,8 +232,8 @@ def _prune(dataset: datasets.Dataset, split: splits_lib.ModelSplit,
     if missing:
       raise ValueError(f"variables {missing} of the stripped model are not "
                        "in the wrapped model's weights.")
-    model = zoo.build_model(recipe.architecture, dataset.input_shape,
-                            dataset.num_classes)
+    model = arch_lib.build_checked(recipe.resolved_architecture,
+                                   dataset.input_shape, dataset.num_classes)
     model.set_weights([snapshot[v.ref()] for v in variables])
     earlier.append((model, {
         "history": history[:k + 1],
@@ -255,11 +274,11 @@ def _train_stages(dataset: datasets.Dataset, split: splits_lib.ModelSplit,
   model, or with `every_iteration` the model after each pruning iteration,
   each as served and measured."""
   start = time.perf_counter()
+  arch = recipe.resolved_architecture
   pre_key = model_store.ModelStore.pretrained_key(
-      dataset, split, seed, recipe.architecture, recipe.train_config)
-  architecture = lambda: zoo.build_model(recipe.architecture,
-                                         dataset.input_shape,
-                                         dataset.num_classes)
+      dataset, split, seed, arch, recipe.train_config)
+  architecture = lambda: arch_lib.build_checked(arch, dataset.input_shape,
+                                                dataset.num_classes)
   pretrained, pre_facts = _stored(
       store, "pretrained", pre_key,
       lambda: _pretrain(dataset, split, seed, recipe), architecture)

@@ -38,6 +38,7 @@ from wemem_tf import memorization
 from wemem_tf import run_manifest
 from wemem_tf.data import datasets
 from wemem_tf.data import splits as splits_lib
+from wemem_tf.models import architecture as arch_lib
 from wemem_tf.models import zoo
 from wemem_tf.pruning import iterative
 from wemem_tf.training import loop as loop_lib
@@ -50,9 +51,12 @@ class RunConfig:
   """What `run` evaluates.
 
   Attributes:
-    dataset, data_dir: the data (`wemem_tf.data.load_dataset`).
+    dataset, data_dir, label_column: the data
+      (`wemem_tf.data.load_dataset`: a built-in name, "npz:PATH" or
+      "csv:PATH" with the label in column `label_column`).
     seed: run seed.
-    architecture: model architecture (default: the dataset's).
+    architecture: model architecture, any `wemem_tf.models.ArchitectureLike`
+      (default: the dataset's zoo architecture).
     pruning: iterative pruning settings (one-shot uses the same target
       sparsity in a single pruning iteration).
     training: optimizer and pre-training settings.
@@ -70,8 +74,9 @@ class RunConfig:
   """
   dataset: str = "digits"
   data_dir: Optional[str] = None
+  label_column: str = "label"
   seed: int = 0
-  architecture: Optional[str] = None
+  architecture: Optional[arch_lib.ArchitectureLike] = None
   pruning: iterative.PruningConfig = iterative.PruningConfig()
   training: loop_lib.TrainConfig = loop_lib.TrainConfig()
   defenses: Tuple[str, ...] = ("none", "rsw", "rmr", "swmr")
@@ -101,12 +106,17 @@ class RunConfig:
     object.__setattr__(self, "attacks",
                        tuple(registry.parse_attack_names(self.attacks)))
 
-  def arch(self) -> str:
+  def arch(self) -> arch_lib.ArchitectureLike:
+    """`architecture`, or the dataset's default zoo name."""
     return self.architecture or zoo.DEFAULT_ARCHITECTURE.get(self.dataset,
                                                              "column_fc")
 
   def to_json(self) -> Dict[str, Any]:
-    return json.loads(json.dumps(dataclasses.asdict(self), default=str))
+    plain = dataclasses.replace(self, architecture=None)  # code: by name
+    doc = json.loads(json.dumps(dataclasses.asdict(plain), default=str))
+    if self.architecture is not None:
+      doc["architecture"] = arch_lib.architecture_name(self.architecture)
+    return doc
 
 
 def label_of(defense: str) -> str:
@@ -122,7 +132,8 @@ class Step:
 
   def key(self, config: RunConfig, fingerprint: str) -> str:
     return model_store.digest(
-        self.label, fingerprint, config.seed, config.arch(),
+        self.label, fingerprint, config.seed,
+        arch_lib.resolve_architecture(config.arch()).key,
         dataclasses.asdict(self.recipe.pruning_config),
         dataclasses.asdict(self.recipe.train_config), self.recipe.target,
         model_store.defense_digest(self.recipe.defense), config.attacks,
@@ -186,7 +197,8 @@ def run(config: RunConfig, run_dir: str,
   """
   cache_dir = cache_dir or run_dir
   os.makedirs(run_dir, exist_ok=True)
-  dataset = datasets.load_dataset(config.dataset, config.data_dir)
+  dataset = datasets.load_dataset(config.dataset, config.data_dir,
+                                  config.label_column)
   run_manifest.write_manifest(run_dir, config.seed, config.to_json(),
                               dataset.fingerprint, command)
   splits = splits_lib.make_splits(len(dataset), dataset.fingerprint,

@@ -49,6 +49,9 @@ def _json_default(value):
     return value.item()
   if isinstance(value, np.ndarray):
     return value.tolist()
+  to_json = getattr(value, "to_json", None)
+  if callable(to_json) and not isinstance(value, type):
+    return to_json()  # library objects that describe themselves
   raise TypeError(f"not JSON serializable: {type(value).__name__}")
 
 

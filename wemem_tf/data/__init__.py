@@ -10,3 +10,8 @@ from wemem_tf.data.splits import ModelSplit
 from wemem_tf.data.splits import SplitConfig
 from wemem_tf.data.splits import Splits
 from wemem_tf.data.splits import splits_for
+# Also registers the "npz:PATH" / "csv:PATH" datasets of `load_dataset`.
+from wemem_tf.data.user_data import dataset_name
+from wemem_tf.data.user_data import from_arrays
+from wemem_tf.data.user_data import load_csv_dataset
+from wemem_tf.data.user_data import load_npz_dataset

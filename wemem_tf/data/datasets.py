@@ -23,11 +23,14 @@ class Dataset:
   """An in-memory labelled dataset.
 
   Attributes:
-    name: registry name, e.g. "location".
+    name: registry name, e.g. "location" (for the user's own data, the data
+      file's stem; see `wemem_tf.data.user_data`).
     x: float32 features, shape (n, *feature_shape).
     y: int64 labels, shape (n,), values in [0, num_classes).
     num_classes: number of classes.
-    fingerprint: hex SHA-256 of name, shapes, dtypes and the bytes of x and y.
+    fingerprint: hex SHA-256 of name, shapes, dtypes and the bytes of x and y
+      (computed here when not given; user data passes its own, which does not
+      depend on the name).
     heldout_mask: optional bool (n,): records the dataset itself designates as
       test data (CIFAR-10's test batch). When None the split protocol makes a
       fixed 80/20 pool/held-out split.
@@ -345,21 +348,40 @@ LOADERS: Dict[str, Callable[[Optional[str]], Dataset]] = {
     "texas100": load_texas100,
 }
 
+# The user's own data files, named "PREFIX:PATH" (e.g. "npz:data/mine.npz"):
+# prefix -> loader(path, label_column). Filled by `wemem_tf.data.user_data`
+# (which builds on this module and is imported with the `wemem_tf.data`
+# package): "npz" and "csv".
+FILE_LOADERS: Dict[str, Callable[[str, str], Dataset]] = {}
 
-def load_dataset(name: str, data_dir: Optional[str] = None) -> Dataset:
-  """Loads a dataset by registry name (see `LOADERS`).
+
+def load_dataset(name: str, data_dir: Optional[str] = None,
+                 label_column: str = "label") -> Dataset:
+  """Loads a built-in dataset by registry name, or the user's own data file.
 
   Args:
-    name: one of `LOADERS`.
-    data_dir: folder holding the dataset's files; not needed for "digits".
+    name: one of `LOADERS`, or "npz:PATH" / "csv:PATH" for a data file in the
+      format of `wemem_tf.data.user_data` (PATH as given, relative to the
+      working directory; `data_dir` is not used).
+    data_dir: folder holding a built-in dataset's files; not needed for
+      "digits".
+    label_column: the label column of a "csv:PATH" file.
 
   Raises:
     ValueError: unknown name, or a file with the wrong content.
     FileNotFoundError: a missing file or data_dir.
   """
+  prefix, sep, path = name.partition(":")
+  if sep and prefix in FILE_LOADERS:
+    if not path:
+      raise ValueError(f"dataset {name!r} names no file; use "
+                       f"--dataset={prefix}:PATH.")
+    return FILE_LOADERS[prefix](path, label_column)
   if name not in LOADERS:
+    files = " or ".join(f"{p}:PATH" for p in sorted(FILE_LOADERS))
     raise ValueError(f"unknown dataset {name!r}; choose one of "
-                     f"{sorted(LOADERS)}.")
+                     f"{sorted(LOADERS)}" + (f" or {files}" if files else "")
+                     + ".")
   if name != "digits":
     if not data_dir:
       raise ValueError(f"dataset {name!r} needs --data_dir (the folder with "

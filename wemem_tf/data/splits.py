@@ -252,3 +252,74 @@ def scaled_rehearsal_splits(splits: Splits, config: SplitConfig = SplitConfig(),
                    lambda i: _rng(splits.fingerprint, splits.seed,
                                   base + 1 + i),
                    len(splits.shadows), config)
+
+
+def audit_splits(num_records: int, fingerprint: str, seed: int,
+                 members: np.ndarray, non_members: np.ndarray,
+                 num_shadows: int = 5, excluded: Optional[np.ndarray] = None,
+                 heldout_mask: Optional[np.ndarray] = None,
+                 config: SplitConfig = SplitConfig()) -> Splits:
+  """Splits around a given model's members and non-members (an audit).
+
+  The victim is a model trained elsewhere: its `train` are `members`, its
+  `test` the `non_members`, its `dev` the `excluded` records (any other
+  record it saw, kept from the attacker). Every other record is the
+  attacker's: the dataset's own held-out records among them (or, without a
+  `heldout_mask`, a `config.heldout_fraction` share drawn from stream
+  30,000) are the attacker's held-out records, the rest its pool, and shadow
+  i splits them as step 4 of docs/method.md §2 does (stream 30,001 + i).
+  A pure function of its arguments.
+
+  Raises:
+    ValueError: overlapping or out-of-range indices, or too few records
+      left for the attacker (>= 20 pool and >= 4 held-out records).
+  """
+  groups = {"members": members, "non_members": non_members,
+            "excluded": np.zeros(0, np.int64) if excluded is None
+            else excluded}
+  for name, array in groups.items():
+    array = np.asarray(array)
+    if array.ndim != 1 or not np.issubdtype(array.dtype, np.integer):
+      raise ValueError(f"{name} must be a 1-D integer array of record "
+                       f"indices, got {array.dtype} {array.shape}.")
+    if array.size and (array.min() < 0 or array.max() >= num_records):
+      raise ValueError(f"{name} must lie in [0, {num_records}); got range "
+                       f"[{array.min()}, {array.max()}].")
+    if len(np.unique(array)) != len(array):
+      raise ValueError(f"{name} repeat record indices.")
+    groups[name] = np.sort(array.astype(np.int64))
+  for name in ("members", "non_members"):
+    if groups[name].size == 0:
+      raise ValueError(f"{name} is empty; an audit needs both members and "
+                       "non-members.")
+  for a, b in (("members", "non_members"), ("members", "excluded"),
+               ("non_members", "excluded")):
+    both = np.intersect1d(groups[a], groups[b])
+    if both.size:
+      raise ValueError(f"{both.size} records (e.g. {both[0]}) are in both "
+                       f"{a} and {b}.")
+  seed = int(seed)
+  victim_records = np.concatenate(list(groups.values()))
+  attacker = np.setdiff1d(np.arange(num_records, dtype=np.int64),
+                          victim_records)
+  if heldout_mask is not None:
+    held = np.asarray(heldout_mask)[attacker]
+    heldout, pool = attacker[held], attacker[~held]
+  else:
+    heldout, pool = _cut(_rng(fingerprint, seed, 30_000).permutation(attacker),
+                         config.heldout_fraction)
+  if pool.size < 20 or heldout.size < 4:
+    raise ValueError(
+        f"only {attacker.size} records are neither members, non-members nor "
+        f"excluded ({pool.size} pool, {heldout.size} held-out); the attacker "
+        "needs >= 20 pool and >= 4 held-out records to train shadow and "
+        "reference models. Audit fewer records.")
+  shadows = tuple(_model_split(_rng(fingerprint, seed, 30_001 + i), pool,
+                               heldout, config) for i in range(num_shadows))
+  victim = ModelSplit(groups["members"], groups["excluded"],
+                      groups["non_members"])
+  return Splits(fingerprint, seed,
+                np.sort(np.concatenate([groups["members"], pool])),
+                np.sort(np.concatenate([groups["non_members"],
+                                        groups["excluded"], heldout])),
+                groups["members"], np.sort(pool), victim, shadows)

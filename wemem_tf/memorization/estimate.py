@@ -6,14 +6,20 @@ minus the accuracy on i of the models that did not:
 
   score_i = mean_{c: i in S_c} [f_c(x_i) = y_i] - mean_{c: i not in S_c} [...]
 
-Plain-MLP architectures (e.g. ColumnFC) train all K models in one compiled
-graph (`ensemble.MLPEnsemble`); others train one by one with one model object
-and one compiled loop (`ensemble.train_sequential`).
+Any architecture works (`wemem_tf.models.ArchitectureLike`: a zoo name,
+"MODULE:FUNCTION", a model file, a callable). When the *built* model is a
+plain MLP (`ensemble.mlp_spec`: Flatten/Dense/Dropout, relu, linear output,
+default initializers; e.g. ColumnFC or a user's MLP) all K models train in
+one compiled graph (`ensemble.MLPEnsemble`, path "vectorized"); any other
+model trains one by one with one model object and one compiled loop
+(`ensemble.train_sequential`, path "per_model"). The scores' `details` record
+the path and the measured seconds per model.
 """
 
+import logging
 import time
 import warnings
-from typing import Callable, Optional, Tuple, Union
+from typing import Callable, Optional, Tuple
 
 import numpy as np
 
@@ -21,27 +27,21 @@ from wemem_tf import data as data_lib
 from wemem_tf._keras import keras
 from wemem_tf.memorization import ensemble
 from wemem_tf.memorization import scores as scores_lib
+from wemem_tf.models import architecture as arch_lib
 from wemem_tf.models import zoo
 from wemem_tf.training import loop as loop_lib
 
-ModelFnLike = Union[str, Callable[[Tuple[int, ...], int], keras.Model]]
+ModelFnLike = arch_lib.ArchitectureLike
 METHODS = ("auto", "vectorized", "sequential")
+# MemScores.details["path"] by training method.
+PATHS = {"vectorized": "vectorized", "sequential": "per_model"}
 
 
 def resolve_model_fn(model_fn: ModelFnLike
                      ) -> Tuple[Callable[..., keras.Model], str]:
-  """(builder, name) for an architecture name or a builder callable."""
-  if isinstance(model_fn, str):
-    if model_fn not in zoo.BUILDERS:
-      raise ValueError(f"unknown architecture {model_fn!r}; choose one of "
-                       f"{sorted(zoo.BUILDERS)} or pass a callable "
-                       "(input_shape, num_classes) -> keras.Model.")
-    return zoo.BUILDERS[model_fn], model_fn
-  if not callable(model_fn):
-    raise ValueError("model_fn must be an architecture name or a callable "
-                     "(input_shape, num_classes) -> keras.Model, got "
-                     f"{type(model_fn).__name__}.")
-  return model_fn, getattr(model_fn, "__name__", type(model_fn).__name__)
+  """(checked builder, report name) of any architecture form."""
+  arch = arch_lib.resolve_architecture(model_fn)
+  return arch_lib.builder(arch), arch.name
 
 
 def sample_membership(num_records: int, num_models: int,
@@ -166,9 +166,11 @@ def estimate(model_fn: ModelFnLike, x: np.ndarray, y: np.ndarray,
   """Estimates Feldman & Zhang memorization scores of (x, y).
 
   Args:
-    model_fn: an architecture name (`wemem_tf.models.BUILDERS`, e.g.
-      "column_fc") or a callable (input_shape, num_classes) -> tf_keras model
-      with logit outputs.
+    model_fn: any architecture (`wemem_tf.models.ArchitectureLike`): a zoo
+      name (`wemem_tf.models.BUILDERS`, e.g. "column_fc"),
+      "MODULE:FUNCTION", a model file path, a callable (input_shape,
+      num_classes) -> tf_keras model with logit outputs, or an
+      `Architecture`.
     x: float features (n, ...); y: int labels (n,).
     num_models: K >= 2 models to train.
     subset_fraction: p in (0, 1): each model trains on round(p * n) records
@@ -183,7 +185,8 @@ def estimate(model_fn: ModelFnLike, x: np.ndarray, y: np.ndarray,
       weight decay added to the gradient, as `training.TrainingLoop`).
     num_classes: default max(y) + 1.
     method: "vectorized" (plain MLPs, one graph for many models),
-      "sequential" (one model at a time) or "auto" (vectorized when possible).
+      "sequential" (one model at a time) or "auto" (vectorized when the
+      built model is a plain MLP).
     first_layer: the vectorized first layer ("auto", "native", "sparse",
       "dense"; see `ensemble.MLPEnsemble`).
     chunk_size: models trained together by the vectorized method.
@@ -191,7 +194,9 @@ def estimate(model_fn: ModelFnLike, x: np.ndarray, y: np.ndarray,
 
   Returns:
     `MemScores` in the order of the records given; NaN (with a warning) for
-    records that no model left out or no model included.
+    records that no model left out or no model included. `details` holds
+    "path" ("vectorized" or "per_model"), "seconds_per_model" (training and
+    prediction wall time / K) and the settings.
 
   Raises:
     ValueError: unusable arguments (K < 2, p outside (0, 1), x/y lengths,
@@ -200,7 +205,7 @@ def estimate(model_fn: ModelFnLike, x: np.ndarray, y: np.ndarray,
   x, y, num_classes, record_index = _validate(
       x, y, num_classes, num_models, subset_fraction, epochs, batch_size,
       record_index, method, chunk_size)
-  _, model_name = resolve_model_fn(model_fn)
+  arch = arch_lib.resolve_architecture(model_fn)
   if fingerprint is None:
     fingerprint = data_lib.fingerprint_arrays("memorization-arrays", x, y)
   start = time.perf_counter()
@@ -209,14 +214,20 @@ def estimate(model_fn: ModelFnLike, x: np.ndarray, y: np.ndarray,
   config = loop_lib.TrainConfig(learning_rate=learning_rate,
                                 weight_decay=weight_decay,
                                 batch_size=int(batch_size))
-  predictions = train_members(model_fn, x, y, membership, num_classes,
+  predictions = train_members(arch, x, y, membership, num_classes,
                               int(epochs), config, seed, method=method,
                               first_layer=first_layer,
                               chunk_size=int(chunk_size), progress=progress)
   score, included, excluded = scores_from_predictions(predictions.correct,
                                                       membership)
+  path = PATHS[predictions.method]
+  seconds_per_model = predictions.seconds / int(num_models)
+  logging.info("memorization: %d %s models trained %s in %.1f s (%.3f s per "
+               "model)", int(num_models), arch.name, path,
+               predictions.seconds, seconds_per_model)
   details = {
-      "architecture": model_name, "batch_size": int(batch_size),
+      "architecture": arch.name, "batch_size": int(batch_size),
+      "path": path, "seconds_per_model": round(seconds_per_model, 4),
       "learning_rate": learning_rate, "weight_decay": weight_decay,
       "first_layer": predictions.first_layer,
       "fused_epoch": predictions.fused_epoch,
@@ -265,23 +276,24 @@ def cached_estimate(dataset: data_lib.Dataset, cache_dir: str, seed: int = 0,
   """Scores over every record of `dataset`, estimated once per settings.
 
   The result is cached in `cache_dir` as `memscores-<key>.npz`, keyed by the
-  dataset fingerprint, seed, architecture and estimator settings; a later
-  call with the same settings loads it (checked against the fingerprint).
+  dataset fingerprint, seed, architecture (`Architecture.key`: a zoo name
+  is its own key) and estimator settings; a later call with the same
+  settings loads it (checked against the fingerprint).
   """
   import hashlib  # pylint: disable=g-import-not-at-top
   import json  # pylint: disable=g-import-not-at-top
   import os  # pylint: disable=g-import-not-at-top
   if model_fn is None:
     model_fn = zoo.DEFAULT_ARCHITECTURE.get(dataset.name, "column_fc")
-  _, model_name = resolve_model_fn(model_fn)
+  arch = arch_lib.resolve_architecture(model_fn)
   key = hashlib.sha256(json.dumps(
-      [dataset.fingerprint, int(seed), model_name, int(num_models),
+      [dataset.fingerprint, int(seed), arch.key, int(num_models),
        int(epochs), float(subset_fraction)]).encode()).hexdigest()[:16]
   path = os.path.join(cache_dir, f"memscores-{key}.npz")
   if os.path.isfile(path):
     return scores_lib.MemScores.load(path, fingerprint=dataset.fingerprint)
   scores = estimate_dataset(dataset, np.arange(len(dataset), dtype=np.int64),
-                            model_fn, num_models=num_models, epochs=epochs,
+                            arch, num_models=num_models, epochs=epochs,
                             subset_fraction=subset_fraction, seed=seed)
   scores.save(path)
   return scores

@@ -114,6 +114,8 @@ def test_estimate_result_carries_index_fingerprint_and_metadata(tmp_path):
   np.testing.assert_array_equal(s.index, index)
   assert s.fingerprint == "f" * 64 and s.num_models == 6 and s.epochs == 1
   assert s.method == "vectorized" and s.details["trace_count"] == 1
+  assert s.details["path"] == "vectorized"
+  assert s.details["seconds_per_model"] > 0
   np.testing.assert_array_equal(s.included, s.num_models - s.excluded)
   path = str(tmp_path / "s.npz")
   s.save(path)
@@ -131,6 +133,24 @@ def test_non_mlp_models_train_one_by_one_with_one_trace():
                             num_models=3, epochs=2, seed=0)
   assert s.method == "sequential" and s.details["trace_count"] == 1
   assert s.details["architecture"] == "_tiny_cnn"
+  assert s.details["path"] == "per_model"
+  assert s.details["seconds_per_model"] > 0
+
+
+def test_a_users_mlp_takes_the_vectorized_path():
+  def users_mlp(input_shape, num_classes):
+    return keras.Sequential([keras.Input(input_shape),
+                             keras.layers.Dense(8, activation="relu"),
+                             keras.layers.Dense(num_classes)])
+  x, y = _toy(n=24)
+  s = memorization.estimate(users_mlp, x, y, num_models=2, epochs=1)
+  assert s.details["path"] == "vectorized"
+  assert s.details["architecture"] == "users_mlp"
+  with pytest.raises(ValueError, match="remove the final softmax"):
+    memorization.estimate(
+        lambda shape, k: keras.Sequential([
+            keras.Input(shape), keras.layers.Dense(k, activation="softmax")]),
+        x, y, num_models=2, epochs=1)
 
 
 def _flip_labels(y, share, classes, seed):

@@ -8,6 +8,7 @@ import tensorflow as tf
 
 from wemem_tf import io_utils
 from wemem_tf._keras import keras
+from wemem_tf.models import served
 from wemem_tf.pruning import prune as prune_lib
 
 
@@ -34,15 +35,9 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
 
 
 def tflite_logits(tflite_model: bytes, x: np.ndarray) -> np.ndarray:
-  """Runs a TFLite flatbuffer on float32 inputs x (n, ...) → outputs (n, c)."""
-  interpreter = tf.lite.Interpreter(model_content=tflite_model)
-  inp = interpreter.get_input_details()[0]
-  out = interpreter.get_output_details()[0]
-  interpreter.resize_tensor_input(inp["index"], [len(x), *x.shape[1:]])
-  interpreter.allocate_tensors()
-  interpreter.set_tensor(inp["index"], x.astype(np.float32))
-  interpreter.invoke()
-  return interpreter.get_tensor(out["index"]).copy()
+  """Runs a TFLite flatbuffer on float32 inputs x (n, ...) → outputs (n, c),
+  in one batch."""
+  return served.tflite_model(tflite_model, batch_size=max(1, len(x))).predict(x)
 
 
 def export_tflite(model: keras.Model, path: str, check_inputs: np.ndarray,

@@ -13,7 +13,7 @@ from typing import List, Optional, Tuple
 from wemem_tf._keras import keras
 from wemem_tf.data import datasets
 from wemem_tf.data import splits as splits_lib
-from wemem_tf.models import zoo
+from wemem_tf.models import architecture as arch_lib
 from wemem_tf.pruning import callbacks as callbacks_lib
 from wemem_tf.pruning import iterative
 from wemem_tf.pruning import prune as prune_lib
@@ -57,28 +57,33 @@ def clone_with_weights(model: keras.Model) -> keras.Model:
 
 
 def pretrain_model(dataset: datasets.Dataset, split: splits_lib.ModelSplit,
-                   seed: int, architecture: str = "column_fc",
+                   seed: int,
+                   architecture: arch_lib.ArchitectureLike = "column_fc",
                    train_config: loop_lib.TrainConfig = loop_lib.TrainConfig()
                    ) -> Tuple[keras.Model, loop_lib.FitResult, float]:
   """The pipeline's pre-training stage: a fresh model, seeded, then trained.
 
-  Seeds everything with `seed`, builds `architecture` and pre-trains it on
-  `split.train` with early stopping on `split.dev`.
+  Seeds everything with `seed`, builds `architecture` (any
+  `ArchitectureLike`: a zoo name, "MODULE:FUNCTION", a model file path, a
+  callable or an `Architecture`; resolved before seeding) and pre-trains it
+  on `split.train` with early stopping on `split.dev`.
 
   Returns:
     (dense model at its best dev checkpoint, its `FitResult`, wall seconds).
   """
   start = time.perf_counter()
+  arch = arch_lib.resolve_architecture(architecture)
   keras.utils.set_random_seed(seed)
-  model = zoo.build_model(architecture, dataset.input_shape,
-                          dataset.num_classes)
+  model = arch_lib.build_checked(arch, dataset.input_shape,
+                                 dataset.num_classes)
   fit = iterative.pretrain(model, dataset.take(split.train),
                            dataset.take(split.dev), seed, train_config)
   return model, fit, time.perf_counter() - start
 
 
 def pretrain_and_prune(dataset: datasets.Dataset, split: splits_lib.ModelSplit,
-                       seed: int, architecture: str = "column_fc",
+                       seed: int,
+                       architecture: arch_lib.ArchitectureLike = "column_fc",
                        pruning_config: iterative.PruningConfig = iterative.PruningConfig(),
                        train_config: loop_lib.TrainConfig = loop_lib.TrainConfig(),
                        pretrained: Optional[keras.Model] = None,
@@ -91,7 +96,10 @@ def pretrain_and_prune(dataset: datasets.Dataset, split: splits_lib.ModelSplit,
     dataset: the data; `split` holds record indices into it.
     split: train (fine-tuning), dev (early stopping) and test (reporting).
     seed: seeds initialization and epoch order.
-    architecture: a `wemem_tf.models.BUILDERS` name.
+    architecture: a zoo name (`wemem_tf.models.BUILDERS`), "MODULE:FUNCTION",
+      a model file path, a callable (input_shape, num_classes) -> model or
+      an `Architecture` (`wemem_tf.models.resolve_architecture`); unused
+      with `pretrained`.
     pruning_config: the schedule and fine-tuning settings.
     train_config: optimizer settings for pre-training (max_epochs, patience)
       and fine-tuning.

@@ -1,0 +1,70 @@
+"""Architectures in cache keys and recipes: a zoo name keys the model store
+exactly as before architectures could come from code or files; code is
+keyed by itself; recipes and run configs stay JSON-reportable."""
+
+import json
+import types
+
+import numpy as np
+import pytest
+
+from wemem_eval import model_store
+from wemem_eval import model_training
+from wemem_eval import run as run_lib
+from wemem_tf import io_utils
+from wemem_tf.data import splits as splits_lib
+from wemem_tf.models import architecture as arch_lib
+from wemem_tf.models.testdata import user_models
+from wemem_tf.training import loop as loop_lib
+
+# pretrained_key(fingerprint "f" * 64, the split below, seed 3, each zoo
+# name, TrainConfig()) as computed before `wemem_tf.models.architecture`
+# existed: model stores written then must still be found.
+PINNED = {"column_fc": "2ab21bfb4a13d8af", "small_cnn": "09f98a0238ca9762",
+          "resnet18": "a92aaac4efd4a4d9", "vgg16_bn": "9d02032ba88f38e4"}
+DATASET = types.SimpleNamespace(fingerprint="f" * 64)
+SPLIT = splits_lib.ModelSplit(np.arange(10, dtype=np.int64),
+                              np.arange(10, 15, dtype=np.int64),
+                              np.arange(15, 20, dtype=np.int64))
+
+
+def _key(architecture):
+  return model_store.ModelStore.pretrained_key(DATASET, SPLIT, 3,
+                                               architecture,
+                                               loop_lib.TrainConfig())
+
+
+@pytest.mark.parametrize("name", sorted(PINNED))
+def test_zoo_keys_are_unchanged_in_every_form(name):
+  assert _key(name) == PINNED[name]
+  assert _key(arch_lib.ZOO[name]) == PINNED[name]
+  assert _key(arch_lib.ZOO[name].build) == PINNED[name]
+
+
+def test_code_is_keyed_by_itself_not_by_its_name():
+  spec = "wemem_tf.models.testdata.user_models:small_mlp"
+  # The same function, named by MODULE:FUNCTION or passed: the same key.
+  assert _key(spec) == _key(user_models.small_mlp)
+  keys = {_key(spec), _key(user_models.conv_net), _key("column_fc"),
+          _key(arch_lib.Architecture("column_fc", user_models.small_mlp,
+                                     "mine"))}
+  assert len(keys) == 4
+
+
+def test_recipes_report_a_name_for_every_form():
+  zoo_recipe = model_training.ModelRecipe(architecture=arch_lib.ZOO["vgg16_bn"])
+  assert zoo_recipe.architecture == "vgg16_bn"  # stored as the plain name
+  recipe = model_training.ModelRecipe(architecture=user_models.conv_net)
+  assert recipe.architecture_name == "conv_net"
+  assert recipe.resolved_architecture.build is user_models.conv_net
+  assert model_training.ModelRecipe().resolved_architecture.is_zoo
+  resolved = arch_lib.resolve_architecture(user_models.conv_net)
+  assert json.loads(json.dumps(resolved, default=io_utils._json_default)  # pylint: disable=protected-access
+                    ) == "conv_net"
+
+
+def test_run_config_reports_code_by_name():
+  config = run_lib.RunConfig(architecture=user_models.conv_net,
+                             defenses=("none",), baselines=())
+  assert config.to_json()["architecture"] == "conv_net"
+  assert run_lib.RunConfig().to_json()["architecture"] is None
