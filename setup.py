@@ -22,6 +22,11 @@ INSTALL_REQUIRES = [
     "tqdm>=4.60",
 ]
 
+# Ray 2.53+ needs packaging >= 24.2, which tensorflow-privacy's pin refuses;
+# 2.52.1 resolves at once. Ray imports pyarrow when it is installed
+# (tf-models-official brings it); pyarrow >= 20 needs NumPy 2.
+RAY_REQUIRES = ["ray==2.52.1", "pyarrow>=14,<20"]
+
 setuptools.setup(
     name="wemem_tf",
     version="0.1.0",
@@ -34,7 +39,9 @@ setuptools.setup(
     install_requires=INSTALL_REQUIRES,
     extras_require={
         "gpu": [f"tensorflow[and-cuda]=={TF_VERSION}"],
-        "test": ["pytest>=7", "hypothesis>=6.80", "pytest-timeout>=2"],
+        "ray": RAY_REQUIRES,
+        "test": ["pytest>=7", "hypothesis>=6.80", "pytest-timeout>=2",
+                 *RAY_REQUIRES],
     },
     entry_points={"console_scripts": ["wemem = wemem_cli.main:run"]},
 )

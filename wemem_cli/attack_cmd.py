@@ -30,6 +30,7 @@ from attacks import plotting
 from attacks import registry
 from wemem_cli import common_flags
 from wemem_cli import defense_flags
+from wemem_cli import executor_flags
 from wemem_cli import flag_utils
 from wemem_eval import experiment
 from wemem_eval import iterations
@@ -148,10 +149,13 @@ def main(argv) -> int:
   config = config_from_flags(defense, architecture)
   store = (model_store.ModelStore(MODEL_STORE_DIR.value)
            if MODEL_STORE_DIR.value else None)
-  if PER_ITERATION.value:
-    result = _run_per_iteration(dataset, config, store, output_dir)
-  else:
-    result = experiment.run_experiment(dataset, config, store)
+  with executor_flags.executor_from_flags() as executor:
+    if PER_ITERATION.value:
+      result = _run_per_iteration(dataset, config, store, output_dir,
+                                  executor)
+    else:
+      result = experiment.run_experiment(dataset, config, store,
+                                         executor=executor)
   paths = experiment.write_artifacts(result, output_dir)
   logging.info("wrote %s", paths)
   print(f"victim test accuracy {100 * result.victim.test_accuracy:.2f}% "
@@ -162,7 +166,8 @@ def main(argv) -> int:
 
 
 def _run_per_iteration(dataset, config: experiment.ExperimentConfig,
-                       store, output_dir: str) -> experiment.ExperimentResult:
+                       store, output_dir: str,
+                       executor=None) -> experiment.ExperimentResult:
   """Attacks after every iteration; writes iterations.json and the plot.
 
   Returns:
@@ -170,7 +175,7 @@ def _run_per_iteration(dataset, config: experiment.ExperimentConfig,
   """
   if config.recipe.target != "pruned":
     raise ValueError("--per_iteration needs --target=pruned.")
-  result = iterations.run_per_iteration(dataset, config, store)
+  result = iterations.run_per_iteration(dataset, config, store, executor)
   doc = result.to_json()
   json_path = iterations.write_iterations_json(
       result, os.path.join(output_dir, "iterations.json"))

@@ -28,6 +28,7 @@ import wemem_tf
 from wemem_cli import attack_cmd
 from wemem_cli import common_flags as cf
 from wemem_cli import defense_flags
+from wemem_cli import executor_flags
 from wemem_cli import flag_utils
 from wemem_cli import model_files
 from wemem_eval import audit
@@ -73,8 +74,9 @@ def main(argv) -> int:
   config = attack_cmd.config_from_flags(defense)
   store = (model_store.ModelStore(attack_cmd.MODEL_STORE_DIR.value)
            if attack_cmd.MODEL_STORE_DIR.value else None)
-  result = audit.run_audit(dataset, model, membership, config, store,
-                           _output_kind())
+  with executor_flags.executor_from_flags() as executor:
+    result = audit.run_audit(dataset, model, membership, config, store,
+                             _output_kind(), executor=executor)
   paths = experiment.write_artifacts(result, output_dir)
   paths["md"] = os.path.join(output_dir, "audit.md")
   wemem_tf.io_utils.atomic_write_bytes(paths["md"],

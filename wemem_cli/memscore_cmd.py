@@ -17,6 +17,7 @@ from absl import logging
 
 import wemem_tf  # pylint: disable=unused-import  (Keras 2 before TensorFlow)
 from wemem_cli import common_flags as cf
+from wemem_cli import executor_flags
 from wemem_cli import flag_utils
 from wemem_tf import data as data_lib
 from wemem_tf import memorization
@@ -47,13 +48,15 @@ def main(argv) -> None:
   seed = cf.SEED.value
   splits = data_lib.splits_for(dataset, seed, num_shadows=0)
   architecture = flag_utils.architecture(dataset)
-  scores = memorization.estimate_dataset(
-      dataset, splits.pool, model_fn=architecture,
-      num_models=NUM_MODELS.value, subset_fraction=SUBSET_FRACTION.value,
-      epochs=EPOCHS.value, seed=seed, batch_size=cf.BATCH_SIZE.value,
-      learning_rate=cf.LEARNING_RATE.value,
-      weight_decay=cf.WEIGHT_DECAY.value, method=METHOD.value,
-      chunk_size=CHUNK_SIZE.value, progress=PROGRESS.value)
+  with executor_flags.executor_from_flags() as executor:
+    scores = memorization.estimate_dataset(
+        dataset, splits.pool, model_fn=architecture,
+        num_models=NUM_MODELS.value, subset_fraction=SUBSET_FRACTION.value,
+        epochs=EPOCHS.value, seed=seed, batch_size=cf.BATCH_SIZE.value,
+        learning_rate=cf.LEARNING_RATE.value,
+        weight_decay=cf.WEIGHT_DECAY.value, method=METHOD.value,
+        chunk_size=CHUNK_SIZE.value, progress=PROGRESS.value,
+        executor=executor)
   scores.save(OUTPUT.value)
   summary = scores.summary()
   logging.info("memorization scores of %d pool records of %s written to %s "

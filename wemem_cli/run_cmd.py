@@ -6,7 +6,9 @@
 Runs every configuration (--baselines, then iterative pruning with each of
 --defenses) under the adaptive attacks, caching models and results in
 --output_dir; the same command after an interruption skips finished steps.
-Writes report.json, report.md and plots/ there.
+Writes report.json, report.md and plots/ there. --seeds=0,1,2 runs each
+seed into --output_dir/seed_<S> and aggregates them; --executor=ray trains
+each configuration's models on Ray (same numbers).
 """
 
 import os
@@ -17,6 +19,7 @@ import wemem_tf  # pylint: disable=unused-import  (Keras 2 before TensorFlow)
 from wemem_cli import attack_cmd
 from wemem_cli import common_flags as cf
 from wemem_cli import defense_flags
+from wemem_cli import executor_flags
 from wemem_cli import flag_utils
 from wemem_eval import aggregate
 from wemem_eval import report as report_lib
@@ -29,17 +32,23 @@ DEFENSES = flags.DEFINE_list(
 RUNS = flags.DEFINE_list(
     "runs", [], "wemem report only: run directories of different seeds to "
     "aggregate (mean ± std) into --output_dir/aggregate.{json,md}.")
+SEEDS = flags.DEFINE_list(
+    "seeds", [], "Run these seeds (comma list, e.g. 0,1,2) instead of "
+    "--seed: each into --output_dir/seed_<S>, then their mean ± std into "
+    "--output_dir/aggregate.{json,md} (as `wemem report --runs`).")
 BASELINES = flags.DEFINE_list(
     "baselines", list(run_lib.BASELINES),
     "Baselines to evaluate too: unpruned, one_shot (empty: none).")
 
 
-def config_from_flags() -> run_lib.RunConfig:
+def config_from_flags(seed=None) -> run_lib.RunConfig:
+  """The run the flags describe (with `seed` instead of --seed if given)."""
   defenses = tuple(DEFENSES.value)
   settings = {d: defense_flags.defense_settings(d) for d in defenses}
   return run_lib.RunConfig(
       dataset=cf.DATASET.value, data_dir=cf.DATA_DIR.value,
-      label_column=cf.LABEL_COLUMN.value, seed=cf.SEED.value,
+      label_column=cf.LABEL_COLUMN.value,
+      seed=cf.SEED.value if seed is None else seed,
       architecture=(flag_utils.architecture(cf.DATASET.value)
                     if cf.ARCHITECTURE.value else None),
       pruning=flag_utils.pruning_config(), training=flag_utils.train_config(),
@@ -55,11 +64,37 @@ def config_from_flags() -> run_lib.RunConfig:
       attack_options=attack_cmd.attack_options())
 
 
+def _seeds():
+  """--seeds as distinct non-negative integers (empty: none given)."""
+  try:
+    seeds = [int(s) for s in SEEDS.value]
+  except ValueError:
+    seeds = [-1]
+  if any(s < 0 for s in seeds) or len(set(seeds)) != len(seeds):
+    raise ValueError("--seeds must be distinct non-negative integers, e.g. "
+                     f"--seeds=0,1,2; got {','.join(SEEDS.value)}.")
+  return seeds
+
+
 def main(argv) -> None:
   del argv  # extra arguments are refused by the dispatcher
-  run_lib.run(config_from_flags(), flag_utils.output_dir(),
-               command=flag_utils.command_line(),
-               cache_dir=cf.CACHE_DIR.value)
+  seeds = _seeds()
+  if seeds and cf.CACHE_DIR.value:
+    raise ValueError("--cache_dir shares one seed's models and scores; it "
+                     "cannot be combined with --seeds.")
+  configs = [config_from_flags(s) for s in seeds] or [config_from_flags()]
+  out = flag_utils.output_dir()
+  with executor_flags.executor_from_flags() as executor:
+    run_dirs = []
+    for config in configs:
+      run_dir = (os.path.join(out, f"seed_{config.seed}") if seeds else out)
+      run_lib.run(config, run_dir, command=flag_utils.command_line(),
+                  cache_dir=None if seeds else cf.CACHE_DIR.value,
+                  executor=executor)
+      run_dirs.append(run_dir)
+  if len(run_dirs) > 1:
+    paths = aggregate.write_aggregate(run_dirs, out)
+    print(f"wrote {paths['md']} and {paths['json']}")
 
 
 def report_main(argv) -> None:

@@ -141,7 +141,8 @@ def run_audit(dataset: datasets.Dataset, model: ServedLike,
               config: experiment.ExperimentConfig,
               store: Optional[model_store.ModelStore] = None,
               output_kind: Optional[served_lib.OutputKind] = None,
-              trust_code: bool = False) -> experiment.ExperimentResult:
+              trust_code: bool = False,
+              executor=None) -> experiment.ExperimentResult:
   """Audits a served model: trains the attacker's models, runs the attacks.
 
   Args:
@@ -154,6 +155,7 @@ def run_audit(dataset: datasets.Dataset, model: ServedLike,
     store: caches the attacker's models.
     output_kind: the model's outputs (None: detected from its answers).
     trust_code: load files that name Python code (files you wrote).
+    executor: where the attacker's models train (`wemem_eval.executor`).
 
   Returns:
     An `ExperimentResult` (`experiment.write_artifacts` writes it); its
@@ -175,7 +177,8 @@ def run_audit(dataset: datasets.Dataset, model: ServedLike,
   victim = served_victim(dataset, query, splits.victim,
                          model_training.victim_seed(config.seed))
   opened = time.perf_counter() - start
-  result = experiment.run_experiment(dataset, config, store, splits, victim)
+  result = experiment.run_experiment(dataset, config, store, splits, victim,
+                                     executor)
   result.timing["victim_querying"] = opened
   result.timing.pop("victim_training", None)
   result.timing["total"] += opened

@@ -25,6 +25,7 @@ from attacks import querying
 from attacks import reference_design
 from attacks import registry
 from attacks import suite as suite_lib
+from wemem_eval import executor as executor_lib
 from wemem_eval import model_store
 from wemem_eval import model_training
 from wemem_tf import io_utils
@@ -199,16 +200,39 @@ def _experiment_splits(dataset: datasets.Dataset, config: ExperimentConfig,
   return dataclasses.replace(splits, shadows=splits.shadows[:num_shadows])
 
 
-def _final_model(*args) -> List[model_training.TrainedModel]:
-  """`train_model` as a one-stage `Trainer`."""
-  return [model_training.train_model(*args)]
+def _train_groups(dataset, groups, store, every_iteration, executor):
+  """Trains each group of jobs ({timing key: jobs}); returns ({key: the
+  jobs' stages}, {key: seconds}). A remote executor gets every job at once
+  (its wall time is "model_training"; each group's entry then sums its
+  models' own training times)."""
+  timing = {}
+  if executor is not None and executor.remote:
+    t = time.perf_counter()
+    jobs = [job for group in groups.values() for job in group]
+    flat = model_training.train_models(dataset, jobs, store, every_iteration,
+                                       executor)
+    timing["model_training"] = time.perf_counter() - t
+    trained, start = {}, 0
+    for key, group in groups.items():
+      trained[key] = flat[start:start + len(group)]
+      timing[key] = float(sum(s[-1].seconds for s in trained[key]))
+      start += len(group)
+    return trained, timing
+  trained = {}
+  for key, group in groups.items():
+    t = time.perf_counter()
+    trained[key] = model_training.train_models(dataset, group, store,
+                                               every_iteration)
+    timing[key] = time.perf_counter() - t
+  return trained, timing
 
 
 def run_stages(dataset: datasets.Dataset, config: ExperimentConfig,
                store: Optional[model_store.ModelStore] = None,
                splits: Optional[splits_lib.Splits] = None,
                every_iteration: bool = False,
-               victim: Optional[List[model_training.TrainedModel]] = None
+               victim: Optional[List[model_training.TrainedModel]] = None,
+               executor: Optional[executor_lib.Executor] = None
                ) -> StagesResult:
   """The experiment loop: trains, then queries and attacks every stage.
 
@@ -219,39 +243,32 @@ def run_stages(dataset: datasets.Dataset, config: ExperimentConfig,
   all at stage k (the same query seeds at every stage) and runs fresh
   attacks on them. Arguments as `run_experiment`'s; `victim`, when given,
   is the victim's stages already at hand (an audited model,
-  `wemem_eval.audit`) and is not trained.
+  `wemem_eval.audit`) and is not trained. `executor`
+  (`wemem_eval.executor`) trains the models: locally one after another
+  (the default), or on Ray's workers all at once; the numbers are the
+  same.
   """
   start = time.perf_counter()
   options, _, need_shadows, need_reference, need_sensitivity = (
       plan_attacks(config))
   num_shadows = config.num_shadows if need_shadows else 0
   splits = _experiment_splits(dataset, config, num_shadows, splits)
-  trainer = (model_training.train_model_iterations if every_iteration
-             else _final_model)
-  timing = {}
-
-  t = time.perf_counter()
+  groups = {"victim_training": (
+      [] if victim is not None else
+      [model_training.victim_job(splits, config.recipe, config.seed)])}
+  groups["shadow_training"] = (model_training.shadow_jobs(
+      splits, config.recipe, config.adaptive, config.seed)
+                               if need_shadows else [])
+  plan = config.reference_plan(splits) if need_reference else None
+  groups["reference_training"] = (model_training.reference_jobs(
+      plan, config.recipe, config.adaptive, config.seed)
+                                  if need_reference else [])
+  trained, timing = _train_groups(dataset, groups, store, every_iteration,
+                                  executor)
   if victim is None:
-    victim = model_training.train_victim(dataset, splits, config.recipe,
-                                         config.seed, store, trainer)
-  timing["victim_training"] = time.perf_counter() - t
-
-  t = time.perf_counter()
-  shadow_models = []
-  if need_shadows:
-    shadow_models = model_training.train_shadow_models(
-        dataset, splits, config.recipe, config.adaptive, config.seed,
-        store=store, trainer=trainer)
-  timing["shadow_training"] = time.perf_counter() - t
-
-  t = time.perf_counter()
-  reference, plan = [], None
-  if need_reference:
-    plan = config.reference_plan(splits)
-    reference = model_training.train_reference_models(
-        dataset, plan, config.recipe, config.adaptive, config.seed, store,
-        trainer)
-  timing["reference_training"] = time.perf_counter() - t
+    (victim,) = trained["victim_training"]
+  shadow_models = trained["shadow_training"]
+  reference = trained["reference_training"]
 
   stages = []
   for k, stage_victim in enumerate(victim):
@@ -281,7 +298,8 @@ def run_stages(dataset: datasets.Dataset, config: ExperimentConfig,
 def run_experiment(dataset: datasets.Dataset, config: ExperimentConfig,
                    store: Optional[model_store.ModelStore] = None,
                    splits: Optional[splits_lib.Splits] = None,
-                   victim: Optional[model_training.TrainedModel] = None
+                   victim: Optional[model_training.TrainedModel] = None,
+                   executor: Optional[executor_lib.Executor] = None
                    ) -> ExperimentResult:
   """Trains what the attacks need, runs them on the victim.
 
@@ -291,10 +309,12 @@ def run_experiment(dataset: datasets.Dataset, config: ExperimentConfig,
   `splits_lib.rehearsal_splits`, where a held-out shadow plays the victim);
   its first `config.num_shadows` shadows are used. `victim` replaces the
   trained victim by a model at hand (its `split` must be `splits.victim`;
-  see `wemem_eval.audit`).
+  see `wemem_eval.audit`). `executor` trains the models (see
+  `run_stages`).
   """
   result = run_stages(dataset, config, store, splits,
-                      victim=None if victim is None else [victim])
+                      victim=None if victim is None else [victim],
+                      executor=executor)
   (stage,) = result.stages
   timing = dict(result.timing)
   total = timing.pop("total")

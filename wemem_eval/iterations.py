@@ -125,14 +125,15 @@ class IterationsResult:
 
 def run_per_iteration(dataset: datasets.Dataset,
                       config: experiment.ExperimentConfig,
-                      store: Optional[model_store.ModelStore] = None
-                      ) -> IterationsResult:
+                      store: Optional[model_store.ModelStore] = None,
+                      executor=None) -> IterationsResult:
   """Runs `config.attacks` on the models after every pruning iteration.
 
   Models, seeds, splits and attack settings are those of
   `experiment.run_experiment(dataset, config, store)`; at iteration k the
   victim, the shadows and the reference models are all the ones after
-  iteration k. Attacks are fitted afresh at every iteration.
+  iteration k. Attacks are fitted afresh at every iteration. `executor`
+  trains the models (`experiment.run_stages`).
 
   Raises:
     ValueError: `config.recipe.target` is not "pruned", or the attacks need
@@ -142,7 +143,8 @@ def run_per_iteration(dataset: datasets.Dataset,
     raise ValueError("per-iteration attacks need target='pruned' (the "
                      f"unpruned model has no iterations), got "
                      f"{config.recipe.target!r}.")
-  result = experiment.run_stages(dataset, config, store, every_iteration=True)
+  result = experiment.run_stages(dataset, config, store, every_iteration=True,
+                                 executor=executor)
   schedule = config.recipe.pruning_config.schedule()
   iterations = [IterationResult(k, schedule.sparsity(k), stage.victim,
                                 stage.suite, stage.seconds)

@@ -14,7 +14,7 @@ import dataclasses
 import hashlib
 import json
 import os
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -48,6 +48,10 @@ def defense_digest(defense) -> str:
     score_part = digest(np.asarray(values, np.float64),
                         *(() if index is None else (np.asarray(index),)))
   return digest(defense.name, defense.config(), score_part)
+
+
+# A stored model: its weights (`model.get_weights()` order) and its facts.
+Entry = Tuple[List[np.ndarray], Dict[str, Any]]
 
 
 def split_digest(split: splits_lib.ModelSplit) -> str:
@@ -85,23 +89,43 @@ class ModelStore:
       architecture: builds an untrained model of the same architecture
         (weights are loaded into it).
     """
-    if self.kinds is not None and kind not in self.kinds:
+    if not self.caches(kind):
       return build()
-    weights_path, facts_path = self._paths(kind, key)
-    if os.path.isfile(weights_path) and os.path.isfile(facts_path):
+    if self.has(kind, key):
       self.hits += 1
-      with open(facts_path) as f:
-        facts = json.load(f)
-      arrays = io_utils.load_npz(weights_path)
+      weights, facts = self.entry(kind, key)
       model = architecture()
-      model.set_weights([arrays[f"w{i}"] for i in range(len(arrays))])
+      model.set_weights(weights)
       return model, facts
     self.misses += 1
     model, facts = build()
-    io_utils.atomic_save_npz(weights_path, **{
-        f"w{i}": w for i, w in enumerate(model.get_weights())})
-    io_utils.atomic_write_json(facts_path, facts)  # last: marks completion
+    self.put(kind, key, model.get_weights(), facts)
     return model, facts
+
+  def caches(self, kind: str) -> bool:
+    """Whether models of `kind` are kept (see `kinds`)."""
+    return self.kinds is None or kind in self.kinds
+
+  def has(self, kind: str, key: str) -> bool:
+    """Whether the model is on disk (facts are written last)."""
+    return all(os.path.isfile(p) for p in self._paths(kind, key))
+
+  def entry(self, kind: str, key: str) -> Entry:
+    """(weights, facts) of a stored model."""
+    weights_path, facts_path = self._paths(kind, key)
+    with open(facts_path) as f:
+      facts = json.load(f)
+    arrays = io_utils.load_npz(weights_path)
+    return [arrays[f"w{i}"] for i in range(len(arrays))], facts
+
+  def put(self, kind: str, key: str, weights: List[np.ndarray],
+          facts: Dict[str, Any]) -> None:
+    """Writes a model's weights, then its facts (which mark completion),
+    each atomically."""
+    weights_path, facts_path = self._paths(kind, key)
+    io_utils.atomic_save_npz(weights_path, **{
+        f"w{i}": w for i, w in enumerate(weights)})
+    io_utils.atomic_write_json(facts_path, facts)
 
   @staticmethod
   def pretrained_key(dataset: datasets.Dataset, split: splits_lib.ModelSplit,
@@ -119,3 +143,38 @@ class ModelStore:
     return digest("pruned", pretrained_key, int(seed),
                   dataclasses.asdict(pruning_config), defense_digest(defense))
 
+
+
+class MemoryStore(ModelStore):
+  """A `ModelStore` in memory: the same hits and misses, no files.
+
+  A worker of a remote executor trains through one (pre-filled with what
+  the driver's store already holds) and hands back `new_entries()`; the
+  driver then writes them to its own store.
+  """
+
+  def __init__(self, entries: Optional[Dict[Tuple[str, str], Entry]] = None):
+    # pylint: disable=super-init-not-called  (no root folder)
+    self.root = None
+    self.kinds = None
+    self.hits = 0
+    self.misses = 0
+    self._entries = dict(entries or {})
+    self._new = []
+
+  def has(self, kind: str, key: str) -> bool:
+    return (kind, key) in self._entries
+
+  def entry(self, kind: str, key: str) -> Entry:
+    return self._entries[(kind, key)]
+
+  def put(self, kind: str, key: str, weights: List[np.ndarray],
+          facts: Dict[str, Any]) -> None:
+    self._entries[(kind, key)] = ([np.asarray(w) for w in weights],
+                                  json.loads(json.dumps(
+                                      facts, default=io_utils.json_default)))
+    self._new.append((kind, key))
+
+  def new_entries(self) -> Dict[Tuple[str, str], Entry]:
+    """The models built here (not given at construction), by (kind, key)."""
+    return {k: self._entries[k] for k in self._new}

@@ -59,7 +59,7 @@ def test_recipes_report_a_name_for_every_form():
   assert recipe.resolved_architecture.build is user_models.conv_net
   assert model_training.ModelRecipe().resolved_architecture.is_zoo
   resolved = arch_lib.resolve_architecture(user_models.conv_net)
-  assert json.loads(json.dumps(resolved, default=io_utils._json_default)  # pylint: disable=protected-access
+  assert json.loads(json.dumps(resolved, default=io_utils.json_default)
                     ) == "conv_net"
 
 

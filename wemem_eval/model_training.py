@@ -25,7 +25,7 @@ key, so a repeated call trains nothing.
 import dataclasses
 import functools
 import time
-from typing import Any, Callable, Dict, List, Optional, Tuple, TypeVar
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -266,6 +266,51 @@ def _stored(store: Optional[model_store.ModelStore], kind: str, key: str,
   return store.get_or_build(kind, key, build, architecture)
 
 
+def _stage_keys(dataset: datasets.Dataset, split: splits_lib.ModelSplit,
+                seed: int, recipe: ModelRecipe,
+                every_iteration: bool) -> Tuple[str, List[Tuple[str, str]]]:
+  """(pre-training key, [(kind, key)] of the stages) of one model."""
+  pre_key = model_store.ModelStore.pretrained_key(
+      dataset, split, seed, recipe.resolved_architecture, recipe.train_config)
+  if recipe.target == "unpruned":
+    return pre_key, [("pretrained", pre_key)]
+  key = model_store.ModelStore.pruned_key(pre_key, seed,
+                                          recipe.pruning_config,
+                                          recipe.defense)
+  num_iterations = recipe.pruning_config.num_iterations
+  kinds = ([iteration_kind(k, num_iterations) for k in range(num_iterations)]
+           if every_iteration else ["pruned"])
+  return pre_key, [(kind, key) for kind in kinds]
+
+
+def _stage_models(dataset: datasets.Dataset, split: splits_lib.ModelSplit,
+                  seed: int, recipe: ModelRecipe,
+                  store: Optional[model_store.ModelStore],
+                  every_iteration: bool
+                  ) -> Tuple[Dict[str, Any], List[Tuple[keras.Model, Any]]]:
+  """Pre-trains, then (target "pruned") prunes one model through `store`.
+
+  Returns:
+    (pre-training facts, [(stripped model, pruning facts or None)]): the
+    final model, or with `every_iteration` the model after each iteration.
+  """
+  arch = recipe.resolved_architecture
+  pre_key, stage_keys = _stage_keys(dataset, split, seed, recipe,
+                                    every_iteration)
+  architecture = lambda: arch_lib.build_checked(arch, dataset.input_shape,
+                                                dataset.num_classes)
+  pretrained, pre_facts = _stored(
+      store, "pretrained", pre_key,
+      lambda: _pretrain(dataset, split, seed, recipe), architecture)
+  if recipe.target == "unpruned":
+    return pre_facts, [(pretrained, None)]
+  built = functools.cache(lambda: _prune(dataset, split, seed, recipe,
+                                         pretrained, every_iteration))
+  return pre_facts, [
+      _stored(store, kind, key, lambda i=i: built()[i], architecture)
+      for i, (kind, key) in enumerate(stage_keys)]
+
+
 def _train_stages(dataset: datasets.Dataset, split: splits_lib.ModelSplit,
                   seed: int, recipe: ModelRecipe,
                   store: Optional[model_store.ModelStore],
@@ -274,28 +319,8 @@ def _train_stages(dataset: datasets.Dataset, split: splits_lib.ModelSplit,
   model, or with `every_iteration` the model after each pruning iteration,
   each as served and measured."""
   start = time.perf_counter()
-  arch = recipe.resolved_architecture
-  pre_key = model_store.ModelStore.pretrained_key(
-      dataset, split, seed, arch, recipe.train_config)
-  architecture = lambda: arch_lib.build_checked(arch, dataset.input_shape,
-                                                dataset.num_classes)
-  pretrained, pre_facts = _stored(
-      store, "pretrained", pre_key,
-      lambda: _pretrain(dataset, split, seed, recipe), architecture)
-  if recipe.target == "unpruned":
-    stages = [(pretrained, None)]
-  else:
-    key = model_store.ModelStore.pruned_key(pre_key, seed,
-                                            recipe.pruning_config,
-                                            recipe.defense)
-    num_iterations = recipe.pruning_config.num_iterations
-    kinds = ([iteration_kind(k, num_iterations)
-              for k in range(num_iterations)]
-             if every_iteration else ["pruned"])
-    built = functools.cache(lambda: _prune(dataset, split, seed, recipe,
-                                           pretrained, every_iteration))
-    stages = [_stored(store, kind, key, lambda i=i: built()[i], architecture)
-              for i, kind in enumerate(kinds)]
+  pre_facts, stages = _stage_models(dataset, split, seed, recipe, store,
+                                    every_iteration)
   seconds = time.perf_counter() - start
   models = []
   for model, prune_facts in stages:
@@ -310,6 +335,79 @@ def _train_stages(dataset: datasets.Dataset, split: splits_lib.ModelSplit,
                                accuracy(split.test), accuracy(split.train),
                                facts, query))
   return models
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelJob:
+  """One model to train: its records, seed and recipe."""
+  split: splits_lib.ModelSplit
+  seed: int
+  recipe: ModelRecipe
+
+
+def train_remotely(dataset: datasets.Dataset, job: ModelJob,
+                   every_iteration: bool,
+                   known: Dict[Tuple[str, str], model_store.Entry]
+                   ) -> Tuple[Dict[Tuple[str, str], model_store.Entry], float]:
+  """A worker's share of `train_models`: trains `job` through a memory
+  store pre-filled with `known` (what the driver already holds) and returns
+  (the new entries, the wall time in seconds)."""
+  start = time.perf_counter()
+  store = model_store.MemoryStore(known)
+  _stage_models(dataset, job.split, job.seed, job.recipe, store,
+                every_iteration)
+  return store.new_entries(), time.perf_counter() - start
+
+
+def train_models(dataset: datasets.Dataset, jobs: Sequence[ModelJob],
+                 store: Optional[model_store.ModelStore] = None,
+                 every_iteration: bool = False,
+                 executor: Optional[Any] = None) -> List[List[TrainedModel]]:
+  """Trains every job (as `train_model`, or `train_model_iterations` with
+  `every_iteration`) and returns each job's stages, in job order.
+
+  Without an executor (or with the local one) the jobs train one after
+  another in this process. A remote executor (`wemem_eval.executor`) trains
+  the jobs whose models `store` does not hold yet on its workers, each
+  through `train_remotely` with the pre-trained model the store already
+  has; their weights and facts come back, are written to `store` (a
+  `MemoryStore` without one) and the models are then rebuilt from it
+  exactly as a later cached run would: the numbers do not depend on the
+  executor or on the order in which jobs finish.
+  """
+  if executor is None or not executor.remote:
+    return [_train_stages(dataset, j.split, j.seed, j.recipe, store,
+                          every_iteration) for j in jobs]
+  store = store if store is not None else model_store.MemoryStore()
+  pending, seen = [], set()
+  for job in jobs:
+    pre_key, stage_keys = _stage_keys(dataset, job.split, job.seed,
+                                      job.recipe, every_iteration)
+    needed = [k for k in stage_keys if store.caches(k[0])]
+    if (all(store.has(*k) for k in needed) and store.has("pretrained",
+                                                           pre_key)):
+      continue
+    if (pre_key, tuple(stage_keys)) in seen:
+      continue
+    seen.add((pre_key, tuple(stage_keys)))
+    known = {k: store.entry(*k) for k in [("pretrained", pre_key)] + needed
+             if store.has(*k)}
+    pending.append((job, every_iteration, known))
+  seconds = {}
+  for job_args, (entries, secs) in zip(
+      pending, executor.map(train_remotely, pending, shared=dataset)):
+    for (kind, key), (weights, facts) in entries.items():
+      if store.caches(kind):
+        store.put(kind, key, weights, facts)
+    seconds[id(job_args[0])] = secs
+  results = []
+  for job in jobs:
+    stages = _train_stages(dataset, job.split, job.seed, job.recipe, store,
+                           every_iteration)
+    for model in stages:
+      model.seconds = seconds.get(id(job), model.seconds)
+    results.append(stages)
+  return results
 
 
 def train_model(dataset: datasets.Dataset, split: splits_lib.ModelSplit,
@@ -348,58 +446,48 @@ def train_model_iterations(dataset: datasets.Dataset,
   return _train_stages(dataset, split, seed, recipe, store, True)
 
 
-T = TypeVar("T")
-# How the experiments train one model: `train_model`, or
-# `train_model_iterations` for the model after every pruning iteration.
-Trainer = Callable[[datasets.Dataset, splits_lib.ModelSplit, int, ModelRecipe,
-                    Optional[model_store.ModelStore]], T]
+def victim_job(splits: splits_lib.Splits, recipe: ModelRecipe,
+               seed: int) -> ModelJob:
+  """The victim (for experiments; a real attacker is handed it)."""
+  return ModelJob(splits.victim, victim_seed(seed), recipe)
 
 
-def train_victim(dataset: datasets.Dataset, splits: splits_lib.Splits,
-                 recipe: ModelRecipe, seed: int,
-                 store: Optional[model_store.ModelStore] = None,
-                 trainer: Trainer = train_model) -> T:
-  """The victim (for experiments; a real attacker is handed it), as
-  `trainer` returns it."""
-  return trainer(dataset, splits.victim, victim_seed(seed), recipe,
-                 store)
-
-
-def train_shadow_models(dataset: datasets.Dataset, splits: splits_lib.Splits,
-                        victim_recipe: ModelRecipe, adaptive: bool, seed: int,
-                        num_shadows: Optional[int] = None,
-                        store: Optional[model_store.ModelStore] = None,
-                        trainer: Trainer = train_model) -> List[T]:
+def shadow_jobs(splits: splits_lib.Splits, victim_recipe: ModelRecipe,
+                adaptive: bool, seed: int,
+                num_shadows: Optional[int] = None) -> List[ModelJob]:
   """Shadow models on `splits.shadows`, through the victim's pipeline.
 
   Args:
-    dataset: the data.
     splits: victim/shadow splits; shadows use only `splits.shadows`.
     victim_recipe: the victim's recipe; its defense is kept iff `adaptive`.
     adaptive: train shadows with the victim's defense.
     seed: run seed (each shadow derives its own).
     num_shadows: how many (default: all of `splits.shadows`).
-    store: the model cache, if any.
-    trainer: trains one shadow (`train_model`, or `train_model_iterations`
-      for every pruning iteration's model).
   """
   count = len(splits.shadows) if num_shadows is None else num_shadows
   if count < 1 or count > len(splits.shadows):
     raise ValueError(f"num_shadows must lie in [1, {len(splits.shadows)}] "
                      f"(the splits' shadows), got {count}.")
   recipe = victim_recipe.for_attacker(adaptive)
-  return [trainer(dataset, splits.shadows[i], derived_seed(seed, 1, i),
-                  recipe, store) for i in range(count)]
+  return [ModelJob(splits.shadows[i], derived_seed(seed, 1, i), recipe)
+          for i in range(count)]
 
 
-def train_reference_models(dataset: datasets.Dataset,
-                           plan: reference_design.ReferencePlan,
-                           victim_recipe: ModelRecipe, adaptive: bool,
-                           seed: int,
-                           store: Optional[model_store.ModelStore] = None,
-                           trainer: Trainer = train_model) -> List[T]:
-  """Reference models through the victim's pipeline (defense iff adaptive),
-  as `trainer` returns them."""
+def reference_jobs(plan: reference_design.ReferencePlan,
+                   victim_recipe: ModelRecipe, adaptive: bool,
+                   seed: int) -> List[ModelJob]:
+  """Reference models through the victim's pipeline (defense iff
+  adaptive)."""
   recipe = victim_recipe.for_attacker(adaptive)
-  return [trainer(dataset, plan.split(r), derived_seed(seed, 2, r), recipe,
-                  store) for r in range(plan.num_models)]
+  return [ModelJob(plan.split(r), derived_seed(seed, 2, r), recipe)
+          for r in range(plan.num_models)]
+
+
+def train_shadow_models(dataset: datasets.Dataset, splits: splits_lib.Splits,
+                        victim_recipe: ModelRecipe, adaptive: bool, seed: int,
+                        num_shadows: Optional[int] = None,
+                        store: Optional[model_store.ModelStore] = None
+                        ) -> List[TrainedModel]:
+  """The final models of `shadow_jobs(...)` (arguments as there)."""
+  jobs = shadow_jobs(splits, victim_recipe, adaptive, seed, num_shadows)
+  return [stages[-1] for stages in train_models(dataset, jobs, store)]

@@ -28,6 +28,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from attacks import base
 from attacks import registry
+from wemem_eval import executor as executor_lib
 from wemem_eval import experiment
 from wemem_eval import model_store
 from wemem_eval import model_training
@@ -188,12 +189,15 @@ def build_steps(config: RunConfig, dataset: datasets.Dataset,
 
 def run(config: RunConfig, run_dir: str,
         log: Callable[[str], None] = print, command: Optional[str] = None,
-        cache_dir: Optional[str] = None) -> Dict[str, Any]:
+        cache_dir: Optional[str] = None,
+        executor: Optional[executor_lib.Executor] = None) -> Dict[str, Any]:
   """Runs (or resumes) every step and writes the report; returns it.
 
   `cache_dir` (default `run_dir`) holds models/ and memscores/: another
   run directory of the same dataset and seed shares its pre-trained models,
-  memorization scores and any identical pruned model.
+  memorization scores and any identical pruned model. `executor`
+  (`wemem_eval.executor`; default: this process) trains each
+  configuration's models; the report's numbers do not depend on it.
   """
   cache_dir = cache_dir or run_dir
   os.makedirs(run_dir, exist_ok=True)
@@ -207,7 +211,8 @@ def run(config: RunConfig, run_dir: str,
   splits.save(os.path.join(run_dir, "splits.npz"))
   scores_fn = functools.cache(lambda: memorization.cached_estimate(
       dataset, os.path.join(cache_dir, "memscores"), config.seed, config.arch(),
-      num_models=config.memscore_models, epochs=config.memscore_epochs))
+      num_models=config.memscore_models, epochs=config.memscore_epochs,
+      executor=executor))
   store = model_store.ModelStore(os.path.join(cache_dir, "models"))
   steps = build_steps(config, dataset, scores_fn)
   progress = Progress(len(steps), log)
@@ -230,7 +235,7 @@ def run(config: RunConfig, run_dir: str,
         num_reference_models=config.num_reference_models,
         reference_inclusion=config.reference_inclusion,
         adaptive=config.adaptive, seed=config.seed,
-        options=config.attack_options), store)
+        options=config.attack_options), store, executor=executor)
     experiment.write_artifacts(result, out_dir)
     seconds = time.perf_counter() - start
     io_utils.atomic_write_json(marker, {"key": key, "label": step.label,

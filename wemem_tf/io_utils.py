@@ -36,7 +36,7 @@ def atomic_save_npz(path: str, **arrays: Any) -> None:
 
 def atomic_write_json(path: str, obj: Any) -> None:
   """Writes JSON (indented, sorted keys) atomically."""
-  text = json.dumps(obj, indent=2, sort_keys=True, default=_json_default)
+  text = json.dumps(obj, indent=2, sort_keys=True, default=json_default)
   _atomic_write(path, lambda f: f.write(text.encode() + b"\n"))
 
 
@@ -44,7 +44,7 @@ def atomic_write_bytes(path: str, data: bytes) -> None:
   _atomic_write(path, lambda f: f.write(data))
 
 
-def _json_default(value):
+def json_default(value):
   if isinstance(value, np.generic):
     return value.item()
   if isinstance(value, np.ndarray):

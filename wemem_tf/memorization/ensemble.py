@@ -649,8 +649,8 @@ def train_vectorized(spec: MLPSpec, x: np.ndarray, y: np.ndarray,
                      membership: np.ndarray, epochs: int,
                      config: loop_lib.TrainConfig, seed: int,
                      chunk_size: int = 64, first_layer: str = "auto",
-                     record_dynamics: bool = False, progress=False
-                     ) -> MemberPredictions:
+                     record_dynamics: bool = False, progress=False,
+                     executor=None) -> MemberPredictions:
   """Trains K plain-MLP members in chunks of one compiled graph each.
 
   Args:
@@ -667,6 +667,9 @@ def train_vectorized(spec: MLPSpec, x: np.ndarray, y: np.ndarray,
     record_dynamics: also return the mean true-label probability over
       epochs (costs one evaluation pass per epoch).
     progress: show a tqdm bar (True) or not.
+    executor: a remote executor (`wemem_eval.executor.RayExecutor`) trains
+      each chunk as one task; chunks depend only on (seed, chunk number),
+      so the predictions are the same as here.
 
   In "native" mode every epoch is one native op (`MLPEnsemble`'s
   `fused_epoch`); the environment variable WEMEM_TF_FUSED_EPOCH=0 selects
@@ -681,48 +684,90 @@ def train_vectorized(spec: MLPSpec, x: np.ndarray, y: np.ndarray,
   x = np.asarray(x, np.float32).reshape(n, -1)
   y = np.asarray(y, np.int64)
   csr = binary_csr(x) if first_layer in ("auto", "native", "sparse") else None
-  ensembles = {}
-  correct = np.zeros((k, n), bool)
-  true_prob = np.zeros((k, n), np.float32)
-  dynamics = np.zeros((k, n), np.float32) if record_dynamics else None
   sizes = chunk_sizes(k, chunk_size)
-  bar = _progress_bar(progress, len(sizes) * epochs, "memorization models")
   fused = os.environ.get("WEMEM_TF_FUSED_EPOCH", "1") != "0"
-  mode = ""
-  offset = 0
-  try:
-    for chunk, size in enumerate(sizes):
-      members = slice(offset, offset + size)
-      offset += size
-      chunk_seed = int(np.random.default_rng([seed, 2, chunk]).integers(2**62))
-      if size not in ensembles:
-        ensembles[size] = MLPEnsemble(spec, size, config, chunk_seed,
-                                      first_layer=first_layer,
-                                      fused_epoch=fused)
-        ensembles[size].set_data(x, y, csr)
-      ens = ensembles[size]
-      ens.reset(chunk_seed)
-      mode = ens.mode
-      rng = np.random.default_rng([seed, 3, chunk])
-      for _ in range(epochs):
-        order, weight = epoch_schedule(membership[members],
-                                       config.batch_size, rng)
-        losses = ens.train_epoch(order, weight)
-        if record_dynamics:
-          dynamics[members] += _softmax_true_prob(ens.pool_logits(), y) / epochs
-        if bar is not None:
-          bar.update(1)
-          bar.set_postfix(loss=f"{float(np.mean(losses)):.3f}")
-      logits = ens.pool_logits()
-      correct[members] = logits.argmax(-1) == y
-      true_prob[members] = _softmax_true_prob(logits, y)
-  finally:
-    if bar is not None:
-      bar.close()
-  traces = sum(e.trace_count for e in ensembles.values())
+  starts = np.cumsum([0] + sizes[:-1])
+  chunks = [(int(start), size, chunk)
+            for chunk, (start, size) in enumerate(zip(starts, sizes))]
+  job = _ChunkJob(spec, membership, epochs, config, seed, first_layer, fused,
+                  record_dynamics)
+  if executor is not None and executor.remote:
+    # Each chunk on a worker (its own ensemble); results in chunk order.
+    parts = executor.map(_train_chunk_remote, [(job, c) for c in chunks],
+                         shared=(x, y, csr))
+    traces = sum(p[-1] for p in parts)
+  else:
+    ensembles = {}
+    bar = _progress_bar(progress, len(sizes) * epochs, "memorization models")
+    try:
+      parts = [_train_chunk(job, x, y, csr, ensembles, chunk, bar)
+               for chunk in chunks]
+    finally:
+      if bar is not None:
+        bar.close()
+    traces = sum(e.trace_count for e in ensembles.values())
+  correct = np.concatenate([p[0] for p in parts])
+  true_prob = np.concatenate([p[1] for p in parts])
+  dynamics = (np.concatenate([p[2] for p in parts]) if record_dynamics
+              else None)
+  mode = parts[-1][3]
   return MemberPredictions(correct, true_prob, dynamics, "vectorized", mode,
                            time.perf_counter() - start, traces,
                            fused_epoch=fused and mode == "native")
+
+
+@dataclasses.dataclass(frozen=True)
+class _ChunkJob:
+  """What every chunk of one `train_vectorized` call shares."""
+  spec: MLPSpec
+  membership: np.ndarray
+  epochs: int
+  config: loop_lib.TrainConfig
+  seed: int
+  first_layer: str
+  fused: bool
+  record_dynamics: bool
+
+
+def _train_chunk(job: _ChunkJob, x, y, csr, ensembles: dict,
+                 chunk: Tuple[int, int, int], bar=None):
+  """Trains members [start, start + size) of `job` (chunk number `chunk`);
+  returns (correct, true_prob, dynamics or None, mode). `ensembles` caches
+  one compiled ensemble per chunk size (reset per chunk)."""
+  start, size, number = chunk
+  members = slice(start, start + size)
+  chunk_seed = int(np.random.default_rng([job.seed, 2, number]).integers(
+      2**62))
+  if size not in ensembles:
+    ensembles[size] = MLPEnsemble(job.spec, size, job.config, chunk_seed,
+                                  first_layer=job.first_layer,
+                                  fused_epoch=job.fused)
+    ensembles[size].set_data(x, y, csr)
+  ens = ensembles[size]
+  ens.reset(chunk_seed)
+  rng = np.random.default_rng([job.seed, 3, number])
+  dynamics = (np.zeros((size, len(y)), np.float32) if job.record_dynamics
+              else None)
+  for _ in range(job.epochs):
+    order, weight = epoch_schedule(job.membership[members],
+                                   job.config.batch_size, rng)
+    losses = ens.train_epoch(order, weight)
+    if job.record_dynamics:
+      dynamics += _softmax_true_prob(ens.pool_logits(), y) / job.epochs
+    if bar is not None:
+      bar.update(1)
+      bar.set_postfix(loss=f"{float(np.mean(losses)):.3f}")
+  logits = ens.pool_logits()
+  return (logits.argmax(-1) == y, _softmax_true_prob(logits, y), dynamics,
+          ens.mode)
+
+
+def _train_chunk_remote(shared, job: _ChunkJob, chunk: Tuple[int, int, int]):
+  """`_train_chunk` as a task of a remote executor; adds the trace count."""
+  x, y, csr = shared
+  ensembles = {}
+  out = _train_chunk(job, x, y, csr, ensembles, chunk)
+  return out + (sum(e.trace_count for e in ensembles.values()),)
 
 
 def _optimizer_of(loop: loop_lib.TrainingLoop):

@@ -131,8 +131,9 @@ def train_members(model_fn: ModelFnLike, x: np.ndarray, y: np.ndarray,
                   config: loop_lib.TrainConfig, seed: int,
                   method: str = "auto", first_layer: str = "auto",
                   chunk_size: int = 64, record_dynamics: bool = False,
-                  progress=False) -> ensemble.MemberPredictions:
-  """Trains one model per membership row; vectorized for plain MLPs."""
+                  progress=False, executor=None) -> ensemble.MemberPredictions:
+  """Trains one model per membership row; vectorized for plain MLPs (whose
+  chunks a remote `executor` trains as tasks; others train here)."""
   builder, _ = resolve_model_fn(model_fn)
   input_shape = tuple(int(d) for d in np.asarray(x).shape[1:])
   spec = None
@@ -147,7 +148,7 @@ def train_members(model_fn: ModelFnLike, x: np.ndarray, y: np.ndarray,
     return ensemble.train_vectorized(
         spec, x, y, membership, epochs, config, seed, chunk_size=chunk_size,
         first_layer=first_layer, record_dynamics=record_dynamics,
-        progress=progress)
+        progress=progress, executor=executor)
   return ensemble.train_sequential(builder, input_shape, num_classes, x, y,
                                    membership, epochs, config, seed,
                                    record_dynamics=record_dynamics,
@@ -162,7 +163,7 @@ def estimate(model_fn: ModelFnLike, x: np.ndarray, y: np.ndarray,
              learning_rate: float = 1e-3, weight_decay: float = 5e-4,
              num_classes: Optional[int] = None, method: str = "auto",
              first_layer: str = "auto", chunk_size: int = 64,
-             progress=False) -> scores_lib.MemScores:
+             progress=False, executor=None) -> scores_lib.MemScores:
   """Estimates Feldman & Zhang memorization scores of (x, y).
 
   Args:
@@ -191,6 +192,9 @@ def estimate(model_fn: ModelFnLike, x: np.ndarray, y: np.ndarray,
       "dense"; see `ensemble.MLPEnsemble`).
     chunk_size: models trained together by the vectorized method.
     progress: show a tqdm progress bar.
+    executor: where the vectorized method's chunks train: here (None, the
+      local executor) or as tasks of a remote one (`wemem_eval.executor`);
+      the scores are the same.
 
   Returns:
     `MemScores` in the order of the records given; NaN (with a warning) for
@@ -217,7 +221,8 @@ def estimate(model_fn: ModelFnLike, x: np.ndarray, y: np.ndarray,
   predictions = train_members(arch, x, y, membership, num_classes,
                               int(epochs), config, seed, method=method,
                               first_layer=first_layer,
-                              chunk_size=int(chunk_size), progress=progress)
+                              chunk_size=int(chunk_size), progress=progress,
+                              executor=executor)
   score, included, excluded = scores_from_predictions(predictions.correct,
                                                       membership)
   path = PATHS[predictions.method]
@@ -272,7 +277,8 @@ def expected_nan_fraction(num_models: int, subset_fraction: float) -> float:
 def cached_estimate(dataset: data_lib.Dataset, cache_dir: str, seed: int = 0,
                     model_fn: Optional[ModelFnLike] = None,
                     num_models: int = 128, epochs: int = 30,
-                    subset_fraction: float = 0.7) -> scores_lib.MemScores:
+                    subset_fraction: float = 0.7,
+                    executor=None) -> scores_lib.MemScores:
   """Scores over every record of `dataset`, estimated once per settings.
 
   The result is cached in `cache_dir` as `memscores-<key>.npz`, keyed by the
@@ -294,6 +300,7 @@ def cached_estimate(dataset: data_lib.Dataset, cache_dir: str, seed: int = 0,
     return scores_lib.MemScores.load(path, fingerprint=dataset.fingerprint)
   scores = estimate_dataset(dataset, np.arange(len(dataset), dtype=np.int64),
                             arch, num_models=num_models, epochs=epochs,
-                            subset_fraction=subset_fraction, seed=seed)
+                            subset_fraction=subset_fraction, seed=seed,
+                            executor=executor)
   scores.save(path)
   return scores

@@ -118,7 +118,7 @@ class MemScores:
                         ("included", counts[0]), ("excluded", counts[1])):
       value.setflags(write=False)
       object.__setattr__(self, name, value)
-    json.dumps(self.details, default=io_utils._json_default)  # pylint: disable=protected-access
+    json.dumps(self.details, default=io_utils.json_default)
 
   def __len__(self) -> int:
     return len(self.index)
@@ -242,7 +242,7 @@ class MemScores:
 
   def save(self, path: str) -> None:
     """Writes the scores atomically as an .npz (see the module docstring)."""
-    meta = json.dumps(self._meta(), default=io_utils._json_default)  # pylint: disable=protected-access
+    meta = json.dumps(self._meta(), default=io_utils.json_default)
     io_utils.atomic_save_npz(
         path, index=self.index, score=self.score, included=self.included,
         excluded=self.excluded, fingerprint=np.array(self.fingerprint),

@@ -1,0 +1,83 @@
+"""Executors: Ray gives the local numbers, survives a killed worker and
+fails with the task's own one-line error."""
+
+import os
+
+import numpy as np
+import pytest
+
+from wemem_eval import executor as executor_lib
+from wemem_eval import model_training
+from wemem_eval import report as report_lib
+from wemem_eval import run as run_lib
+from wemem_eval import run_test
+from wemem_tf.data import splits as splits_lib
+
+
+def test_local_executor_and_validation():
+  local = executor_lib.make_executor("local")
+  assert local.map(lambda shared, a, b: shared + a * b,
+                   [(1, 2), (3, 4)], shared=10) == [12, 22]
+  with pytest.raises(ValueError, match="unknown executor 'dask'"):
+    executor_lib.make_executor("dask")
+  with pytest.raises(ValueError, match="--ray_workers must be >= 1"):
+    executor_lib.RayExecutor(num_workers=0)
+  with pytest.raises(ValueError, match="--cpus_per_model must be > 0"):
+    executor_lib.RayExecutor(cpus_per_model=0)
+
+
+@pytest.fixture(scope="module")
+def ray_executor():
+  pytest.importorskip("ray")
+  executor = executor_lib.RayExecutor(num_workers=2)
+  yield executor
+  executor.shutdown()
+
+
+def test_ray_run_equals_local_run_even_when_a_worker_is_killed(
+    ray_executor, tmp_path, monkeypatch):
+  config = run_lib.RunConfig(**{**run_test.TINY, "baselines": (),
+                                "defenses": ("rsw",)})
+  local = run_lib.run(config, str(tmp_path / "local"), log=lambda _: None)
+  marker = tmp_path / "kill-once"
+  marker.write_text("")
+  # The first task to start kills its worker (SIGKILL); Ray retries it.
+  monkeypatch.setenv(executor_lib.KILL_ONCE_ENV, str(marker))
+  ray_executor.shutdown()  # restart so the workers see the variable
+  remote = run_lib.run(config, str(tmp_path / "ray"), log=lambda _: None,
+                       executor=ray_executor)
+  assert not marker.exists()  # a worker was killed
+  assert (report_lib.without_timings(remote)
+          == report_lib.without_timings(local))
+  # The models the driver wrote to its store are the local run's.
+  local_models = sorted(os.listdir(tmp_path / "local" / "models"))
+  assert sorted(os.listdir(tmp_path / "ray" / "models")) == local_models
+  for name in local_models:
+    if name.endswith(".npz"):
+      a = np.load(tmp_path / "local" / "models" / name)
+      b = np.load(tmp_path / "ray" / "models" / name)
+      assert all(np.array_equal(a[k], b[k]) for k in a.files), name
+
+
+def test_a_failing_task_fails_with_its_own_error(ray_executor):
+  dataset = __import__("wemem_tf").data.load_dataset("digits")
+  bad = splits_lib.ModelSplit(np.array([5000]), np.array([1]), np.array([2]))
+  job = model_training.ModelJob(bad, 0, model_training.ModelRecipe())
+  with pytest.raises(ValueError, match=r"^record indices must lie in "
+                     r"\[0, 1797\)") as error:
+    ray_executor.map(model_training.train_remotely, [(job, False, {})],
+                     shared=dataset)
+  assert "\n" not in str(error.value)
+
+
+def test_memorization_chunks_on_ray_give_the_local_scores(ray_executor):
+  wemem_tf = __import__("wemem_tf")
+  dataset = wemem_tf.data.load_dataset("digits")
+  pool = np.arange(600)
+  kwargs = dict(num_models=8, epochs=2, chunk_size=3, seed=4)
+  local = wemem_tf.memorization.estimate_dataset(dataset, pool, **kwargs)
+  remote = wemem_tf.memorization.estimate_dataset(
+      dataset, pool, executor=ray_executor, **kwargs)
+  assert local.details["path"] == "vectorized"
+  for name in ("score", "included", "excluded"):
+    np.testing.assert_array_equal(getattr(remote, name), getattr(local, name))
