@@ -15,6 +15,10 @@ DATA_DIR = flags.DEFINE_string(
 OUTPUT_DIR = flags.DEFINE_string(
     "output_dir", None, "Run directory for artifacts (default: runs/<dataset "
     "name>; for npz:PATH or csv:PATH the file's stem).")
+OVERWRITE = flags.DEFINE_boolean(
+    "overwrite", False, "Replace what --output_dir holds: a run of another "
+    "seed or dataset (run, pretrain, prune; refused by default), or the "
+    "search of `wemem tune` (resumed by default).")
 CACHE_DIR = flags.DEFINE_string(
     "cache_dir", None, "Folder of the model store (models/) and memorization "
     "scores (memscores/) to read and fill (default: --output_dir); point it "
@@ -26,7 +30,8 @@ MODEL = flags.DEFINE_string(
     "model", None, "The trained model: export converts it (.h5 or .keras, "
     "e.g. RUN/model.h5 of `wemem prune`); audit attacks it as served "
     "(.tflite, .h5, .keras or a SavedModel directory).")
-SEED = flags.DEFINE_integer("seed", 0, "Seed of splits, initialization and order.")
+SEED = flags.DEFINE_integer("seed", 0, "Seed of splits, initialization and "
+                            "order (>= 0).", lower_bound=0)
 ARCHITECTURE = flags.DEFINE_string(
     "architecture", None, "Model architecture: a zoo name (column_fc, "
     "small_cnn, resnet18, vgg16_bn), MODULE:FUNCTION (MODULE a dotted name "

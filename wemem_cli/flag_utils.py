@@ -1,10 +1,13 @@
 """Helpers that turn parsed absl flags into library configs."""
 
+import contextlib
 import os
 import sys
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, Iterator, Optional, Tuple
 
 from absl import flags
+from absl import logging
+import numpy as np
 
 import wemem_tf
 from wemem_cli import common_flags as cf
@@ -64,7 +67,8 @@ def check_architecture(arch: wemem_tf.models.Architecture,
 
 
 def output_dir(dataset_name: Optional[str] = None) -> str:
-  """--output_dir, else runs/<dataset name>, created.
+  """--output_dir, else runs/<dataset name> (not created: commands create
+  it when they write, after every check).
 
   Args:
     dataset_name: the loaded dataset's `name`; by default the name that
@@ -72,9 +76,7 @@ def output_dir(dataset_name: Optional[str] = None) -> str:
       path itself).
   """
   name = dataset_name or wemem_tf.data.dataset_name(cf.DATASET.value)
-  path = cf.OUTPUT_DIR.value or os.path.join("runs", name)
-  os.makedirs(path, exist_ok=True)
-  return path
+  return cf.OUTPUT_DIR.value or os.path.join("runs", name)
 
 
 def pruning_config() -> wemem_tf.PruningConfig:
@@ -106,6 +108,62 @@ def write_victim_run(dataset: wemem_tf.data.Dataset, out: str,
   splits = wemem_tf.data.splits_for(dataset, seed, num_shadows=0)
   splits.save(os.path.join(out, "splits.npz"))
   return splits
+
+
+def model_metadata(dataset: wemem_tf.data.Dataset, seed: int,
+                   splits: wemem_tf.data.Splits) -> Dict[str, Any]:
+  """What a victim model file records about its training (checked by
+  `check_pretrained`)."""
+  return {"dataset": dataset.name, "data_fingerprint": dataset.fingerprint,
+          "seed": int(seed), "model_seed": victim_seed(seed),
+          "train_digest": wemem_tf.data.fingerprint_arrays(
+              "train", splits.victim.train)}
+
+
+def check_pretrained(path: str, dataset: wemem_tf.data.Dataset, seed: int
+                     ) -> None:
+  """Refuses a --pretrained file whose recorded seed or data differ from
+  this command's (it would have trained on other records than this split's
+  training set); warns when the file records nothing."""
+  meta = wemem_tf.io_utils.read_model_metadata(path)
+  if meta is None:
+    logging.warning("--pretrained %s records no seed or data; wemem cannot "
+                    "check that it trained on this split's training records "
+                    "only.", path)
+    return
+  splits = wemem_tf.data.splits_for(dataset, seed, num_shadows=0)
+  want = model_metadata(dataset, seed, splits)
+  for key, what in (("data_fingerprint", "data"), ("seed", "--seed"),
+                    ("train_digest", "training records")):
+    if meta.get(key) != want[key]:
+      raise ValueError(
+          f"--pretrained {path!r} was trained with another {what} "
+          f"({key} {str(meta.get(key))[:12]}, this command "
+          f"{str(want[key])[:12]}): its training set overlaps this split's "
+          "test records. Pre-train with the same --dataset and --seed.")
+
+
+@contextlib.contextmanager
+def victim_run(dataset: wemem_tf.data.Dataset, out: str, seed: int
+               ) -> Iterator[Tuple[str, wemem_tf.data.Splits]]:
+  """Claims `out` for a command that trains the victim: locks it, refuses
+  another seed's or dataset's run there (unless --overwrite), and stages
+  every write; yields (staging folder, splits), whose manifest.json and
+  splits.npz are written. `out`'s files change only if the block
+  succeeds."""
+  wemem_tf.run_manifest.check_reuse(out, seed, dataset.fingerprint,
+                                    cf.OVERWRITE.value)
+  with wemem_tf.run_manifest.RunLock(out):
+    with wemem_tf.run_manifest.staged(out) as stage:
+      yield stage, write_victim_run(dataset, stage, seed)
+
+
+def check_finite(model, what: str) -> None:
+  """Raises ValueError if `model`'s weights hold NaN or infinity."""
+  if not all(np.all(np.isfinite(w)) for w in model.get_weights()):
+    raise ValueError(f"{what} has NaN or infinite weights (training "
+                     "diverged; try a lower --learning_rate); nothing was "
+                     "written.")
 
 
 def victim_inputs() -> Tuple[wemem_tf.data.Dataset, str, int,

@@ -33,30 +33,35 @@ def main(argv) -> None:
   dataset, out, seed, architecture = flag_utils.victim_inputs()
   flag_utils.check_architecture(architecture, dataset)
   train_config = flag_utils.train_config()
-  split = flag_utils.write_victim_run(dataset, out, seed).victim
-  model, fit, seconds = pipeline.pretrain_model(dataset, split,
-                                                flag_utils.victim_seed(seed),
-                                                architecture, train_config)
+  with flag_utils.victim_run(dataset, out, seed) as (stage, splits):
+    split = splits.victim
+    model, fit, seconds = pipeline.pretrain_model(
+        dataset, split, flag_utils.victim_seed(seed), architecture,
+        train_config)
+    flag_utils.check_finite(model, "the pre-trained model")
+    wemem_tf.io_utils.atomic_save_model(
+        model, os.path.join(stage, "pretrained.h5"),
+        flag_utils.model_metadata(dataset, seed, splits))
+    summary = {
+        "dataset": dataset.name,
+        "seed": seed,
+        "model_seed": flag_utils.victim_seed(seed),
+        "architecture": architecture.name,
+        "epochs_run": fit.epochs_run,
+        "best_epoch": fit.best_epoch,
+        "best_dev_accuracy": fit.best_dev_accuracy,
+        "train_accuracy": evaluate.accuracy(model, *dataset.take(split.train)),
+        "dev_accuracy": evaluate.accuracy(model, *dataset.take(split.dev)),
+        "test_accuracy": evaluate.accuracy(model, *dataset.take(split.test)),
+        "seconds": seconds,
+        "training": dataclasses.asdict(train_config),
+        "records": {"train": int(len(split.train)),
+                    "dev": int(len(split.dev)),
+                    "test": int(len(split.test))},
+    }
+    wemem_tf.io_utils.atomic_write_json(os.path.join(stage, "summary.json"),
+                                        summary)
   path = os.path.join(out, "pretrained.h5")
-  wemem_tf.io_utils.atomic_save_model(model, path)
-  summary = {
-      "dataset": dataset.name,
-      "seed": seed,
-      "model_seed": flag_utils.victim_seed(seed),
-      "architecture": architecture.name,
-      "epochs_run": fit.epochs_run,
-      "best_epoch": fit.best_epoch,
-      "best_dev_accuracy": fit.best_dev_accuracy,
-      "train_accuracy": evaluate.accuracy(model, *dataset.take(split.train)),
-      "dev_accuracy": evaluate.accuracy(model, *dataset.take(split.dev)),
-      "test_accuracy": evaluate.accuracy(model, *dataset.take(split.test)),
-      "seconds": seconds,
-      "training": dataclasses.asdict(train_config),
-      "records": {"train": int(len(split.train)), "dev": int(len(split.dev)),
-                  "test": int(len(split.test))},
-  }
-  wemem_tf.io_utils.atomic_write_json(os.path.join(out, "summary.json"),
-                                      summary)
   logging.info("pre-trained %s on %s: %s", architecture, dataset.name, summary)
   print(f"pre-trained {architecture} on {dataset.name} (seed {seed}): "
         f"{fit.epochs_run} epochs, best epoch {fit.best_epoch}, dev accuracy "

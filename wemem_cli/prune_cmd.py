@@ -47,26 +47,42 @@ def main(argv) -> None:
     pretrained = model_files.load_model(PRETRAINED.value, "--pretrained")
     model_files.check_matches(pretrained, dataset, architecture,
                               "--pretrained")
-  splits = flag_utils.write_victim_run(dataset, out, seed)
-  defense = defense_flags.defense_from_flags(dataset, seed, architecture, out)
-  result = wemem_tf.pretrain_and_prune(
-      dataset, splits.victim, flag_utils.victim_seed(seed),
-      architecture=architecture,
-      pruning_config=flag_utils.pruning_config(),
-      train_config=flag_utils.train_config(), pretrained=pretrained,
-      defense=defense, trainer=TRAINER.value)
+    flag_utils.check_pretrained(PRETRAINED.value, dataset, seed)
+  with flag_utils.victim_run(dataset, out, seed) as (stage, splits):
+    defense = defense_flags.defense_from_flags(dataset, seed, architecture,
+                                               out)
+    result = wemem_tf.pretrain_and_prune(
+        dataset, splits.victim, flag_utils.victim_seed(seed),
+        architecture=architecture,
+        pruning_config=flag_utils.pruning_config(),
+        train_config=flag_utils.train_config(), pretrained=pretrained,
+        defense=defense, trainer=TRAINER.value)
+    flag_utils.check_finite(result.pruned, "the pruned model")
+    _write(dataset, seed, splits, result, stage, out)
+  last = result.history[-1]
+  logging.info("pruned %s to %s; test accuracy %.4f; wrote %s",
+               dataset.name, last.layer_sparsity, last.test_accuracy, out)
+  print(f"test accuracy {last.test_accuracy:.4f} at sparsity "
+        f"{last.target_sparsity:.2f}; artifacts in {out}")
+
+
+def _write(dataset, seed, splits, result, stage: str, out: str) -> None:
+  """Writes the artifacts into the staging folder `stage` (published to
+  `out` by the caller once everything is written)."""
   io = wemem_tf.io_utils
-  io.atomic_save_model(result.pretrained, os.path.join(out, "pretrained.h5"))
-  io.atomic_save_model(result.pruned, os.path.join(out, "model.h5"))
+  meta = flag_utils.model_metadata(dataset, seed, splits)
+  io.atomic_save_model(result.pretrained,
+                       os.path.join(stage, "pretrained.h5"), meta)
+  io.atomic_save_model(result.pruned, os.path.join(stage, "model.h5"), meta)
   x_test, _ = dataset.take(splits.victim.test)
   # The TFLite file holds the pruned network; output modification at
   # inference (HAMP) is a serving-time step and is not part of it.
   export = wemem_tf.export_tflite(result.pruned,
-                                  os.path.join(out, "model.tflite"), x_test)
-  io.atomic_write_json(os.path.join(out, "history.json"),
+                                  os.path.join(stage, "model.tflite"), x_test)
+  io.atomic_write_json(os.path.join(stage, "history.json"),
                        [r.to_json() for r in result.history])
   fit = result.pretrain_fit
-  io.atomic_write_json(os.path.join(out, "summary.json"), {
+  io.atomic_write_json(os.path.join(stage, "summary.json"), {
       "dataset": dataset.name,
       "seed": seed,
       "model_seed": flag_utils.victim_seed(seed),
@@ -79,11 +95,7 @@ def main(argv) -> None:
       "defense": result.defense_report,
       "final_test_accuracy": result.history[-1].test_accuracy,
       "final_layer_sparsity": wemem_tf.pruning.layer_sparsity(result.pruned),
-      "tflite": {"path": export.path, "size_bytes": export.size_bytes,
+      "tflite": {"path": os.path.join(out, "model.tflite"),
+                 "size_bytes": export.size_bytes,
                  "max_abs_deviation": export.max_abs_deviation},
   })
-  last = result.history[-1]
-  logging.info("pruned %s to %s; test accuracy %.4f; wrote %s",
-               dataset.name, last.layer_sparsity, last.test_accuracy, out)
-  print(f"test accuracy {last.test_accuracy:.4f} at sparsity "
-        f"{last.target_sparsity:.2f}; artifacts in {out}")

@@ -90,7 +90,7 @@ def main(argv) -> None:
       run_dir = (os.path.join(out, f"seed_{config.seed}") if seeds else out)
       run_lib.run(config, run_dir, command=flag_utils.command_line(),
                   cache_dir=None if seeds else cf.CACHE_DIR.value,
-                  executor=executor)
+                  executor=executor, overwrite=cf.OVERWRITE.value)
       run_dirs.append(run_dir)
   if len(run_dirs) > 1:
     paths = aggregate.write_aggregate(run_dirs, out)

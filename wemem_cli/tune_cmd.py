@@ -59,9 +59,7 @@ TUNE_ATTACKS = flags.DEFINE_string(
     "tune_attacks", ",".join(tuner_lib.DEFAULT_ATTACKS),
     "Attacks rehearsed in every trial ('all' or a comma list); the strongest "
     "counts.")
-OVERWRITE = flags.DEFINE_boolean(
-    "overwrite", False, "Start a new search instead of resuming the one in "
-    "--output_dir.")
+OVERWRITE = cf.OVERWRITE  # defined once, in common_flags
 PRESETS = flags.DEFINE_boolean(
     "tune_presets", False, "Also measure the authors' preset settings of the "
     "tuned WeMem methods (when the dataset has presets) the same way as a "

@@ -190,7 +190,8 @@ def build_steps(config: RunConfig, dataset: datasets.Dataset,
 def run(config: RunConfig, run_dir: str,
         log: Callable[[str], None] = print, command: Optional[str] = None,
         cache_dir: Optional[str] = None,
-        executor: Optional[executor_lib.Executor] = None) -> Dict[str, Any]:
+        executor: Optional[executor_lib.Executor] = None,
+        overwrite: bool = False) -> Dict[str, Any]:
   """Runs (or resumes) every step and writes the report; returns it.
 
   `cache_dir` (default `run_dir`) holds models/ and memscores/: another
@@ -198,11 +199,21 @@ def run(config: RunConfig, run_dir: str,
   memorization scores and any identical pruned model. `executor`
   (`wemem_eval.executor`; default: this process) trains each
   configuration's models; the report's numbers do not depend on it.
+  `run_dir` is locked while the run writes to it (a second run there fails
+  at once), and a `run_dir` holding another seed's or dataset's run is
+  refused before anything is written unless `overwrite`.
   """
-  cache_dir = cache_dir or run_dir
-  os.makedirs(run_dir, exist_ok=True)
   dataset = datasets.load_dataset(config.dataset, config.data_dir,
                                   config.label_column)
+  run_manifest.check_reuse(run_dir, config.seed, dataset.fingerprint,
+                           overwrite)
+  with run_manifest.RunLock(run_dir):
+    return _run(config, dataset, run_dir, log, command,
+                cache_dir or run_dir, executor)
+
+
+def _run(config, dataset, run_dir, log, command, cache_dir, executor):
+  """`run` on the loaded `dataset`, with `run_dir` locked and checked."""
   run_manifest.write_manifest(run_dir, config.seed, config.to_json(),
                               dataset.fingerprint, command)
   splits = splits_lib.make_splits(len(dataset), dataset.fingerprint,
@@ -224,10 +235,15 @@ def run(config: RunConfig, run_dir: str,
     marker = os.path.join(out_dir, "step.json")
     key = step.key(config, dataset.fingerprint)
     if os.path.isfile(marker):
-      with open(marker) as f:
-        if json.load(f).get("key") == key:
-          progress.step(step.label, 0.0, cached=True)
-          continue
+      try:
+        with open(marker) as f:
+          done = json.load(f).get("key") == key
+      except (OSError, ValueError, AttributeError) as e:
+        log(f"warning: {marker} is unreadable ({e}); redoing {step.label}")
+        done = False
+      if done:
+        progress.step(step.label, 0.0, cached=True)
+        continue
     start = time.perf_counter()
     result = experiment.run_experiment(dataset, experiment.ExperimentConfig(
         recipe=step.recipe, attacks=config.attacks,

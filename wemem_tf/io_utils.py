@@ -3,7 +3,7 @@
 import json
 import os
 import tempfile
-from typing import Any, Dict
+from typing import Any, Dict, Optional
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -66,15 +66,48 @@ def load_npz(path: str) -> Dict[str, np.ndarray]:
     raise ValueError(f"{path!r} is not a readable .npz file: {e}") from e
 
 
-def atomic_save_model(model, path: str) -> None:
-  """Saves a Keras model (format from the suffix, e.g. .keras) atomically."""
+MODEL_METADATA_ATTR = "wemem_metadata"
+
+
+def atomic_save_model(model, path: str,
+                      metadata: Optional[Dict[str, Any]] = None) -> None:
+  """Saves a Keras model (format from the suffix, e.g. .keras) atomically.
+
+  `metadata` (JSON-ready; .h5 only) is stored as the HDF5 attribute
+  `MODEL_METADATA_ATTR` (see `read_model_metadata`): what the model was
+  trained on travels with the file.
+  """
   directory = os.path.dirname(os.path.abspath(path))
   os.makedirs(directory, exist_ok=True)
   base = os.path.basename(path)
   tmp = os.path.join(directory, f".tmp-{os.getpid()}-{base}")
   try:
     model.save(tmp)
+    if metadata is not None and path.endswith((".h5", ".hdf5")):
+      import h5py  # pylint: disable=g-import-not-at-top
+      with h5py.File(tmp, "a") as f:
+        f.attrs[MODEL_METADATA_ATTR] = json.dumps(metadata, sort_keys=True,
+                                                  default=json_default)
     os.replace(tmp, path)
   finally:
     if os.path.exists(tmp):
       os.remove(tmp)
+
+
+def read_model_metadata(path: str) -> Optional[Dict[str, Any]]:
+  """The metadata `atomic_save_model` stored in an .h5 file, or None."""
+  if not path.endswith((".h5", ".hdf5")):
+    return None
+  import h5py  # pylint: disable=g-import-not-at-top
+  try:
+    with h5py.File(path, "r") as f:
+      text = f.attrs.get(MODEL_METADATA_ATTR)
+  except OSError:
+    return None
+  if text is None:
+    return None
+  try:
+    value = json.loads(text)
+  except ValueError:
+    return None
+  return value if isinstance(value, dict) else None

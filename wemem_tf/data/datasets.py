@@ -142,6 +142,16 @@ def _load_npz(path: str, keys: Dict[str, Tuple[Optional[int], str]],
   return arrays
 
 
+def _require_binary(x: np.ndarray, path: str, expected: str) -> None:
+  """Raises ValueError naming `path` unless every feature is 0 or 1."""
+  bad = ~np.isin(x, (0, 1))
+  if bad.any():
+    row, col = np.argwhere(bad)[0]
+    raise ValueError(f"data file {path!r}: {int(bad.sum())} feature values "
+                     f"are not 0 or 1 (e.g. {x[row, col]!r} at record {row}, "
+                     f"feature {col}); expected {expected}.")
+
+
 def load_location(data_dir: str) -> Dataset:
   """Location (Foursquare Bangkok): 5,010 records, 446 binary features, 30 classes.
 
@@ -153,6 +163,7 @@ def load_location(data_dir: str) -> Dataset:
   if arrays["x"].shape[1] != 446:
     raise ValueError(f"data file {path!r}: x has {arrays['x'].shape[1]} "
                      f"features; expected {expected}.")
+  _require_binary(arrays["x"], path, expected)
   return Dataset("location", arrays["x"].astype(np.float32),
                  arrays["y"].astype(np.int64), 30)
 
@@ -292,6 +303,7 @@ def load_purchase100(data_dir: str) -> Dataset:
   path = os.path.join(data_dir, "dataset_purchase")
   expected = "dataset_purchase: lines of label (1..100) and 600 binary features"
   x, y = _load_label_first_csv(path, 600, expected)
+  _require_binary(x, path, expected)
   return Dataset("purchase100", x, _one_based(y, 100, path), 100)
 
 
@@ -316,6 +328,7 @@ def load_texas100(data_dir: str) -> Dataset:
   if len(x) != len(y):
     raise ValueError(f"{feats!r} has {len(x)} rows but {labels!r} has "
                      f"{len(y)} labels; they must align line by line.")
+  _require_binary(x, feats, "texas/100/feats: comma-separated binary features")
   return Dataset("texas100", x, _one_based(y, 100, labels), 100)
 
 

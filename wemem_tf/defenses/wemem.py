@@ -153,6 +153,20 @@ class WeMem(defense_lib.Defense):
       align_scores(None, np.zeros(0))  # raises with the instructions
 
 
+def _warn_if_window_covers_all(defense: "WeMem", records) -> None:
+  """Warns when the window's width is at least the largest class's record
+  count: every epoch's window then starts with every remaining record of
+  every class, so P1/P2 limit nothing (docs/method.md §5)."""
+  largest = int(np.bincount(np.asarray(records.y),
+                            minlength=records.num_classes).max())
+  if defense.width >= largest:
+    warnings.warn(
+        f"{defense.name}: window width {defense.width:g} covers every record "
+        f"of every class (the largest class has {largest} training records),"
+        " so the sliding window does nothing at this setting; use a width "
+        f"below {largest}.")
+
+
 class WeMemRun(defense_lib.DefenseRun):
   """A WeMem defense on one model's records: aligned scores, the risky set,
   each iteration's class orders."""
@@ -173,6 +187,8 @@ class WeMemRun(defense_lib.DefenseRun):
                       "P3.")
     self._orders: Dict[int, Dict[int, np.ndarray]] = {}
     self._used: Dict[int, int] = {}
+    if defense.windowed:
+      _warn_if_window_covers_all(defense, records)
 
   def class_orders(self, iteration: int) -> Dict[int, np.ndarray]:
     """{class: positions in visiting order} of `iteration` (drawn once)."""

@@ -286,3 +286,14 @@ def test_config_round_trip_keeps_scores_out(digits):
   assert wemem.RMR(scores=scores).get_config()["tau"] == 0.6
   with pytest.raises(ValueError, match=r"RSW: unknown settings \['lenght'\]"):
     wemem.RSW.from_config({**wemem.RSW().get_config(), "lenght": 3})
+
+
+def test_a_window_covering_every_record_warns_that_it_does_nothing(digits):
+  ds, split, scores = digits
+  with pytest.warns(UserWarning, match=r"window width 1e\+09 covers every "
+                    r"record of every class .* does nothing"):
+    _bind(wemem.RSW(scores=scores, width=1_000_000_000), ds, split)
+  import warnings  # pylint: disable=g-import-not-at-top
+  with warnings.catch_warnings():
+    warnings.simplefilter("error")
+    _bind(wemem.RSW(scores=scores, width=15), ds, split)

@@ -42,10 +42,11 @@ epoch, in consecutive batches of `batch_size` (the last one smaller), exactly
 like `training.shuffled_plan`. The last batch is padded to `batch_size` with
 zero-weight rows, and each member's loss is the mean over its real records.
 
-Dropout masks come from a counter-based hash (native) or
-`tf.random.stateless_uniform` (fallback) rather than Keras' generator: the
-same distribution (keep with probability 1 - rate, scale 1 / (1 - rate)),
-another random stream.
+Dropout masks come from a counter-based hash of (seed, element) rather
+than Keras' generator: the same distribution (keep with probability
+1 - rate, scale 1 / (1 - rate)), another random stream. The native kernels
+and the fallback (`hash_dropout_mask`, in TensorFlow ops) draw the same
+masks, so the two paths differ only by floating-point rounding.
 """
 
 import dataclasses
@@ -393,9 +394,7 @@ class MLPEnsemble:
   def _dropout(self, h, rate, seed):
     if self._native is not None:
       return h * self._native.wemem_dropout_mask(h, seed, rate=rate)
-    keep = tf.random.stateless_uniform(
-        tf.shape(h), tf.stack([seed, tf.constant(0, tf.int64)])) >= rate
-    return tf.where(keep, h * (1.0 / (1.0 - rate)), 0.0)
+    return h * hash_dropout_mask(tf.shape(h), seed, rate)
 
   def _adam_coefficients(self):
     self._step.assign_add(1)
@@ -617,6 +616,37 @@ class MemberPredictions:
 
 
 ModelFn = Callable[[Tuple[int, ...], int], keras.Model]
+
+
+def _mix32(x: tf.Tensor) -> tf.Tensor:
+  """The 32-bit integer finalizer of kernels/dropout.h (uint32, wrapping)."""
+  x = tf.bitwise.bitwise_xor(x, tf.bitwise.right_shift(x, 16))
+  x = x * tf.constant(0x7feb352d, tf.uint32)
+  x = tf.bitwise.bitwise_xor(x, tf.bitwise.right_shift(x, 15))
+  x = x * tf.constant(0x846ca68b, tf.uint32)
+  return tf.bitwise.bitwise_xor(x, tf.bitwise.right_shift(x, 16))
+
+
+def hash_dropout_mask(shape, seed, rate: float) -> tf.Tensor:
+  """The native kernels' dropout keep factors (0 or 1 / (1 - rate)), float32
+  of `shape`, in TensorFlow ops: element i (flat, row-major) keeps iff
+  Mix32(Mix32(i ^ k1) + k2) >> 8 >= round(rate * 2^24), with keys k1, k2
+  from the int64 `seed` (kernels/dropout.h). The fallback path draws the
+  same masks as the native one with it."""
+  seed = tf.cast(seed, tf.int64)
+  low = tf.cast(tf.bitwise.bitwise_and(seed, 0xFFFFFFFF), tf.uint32)
+  high = tf.cast(tf.bitwise.bitwise_and(tf.bitwise.right_shift(seed, 32),
+                                        0xFFFFFFFF), tf.uint32)
+  k1 = _mix32(tf.bitwise.bitwise_xor(low, tf.constant(0x9e3779b9,
+                                                      tf.uint32)))
+  k2 = _mix32(high + k1)
+  threshold = tf.constant(int(float(rate) * 16777216.0 + 0.5), tf.uint32)
+  index = tf.reshape(tf.range(tf.reduce_prod(shape), dtype=tf.int64), shape)
+  index = tf.cast(tf.bitwise.bitwise_and(index, 0xFFFFFFFF), tf.uint32)
+  h = _mix32(_mix32(tf.bitwise.bitwise_xor(index, k1)) + k2)
+  keep = tf.bitwise.right_shift(h, 8) >= threshold
+  scale = tf.constant(1.0, tf.float32) / (1.0 - tf.constant(rate, tf.float32))
+  return tf.cast(keep, tf.float32) * scale
 
 
 def _softmax_true_prob(logits: np.ndarray, y: np.ndarray) -> np.ndarray:

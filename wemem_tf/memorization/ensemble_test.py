@@ -1,5 +1,7 @@
 """Tests of the vectorized MLP ensemble and its native kernels."""
 
+import os
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -264,3 +266,43 @@ def test_pool_logits_match_logits(first_layer):
                                            np.random.default_rng(0)))
   np.testing.assert_allclose(ens.pool_logits(batch_size=16), ens.logits(x),
                              rtol=1e-5, atol=1e-5)
+
+
+@needs_native
+@pytest.mark.parametrize("seed", [5, 2**40 + 17])
+def test_fallback_dropout_mask_is_the_native_mask(seed):
+  for rate, shape in ((0.1, [3, 7, 50]), (0.5, [1000])):
+    native_mask = NATIVE.wemem_dropout_mask(
+        tf.zeros(shape), tf.constant(seed, tf.int64), rate=rate).numpy()
+    fallback = ensemble.hash_dropout_mask(
+        tf.constant(shape), tf.constant(seed, tf.int64), rate).numpy()
+    np.testing.assert_array_equal(fallback, native_mask)
+
+
+@needs_native
+@pytest.mark.parametrize("fused", [False, True])
+def test_fallback_path_trains_the_native_members(fused):
+  """With dropout, the plain-TensorFlow path (no native kernels, what runs
+  where none can be built) trains the same members as the native one: the
+  same masks, so weights and predictions agree up to float rounding."""
+  x, y = _binary_data(n=120, d=30)
+  spec = ensemble.MLPSpec(30, (32, 16), (0.2, 0.2), 3)
+  membership = np.zeros((4, 120), bool)
+  rng = np.random.default_rng(0)
+  for row in membership:
+    row[rng.permutation(120)[:84]] = True
+  config = loop_lib.TrainConfig(batch_size=16)
+  logits = {}
+  for native_kernels in (True, False):
+    ens = ensemble.MLPEnsemble(
+        spec, 4, config, seed=3, first_layer="native" if native_kernels
+        else "sparse", native_kernels=native_kernels, fused_epoch=fused)
+    ens.set_data(x, y)
+    rng = np.random.default_rng(7)
+    for _ in range(4):
+      ens.train_epoch(*ensemble.epoch_schedule(membership, 16, rng))
+    logits[native_kernels] = ens.pool_logits()
+  np.testing.assert_allclose(logits[False], logits[True], rtol=1e-4,
+                             atol=1e-4)
+  np.testing.assert_array_equal(logits[False].argmax(-1),
+                                logits[True].argmax(-1))

@@ -47,10 +47,10 @@ library that fails the check (empty, changed, no sidecar) is rebuilt once,
 with a warning.
 Where no compiler is available, the build fails, the cache folder is
 refused, or WEMEM_TF_NATIVE=0 is set, `load()` returns None (warning once)
-and callers use plain TensorFlow ops, about 2-3x slower. Their dropout
-masks come from TensorFlow's random generators, not the kernels' hash, so
-the fallback's scores agree with the native path's in distribution, not
-record by record.
+and callers use plain TensorFlow ops, about 2-3x slower. They draw the
+same dropout masks as the kernels (`ensemble.hash_dropout_mask` computes
+the kernels' hash in TensorFlow ops), so the fallback trains the same
+members and its scores equal the native path's up to float rounding.
 """
 
 import contextlib

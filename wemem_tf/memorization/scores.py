@@ -268,16 +268,28 @@ class MemScores:
     if missing:
       raise ValueError(f"{path!r} is not a memorization-score file: it lacks "
                        f"arrays {missing} (has {sorted(arrays)}).")
-    meta = json.loads(str(arrays["meta"])) if "meta" in arrays else {}
-    fraction = meta.get("subset_fraction")
+    try:
+      meta = json.loads(str(arrays["meta"])) if "meta" in arrays else {}
+      if not isinstance(meta, dict) or not isinstance(
+          meta.get("details", {}), dict):
+        raise ValueError("it is not a mapping")
+      fraction = meta.get("subset_fraction")
+      settings = dict(
+          num_models=int(meta.get("num_models", 0)),
+          subset_fraction=(float("nan") if fraction is None
+                           else float(fraction)),
+          epochs=int(meta.get("epochs", 0)),
+          seed=None if meta.get("seed") is None else int(meta["seed"]),
+          method=str(meta.get("method", "")),
+          details=meta.get("details", {}))
+    except (TypeError, ValueError) as e:
+      raise ValueError(f"{path!r}: the memorization-score metadata ('meta' "
+                       f"array) is unreadable ({e}); recompute the scores "
+                       "with `wemem memscore`.") from e
     scores = cls(
         score=arrays["score"], index=arrays["index"],
         fingerprint=str(arrays["fingerprint"]),
-        included=arrays["included"], excluded=arrays["excluded"],
-        num_models=int(meta.get("num_models", 0)),
-        subset_fraction=float("nan") if fraction is None else float(fraction),
-        epochs=int(meta.get("epochs", 0)), seed=meta.get("seed"),
-        method=str(meta.get("method", "")), details=meta.get("details", {}))
+        included=arrays["included"], excluded=arrays["excluded"], **settings)
     return scores.check(fingerprint, index, source=f"scores in {path!r}")
 
   @classmethod
