@@ -11,6 +11,7 @@ Supported formats: `.h5` (HDF5, `model.save("m.h5")`) and `.keras` (zip,
 `model.save("m.keras")`). SavedModel directories are refused.
 """
 
+import contextlib
 import json
 import os
 import zipfile
@@ -215,8 +216,57 @@ def load_model(path: str, trust_code: bool = False,
   if not trust_code:
     check_config(config, custom_objects, path)
   kwargs = {}
+  names = contextlib.nullcontext()
   if path.endswith(".keras"):
     kwargs["safe_mode"] = not trust_code
-  with prune_lib.prune_scope():
+    names = _tf_keras_export_names(config)
+  with prune_lib.prune_scope(), names:
     return keras.models.load_model(path, custom_objects=custom_objects,
                                    compile=compile, **kwargs)
+
+
+def _tf_keras_symbol(api_name: str) -> Any:
+  """The tf_keras object behind an exported name like "keras.layers.Dense",
+  or None."""
+  obj = keras
+  for part in api_name.split(".")[1:]:
+    obj = getattr(obj, part, None)
+    if obj is None:
+      return None
+  return obj
+
+
+@contextlib.contextmanager
+def _tf_keras_export_names(config: Dict[str, Any]) -> Iterator[None]:
+  """While loading a `.keras` file, its `keras.*` class names resolve to
+  tf_keras' classes.
+
+  A `.keras` configuration names built-in classes by module ("keras.layers",
+  "Dense"), which tf_keras looks up in TensorFlow's table of exported names.
+  The standalone `keras` package (imported in this process by a
+  dependency) registers the same names for its own classes; a model rebuilt
+  from those mixes two Keras implementations and its reconstruction never
+  ends. For each class the configuration names, the table entry points at
+  tf_keras' class during the load and is restored afterwards.
+  """
+  from tensorflow.python.util import tf_export  # pylint: disable=g-import-not-at-top,g-direct-tensorflow-import
+  table = tf_export._NAME_TO_SYMBOL_MAPPING  # pylint: disable=protected-access
+  saved = {}
+  for obj, _ in _objects(config, True):
+    module = obj.get("module")
+    if not (isinstance(module, str) and (module == "keras"
+                                         or module.startswith("keras."))):
+      continue
+    api_name = f"{module}.{obj['class_name']}"
+    symbol = _tf_keras_symbol(api_name)
+    if symbol is not None and api_name not in saved:
+      saved[api_name] = table.get(api_name)
+      table[api_name] = symbol
+  try:
+    yield
+  finally:
+    for api_name, previous in saved.items():
+      if previous is None:
+        table.pop(api_name, None)
+      else:
+        table[api_name] = previous
