@@ -377,6 +377,15 @@ class ReferenceOutputs:
                       "reference pool")
 
 
+def _check_query_settings(batch_size: int, num_perturbations: int,
+                          epsilon: float) -> None:
+  """The settings `ModelQuery` and `ServedQuery` share, checked."""
+  if batch_size < 1 or num_perturbations < 1 or not epsilon > 0:
+    raise ValueError("batch_size and num_perturbations must be >= 1 and "
+                     f"epsilon > 0, got {batch_size}, {num_perturbations}, "
+                     f"{epsilon}.")
+
+
 class ModelQuery:
   """Queries a logit-output tf_keras model in batches, compiled once.
 
@@ -391,10 +400,7 @@ class ModelQuery:
   def __init__(self, model: keras.Model, batch_size: int = 1024,
                num_perturbations: int = SENSITIVITY_PERTURBATIONS,
                epsilon: float = SENSITIVITY_EPSILON):
-    if batch_size < 1 or num_perturbations < 1 or not epsilon > 0:
-      raise ValueError("batch_size and num_perturbations must be >= 1 and "
-                       f"epsilon > 0, got {batch_size}, {num_perturbations}, "
-                       f"{epsilon}.")
+    _check_query_settings(batch_size, num_perturbations, epsilon)
     self.model = model
     self.batch_size = batch_size
     self.num_perturbations = num_perturbations
@@ -505,10 +511,7 @@ class ServedQuery:
                batch_size: int = 1024,
                num_perturbations: int = SENSITIVITY_PERTURBATIONS,
                epsilon: float = SENSITIVITY_EPSILON):
-    if batch_size < 1 or num_perturbations < 1 or not epsilon > 0:
-      raise ValueError("batch_size and num_perturbations must be >= 1 and "
-                       f"epsilon > 0, got {batch_size}, {num_perturbations}, "
-                       f"{epsilon}.")
+    _check_query_settings(batch_size, num_perturbations, epsilon)
     self.model = model
     self.output_kind = output_kind
     self.batch_size = batch_size

@@ -11,6 +11,7 @@ from wemem_eval import model_training
 from wemem_eval import report as report_lib
 from wemem_eval import run as run_lib
 from wemem_eval import run_test
+import wemem_tf
 from wemem_tf.data import splits as splits_lib
 
 
@@ -60,7 +61,7 @@ def test_ray_run_equals_local_run_even_when_a_worker_is_killed(
 
 
 def test_a_failing_task_fails_with_its_own_error(ray_executor):
-  dataset = __import__("wemem_tf").data.load_dataset("digits")
+  dataset = wemem_tf.data.load_dataset("digits")
   bad = splits_lib.ModelSplit(np.array([5000]), np.array([1]), np.array([2]))
   job = model_training.ModelJob(bad, 0, model_training.ModelRecipe())
   with pytest.raises(ValueError, match=r"^record indices must lie in "
@@ -71,7 +72,6 @@ def test_a_failing_task_fails_with_its_own_error(ray_executor):
 
 
 def test_memorization_chunks_on_ray_give_the_local_scores(ray_executor):
-  wemem_tf = __import__("wemem_tf")
   dataset = wemem_tf.data.load_dataset("digits")
   pool = np.arange(600)
   kwargs = dict(num_models=8, epochs=2, chunk_size=3, seed=4)

@@ -379,35 +379,34 @@ def train_models(dataset: datasets.Dataset, jobs: Sequence[ModelJob],
     return [_train_stages(dataset, j.split, j.seed, j.recipe, store,
                           every_iteration) for j in jobs]
   store = store if store is not None else model_store.MemoryStore()
-  pending, seen = [], set()
-  for job in jobs:
+  if store.kinds is not None:
+    raise ValueError("a remote executor needs a model store that keeps every "
+                     f"kind of model; this one keeps only {store.kinds}.")
+  pending, planned = [], set()  # (job index, args); stage keys sent
+  for index, job in enumerate(jobs):
     pre_key, stage_keys = _stage_keys(dataset, job.split, job.seed,
                                       job.recipe, every_iteration)
-    needed = [k for k in stage_keys if store.caches(k[0])]
-    if (all(store.has(*k) for k in needed) and store.has("pretrained",
-                                                           pre_key)):
+    keys = [("pretrained", pre_key)] + stage_keys
+    if all(store.has(*k) for k in keys) or tuple(keys) in planned:
       continue
-    if (pre_key, tuple(stage_keys)) in seen:
-      continue
-    seen.add((pre_key, tuple(stage_keys)))
-    known = {k: store.entry(*k) for k in [("pretrained", pre_key)] + needed
-             if store.has(*k)}
-    pending.append((job, every_iteration, known))
+    planned.add(tuple(keys))
+    known = {k: store.entry(*k) for k in keys if store.has(*k)}
+    pending.append((index, (job, every_iteration, known)))
   seconds = {}
-  for job_args, (entries, secs) in zip(
-      pending, executor.map(train_remotely, pending, shared=dataset)):
+  results = executor.map(train_remotely, [args for _, args in pending],
+                         shared=dataset)
+  for (index, _), (entries, secs) in zip(pending, results):
     for (kind, key), (weights, facts) in entries.items():
-      if store.caches(kind):
-        store.put(kind, key, weights, facts)
-    seconds[id(job_args[0])] = secs
-  results = []
-  for job in jobs:
+      store.put(kind, key, weights, facts)
+    seconds[index] = secs
+  trained = []
+  for index, job in enumerate(jobs):
     stages = _train_stages(dataset, job.split, job.seed, job.recipe, store,
                            every_iteration)
     for model in stages:
-      model.seconds = seconds.get(id(job), model.seconds)
-    results.append(stages)
-  return results
+      model.seconds = seconds.get(index, model.seconds)
+    trained.append(stages)
+  return trained
 
 
 def train_model(dataset: datasets.Dataset, split: splits_lib.ModelSplit,

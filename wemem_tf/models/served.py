@@ -36,17 +36,18 @@ from wemem_tf.models import files as files_lib
 PROBABILITY_ATOL = 1e-4
 DEFAULT_BATCH_SIZE = 1024
 # Graph ops a served classifier never needs and that touch the file system
-# or run Python; a SavedModel holding one is refused unless trusted.
+# or run Python; a SavedModel holding one is refused unless trusted. (The
+# checkpoint ops SaveV2 / MergeV2Checkpoints are in every SavedModel's saver
+# and are not listed; the ops are collected over the whole file, not only
+# over the serving signature's functions.)
 UNSAFE_OPS = frozenset({
     "ReadFile", "WriteFile", "MatchingFiles", "PyFunc", "PyFuncStateless",
     "EagerPyFunc", "WholeFileReader", "WholeFileReaderV2", "TextLineReader",
     "TextLineReaderV2", "TFRecordReader", "TFRecordReaderV2",
     "TextLineDataset", "TFRecordDataset", "TFRecordDatasetV2",
-    "FixedLengthRecordDataset", "FixedLengthRecordDatasetV2", "SaveV2",
-    "Save", "SaveSlices", "MergeV2Checkpoints", "DebugIdentityV3",
+    "FixedLengthRecordDataset", "FixedLengthRecordDatasetV2", "Save",
+    "SaveSlices", "DebugIdentityV3",
 })
-# Ops of the checkpoint-restoring part of a SavedModel (allowed there only).
-_SAVER_OPS = frozenset({"SaveV2", "MergeV2Checkpoints"})
 
 
 class OutputKind(enum.Enum):
@@ -174,8 +175,8 @@ def tflite_model(content: bytes,
 
 
 def saved_model_ops(path: str) -> set:
-  """Op types of a SavedModel's serving graphs (functions included),
-  without loading it; the checkpoint-saving ops of its saver are left out."""
+  """Op types of a SavedModel's graphs (functions included), without
+  loading it."""
   from tensorflow.core.protobuf import saved_model_pb2  # pylint: disable=g-import-not-at-top
   proto = saved_model_pb2.SavedModel()
   pb_path = os.path.join(path, "saved_model.pb")
@@ -194,7 +195,7 @@ def saved_model_ops(path: str) -> set:
 
 def _saved_model(path: str, trust_code: bool, signature: str,
                  batch_size: int) -> ServedModel:
-  unsafe = sorted((saved_model_ops(path) & UNSAFE_OPS) - _SAVER_OPS)
+  unsafe = sorted(saved_model_ops(path) & UNSAFE_OPS)
   if unsafe and not trust_code:
     raise files_lib.UntrustedModelCode(
         f"the SavedModel {path!r} holds ops that read or write files or run "
