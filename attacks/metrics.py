@@ -10,6 +10,13 @@ threshold t predicts member iff score >= t.
 * ROC, AUC, TPR at a fixed FPR (the largest TPR of a ROC point whose FPR is
   <= the target) and the advantage max |TPR − FPR| (tensorflow-privacy's
   definition) are threshold-free.
+* With n_out non-members the smallest nonzero FPR (the FPR resolution) is
+  1 / n_out. A TPR at an FPR f < 1 / n_out is the TPR at zero false
+  positives, not a rate at f: it is not estimable, and every report of it
+  (`AttackResult.reported_tpr_at_fpr`, the attacks.json row) gives null
+  with the reason instead.
+* 95% intervals of the balanced accuracy, AUC and TPRs at `LOW_FPRS` come
+  from a stratified bootstrap over the victim's records (`attacks.intervals`).
 
 `AttackResult` holds all of them; `to_single_attack_result` and
 `to_attack_results` give tensorflow-privacy `SingleAttackResult` /
@@ -23,6 +30,8 @@ import numpy as np
 from sklearn import metrics as sk_metrics
 from tensorflow_privacy.privacy.privacy_tests import epsilon_lower_bound as elb
 from tensorflow_privacy.privacy.privacy_tests.membership_inference_attack import data_structures as tfp_ds
+
+from attacks import intervals as intervals_lib
 
 LOW_FPRS = (0.001, 0.01)
 
@@ -119,8 +128,33 @@ def roc_curve(member_scores, non_member_scores) -> tfp_ds.RocCurve:
 
 def tpr_at_fpr(roc: tfp_ds.RocCurve, max_fpr: float) -> float:
   """Largest TPR over ROC points with FPR <= max_fpr (0 if none)."""
-  ok = np.asarray(roc.fpr) <= max_fpr + 1e-12
+  ok = np.asarray(roc.fpr) <= max_fpr + intervals_lib.FPR_TOLERANCE
   return float(np.max(np.asarray(roc.tpr)[ok])) if np.any(ok) else 0.0
+
+
+def tpr_key(max_fpr: float) -> str:
+  """The attacks.json key of the TPR at FPR <= max_fpr, e.g.
+  "tpr_at_0.1pct_fpr" for 0.001."""
+  return f"tpr_at_{100 * max_fpr:g}pct_fpr"
+
+
+def fpr_resolution(num_non_members: int) -> float:
+  """The smallest nonzero FPR with this many non-members: 1 / n_out."""
+  return 1.0 / num_non_members
+
+
+def not_estimable_reason(max_fpr: float,
+                         num_non_members: int) -> Optional[str]:
+  """Why the TPR at FPR <= max_fpr is not estimable, or None when it is.
+
+  It is not when max_fpr is below the FPR resolution 1 / num_non_members:
+  then FPR <= max_fpr allows no false positive at all.
+  """
+  if max_fpr * num_non_members >= 1.0 - 1e-9:  # 1e-9: rounding of f · n
+    return None
+  return (f"FPR resolution 1/{num_non_members} = "
+          f"{100 / num_non_members:.3g}% is above {100 * max_fpr:g}%: this "
+          "would be the TPR at zero false positives")
 
 
 def epsilon_lower_bound(member_scores, non_member_scores
@@ -150,12 +184,16 @@ class AttackResult:
     calibration_balanced_accuracy: the same on the attacker's calibration
       data (shadow or reference models).
     auc: ROC AUC on the victim.
-    tpr_at_low_fpr: {0.001: TPR at 0.1% FPR, 0.01: TPR at 1% FPR}.
+    tpr_at_low_fpr: {0.001: TPR at 0.1% FPR, 0.01: TPR at 1% FPR}, raw
+      values even where not estimable (tensorflow-privacy interop); reports
+      use `reported_tpr_at_fpr`.
     advantage: max over thresholds of |TPR − FPR|.
     roc: the ROC as tensorflow-privacy `RocCurve`.
     seconds: wall time of fitting and scoring the attack (shared model
       training not included).
     member_ids, non_member_ids: optional record indices of the scores.
+    intervals: bootstrap intervals over the victim's records, or None when
+      not computed.
   """
   attack: str
   attack_type: SuiteAttackType
@@ -173,11 +211,47 @@ class AttackResult:
   seconds: float
   member_ids: Optional[np.ndarray] = None
   non_member_ids: Optional[np.ndarray] = None
+  intervals: Optional[intervals_lib.Intervals] = None
 
   @property
   def advantage_at_threshold(self) -> float:
     """TPR − FPR at the chosen threshold (= 2 · balanced accuracy − 1)."""
     return self.tpr_at_threshold - self.fpr_at_threshold
+
+  @property
+  def fpr_resolution(self) -> float:
+    """1 / #non-members, the smallest nonzero FPR on the victim."""
+    return fpr_resolution(len(self.non_member_scores))
+
+  @property
+  def tpr_at_zero_fpr(self) -> float:
+    """Share of members scored above every non-member."""
+    return tpr_at_fpr(self.roc, 0.0)
+
+  def not_estimable(self) -> Dict[str, str]:
+    """{attacks.json key: reason} of the TPRs at `LOW_FPRS` that are not
+    estimable from this many non-members."""
+    reasons = {tpr_key(f): not_estimable_reason(
+        f, len(self.non_member_scores)) for f in self.tpr_at_low_fpr}
+    return {key: reason for key, reason in reasons.items() if reason}
+
+  def reported_tpr_at_fpr(self, max_fpr: float) -> Optional[float]:
+    """The TPR at FPR <= max_fpr (a `LOW_FPRS` entry), None where it is not
+    estimable."""
+    if not_estimable_reason(max_fpr, len(self.non_member_scores)):
+      return None
+    return self.tpr_at_low_fpr[max_fpr]
+
+  def _intervals_json(self) -> Optional[Dict[str, Any]]:
+    """{metric key: [low, high] or None where not estimable}."""
+    if self.intervals is None:
+      return None
+    out = {"balanced_accuracy": list(self.intervals.balanced_accuracy),
+           "auc": list(self.intervals.auc)}
+    for f, interval in self.intervals.tpr_at_fpr.items():
+      estimable = self.reported_tpr_at_fpr(f) is not None
+      out[tpr_key(f)] = list(interval) if estimable else None
+    return out
 
   def to_single_attack_result(self) -> tfp_ds.SingleAttackResult:
     """tensorflow-privacy's result for the entire victim dataset."""
@@ -195,13 +269,27 @@ class AttackResult:
         test_indices=self.non_member_ids)
 
   def to_json(self) -> Dict[str, Any]:
-    """The attacks.json row (fractions in [0, 1], seconds)."""
+    """The attacks.json row (fractions in [0, 1], seconds).
+
+    TPRs at FPRs below the FPR resolution are None, with their reason under
+    "not_estimable"; "intervals" holds [low, high] per metric ("confidence"
+    their coverage, "bootstrap_resamples" B), or is None when none were
+    computed.
+    """
     return {
         "attack": self.attack,
         "balanced_accuracy": self.balanced_accuracy,
         "auc": self.auc,
-        "tpr_at_0.1pct_fpr": self.tpr_at_low_fpr[0.001],
-        "tpr_at_1pct_fpr": self.tpr_at_low_fpr[0.01],
+        **{tpr_key(f): self.reported_tpr_at_fpr(f)
+           for f in self.tpr_at_low_fpr},
+        "tpr_at_zero_fpr": self.tpr_at_zero_fpr,
+        "fpr_resolution": self.fpr_resolution,
+        "not_estimable": self.not_estimable(),
+        "intervals": self._intervals_json(),
+        "confidence": (None if self.intervals is None
+                       else self.intervals.confidence),
+        "bootstrap_resamples": (0 if self.intervals is None
+                                else self.intervals.num_resamples),
         "advantage": self.advantage,
         "advantage_at_threshold": self.advantage_at_threshold,
         "threshold": self.threshold,
@@ -218,8 +306,15 @@ def evaluate(attack: str, member_scores, non_member_scores, threshold: float,
              calibration_balanced_accuracy: float = float("nan"),
              seconds: float = 0.0,
              attack_type: Optional[SuiteAttackType] = None,
-             member_ids=None, non_member_ids=None) -> AttackResult:
-  """Every metric of an attack's victim scores at a given threshold."""
+             member_ids=None, non_member_ids=None,
+             bootstrap_resamples: int = intervals_lib.NUM_RESAMPLES,
+             bootstrap_seed: int = 0) -> AttackResult:
+  """Every metric of an attack's victim scores at a given threshold.
+
+  With bootstrap_resamples > 0 the result also holds 95% bootstrap
+  intervals over the victim's records (`attacks.intervals`, seeded by
+  bootstrap_seed: the same scores always give the same intervals).
+  """
   pos, neg = _check_scores(member_scores, non_member_scores)
   if not np.isfinite(threshold):
     raise ValueError(f"threshold must be finite, got {threshold}.")
@@ -238,7 +333,10 @@ def evaluate(attack: str, member_scores, non_member_scores, threshold: float,
       tpr_at_low_fpr={f: tpr_at_fpr(roc, f) for f in LOW_FPRS},
       advantage=float(roc.get_attacker_advantage()), roc=roc,
       seconds=float(seconds), member_ids=member_ids,
-      non_member_ids=non_member_ids)
+      non_member_ids=non_member_ids,
+      intervals=intervals_lib.bootstrap_intervals(
+          pos, neg, threshold, LOW_FPRS, bootstrap_resamples,
+          seed=bootstrap_seed) if bootstrap_resamples > 0 else None)
 
 
 def to_attack_results(results: Sequence[AttackResult],

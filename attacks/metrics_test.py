@@ -116,7 +116,9 @@ def test_tensorflow_privacy_round_trip():
                                              accuracy_test=0.6, epoch_num=1))
   assert "MENTR" in results.summary()
   row = result.to_json()
-  assert row["tpr_at_0.1pct_fpr"] == result.tpr_at_low_fpr[0.001]
+  # 80 non-members: FPR <= 0.1% and <= 1% both allow no false positive.
+  assert row["tpr_at_0.1pct_fpr"] is None and row["tpr_at_1pct_fpr"] is None
+  assert row["tpr_at_zero_fpr"] == result.tpr_at_low_fpr[0.001]
   assert row["num_members"] == 120 and row["num_non_members"] == 80
 
 
@@ -136,3 +138,56 @@ def test_privacy_report_plot_accepts_suite_results():
   assert fig is not None
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
   plt.close(fig)
+
+
+def test_tpr_below_the_fpr_resolution_is_not_estimable():
+  rng = np.random.default_rng(4)
+  pos, neg = rng.normal(2, 1, 300), rng.normal(0, 1, 100)
+  result = metrics.evaluate("x", pos, neg, threshold=1.0)
+  row = result.to_json()
+  assert row["fpr_resolution"] == 0.01
+  assert row["tpr_at_0.1pct_fpr"] is None
+  assert row["not_estimable"] == {"tpr_at_0.1pct_fpr": (
+      "FPR resolution 1/100 = 1% is above 0.1%: this would be the TPR at "
+      "zero false positives")}
+  assert row["intervals"]["tpr_at_0.1pct_fpr"] is None
+  # 1% = one false positive in 100: estimable.
+  assert row["tpr_at_1pct_fpr"] == brute_force_tpr_at_fpr(pos, neg, 0.01)
+  low, high = row["intervals"]["tpr_at_1pct_fpr"]
+  assert low <= row["tpr_at_1pct_fpr"] <= high
+  # What the not-estimable rate would have said: the TPR at zero false
+  # positives, which is reported as such.
+  assert row["tpr_at_zero_fpr"] == np.mean(pos > neg.max())
+  assert result.tpr_at_low_fpr[0.001] == row["tpr_at_zero_fpr"]
+  assert result.reported_tpr_at_fpr(0.001) is None
+
+
+def test_reason_names_the_resolution():
+  assert metrics.not_estimable_reason(0.001, 463) == (
+      "FPR resolution 1/463 = 0.216% is above 0.1%: this would be the TPR "
+      "at zero false positives")
+  assert metrics.not_estimable_reason(0.001, 1000) is None
+  assert metrics.not_estimable_reason(0.01, 463) is None
+  assert metrics.tpr_key(0.001) == "tpr_at_0.1pct_fpr"
+  assert metrics.tpr_key(0.01) == "tpr_at_1pct_fpr"
+
+
+def test_row_carries_intervals_of_every_metric():
+  rng = np.random.default_rng(6)
+  pos, neg = rng.normal(0.5, 1, 1500), rng.normal(0, 1, 1200)
+  result = metrics.evaluate("x", pos, neg, threshold=0.25)
+  row = result.to_json()
+  assert row["not_estimable"] == {}
+  assert row["confidence"] == 0.95 and row["bootstrap_resamples"] == 1000
+  assert set(row["intervals"]) == {"balanced_accuracy", "auc",
+                                   "tpr_at_0.1pct_fpr", "tpr_at_1pct_fpr"}
+  for key, (low, high) in row["intervals"].items():
+    assert low <= row[key] <= high, key
+  # About ±1.96 standard errors: the AUC's is about 0.011 here.
+  low, high = row["intervals"]["auc"]
+  assert 0.03 < high - low < 0.06
+  # Deterministic, and optional.
+  assert metrics.evaluate("x", pos, neg, 0.25).to_json()["intervals"] == (
+      row["intervals"])
+  bare = metrics.evaluate("x", pos, neg, 0.25, bootstrap_resamples=0)
+  assert bare.to_json()["intervals"] is None

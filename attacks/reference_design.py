@@ -15,7 +15,7 @@ This module only plans which records each reference model trains on
 """
 
 import dataclasses
-from typing import Tuple
+from typing import Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -26,6 +26,13 @@ def target_records(splits: splits_lib.Splits) -> np.ndarray:
   """The records the attacker queries: the victim's training and test
   records as one sorted set (which are members is not part of it)."""
   return np.union1d(splits.victim.train, splits.victim.test).astype(np.int64)
+
+
+def pooled_records(targets: Sequence[splits_lib.ModelSplit]) -> np.ndarray:
+  """The records a pooled audit queries: every target's training and test
+  records as one sorted set."""
+  return np.unique(np.concatenate(
+      [np.concatenate([t.train, t.test]) for t in targets])).astype(np.int64)
 
 
 def attacker_heldout(splits: splits_lib.Splits) -> np.ndarray:
@@ -150,15 +157,22 @@ def matched_inclusion(target_train_size: int, pool_size: int,
     num_models += 2
 
 
-def matched_design(splits: splits_lib.Splits, min_out: int = 2
+def matched_design(splits: splits_lib.Splits, min_out: int = 2,
+                   targets: Optional[np.ndarray] = None
                    ) -> Tuple[float, int]:
-  """`matched_inclusion` for the victim of `splits` and its LiRA pool."""
-  pool = np.union1d(target_records(splits), splits.shadow_pool).size
+  """`matched_inclusion` for the victim of `splits` and its LiRA pool
+  (`targets`: the queried records, default `target_records(splits)`)."""
+  targets = target_records(splits) if targets is None else targets
+  pool = np.union1d(targets, splits.shadow_pool).size
   return matched_inclusion(splits.victim.train.size, pool, min_out=min_out)
 
 
 def plan_for(splits: splits_lib.Splits, num_models: int,
-             seed: int, inclusion: float = 0.5) -> ReferencePlan:
-  """`random_halves` for the victim's targets and the attacker's records."""
-  return random_halves(target_records(splits), splits.shadow_pool,
-                       attacker_heldout(splits), num_models, seed, inclusion)
+             seed: int, inclusion: float = 0.5,
+             targets: Optional[np.ndarray] = None) -> ReferencePlan:
+  """`random_halves` for the victim's targets (or the queried records
+  `targets`, e.g. several victims' in a pooled audit) and the attacker's
+  records."""
+  targets = target_records(splits) if targets is None else targets
+  return random_halves(targets, splits.shadow_pool, attacker_heldout(splits),
+                       num_models, seed, inclusion)

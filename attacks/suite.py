@@ -1,15 +1,19 @@
-"""Runs attacks on one victim and collects their results.
+"""Runs attacks on one victim (or several, pooled) and collects their results.
 
 `run_attack` fits an attack on the attacker's data, takes the threshold from
 its calibration (attacker's models only), scores the victim's target records
 (shuffled, unlabelled) and only then compares the scores with the victim's
-membership to compute the metrics.
+membership to compute the metrics. Given several targets (victims trained by
+the same pipeline on other member sets, a pooled audit), the attack is
+fitted once, scores each target's records with that target's own outputs,
+and the metrics are computed on all their scores together, so that a TPR at
+a low FPR has enough non-member observations to be estimable.
 """
 
 import dataclasses
 import logging
 import time
-from typing import Any, Dict, List, Optional, Sequence, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 from tensorflow_privacy.privacy.privacy_tests.membership_inference_attack import data_structures as tfp_ds
@@ -19,21 +23,22 @@ from attacks import metrics as metrics_lib
 from attacks import registry
 
 AttackSpec = Union[str, base.Attack]
+Targets = Union[base.TargetData, Sequence[base.TargetData]]
 
 
-def run_attack(attack: base.Attack, attacker: base.AttackerData,
-               target: base.TargetData, seed: int = 0
-               ) -> metrics_lib.AttackResult:
-  """Fits `attack` on `attacker`, evaluates it on `target`.
+def _as_targets(target: Targets) -> List[base.TargetData]:
+  targets = ([target] if isinstance(target, base.TargetData)
+             else list(target))
+  if not targets:
+    raise ValueError("need at least one target (victim) to attack.")
+  return targets
 
-  Raises:
-    ValueError: the data lacks what the attack needs, or is malformed.
-  """
-  start = time.perf_counter()
+
+def _scored(attack: base.Attack, target: base.TargetData, seed: int
+            ) -> Tuple[np.ndarray, np.ndarray, Optional[np.ndarray]]:
+  """(scores, is_member, record ids or None) of one target's records, the
+  fitted `attack` scoring them unlabelled in a seeded random order."""
   query, is_member = target.query(seed)
-  attack.check(attacker, query)
-  calibration = attack.fit(attacker)
-  choice = calibration.choose()
   scores = np.asarray(attack.score(query), np.float64)
   if scores.shape != (len(is_member),):
     raise ValueError(f"attack {attack.name!r} returned scores of shape "
@@ -41,8 +46,32 @@ def run_attack(attack: base.Attack, attacker: base.AttackerData,
   if not np.all(np.isfinite(scores)):
     raise ValueError(f"attack {attack.name!r} produced NaN or infinite "
                      "scores.")
+  return scores, is_member, query.records.record_ids
+
+
+def run_attack(attack: base.Attack, attacker: base.AttackerData,
+               target: Targets, seed: int = 0) -> metrics_lib.AttackResult:
+  """Fits `attack` on `attacker`, evaluates it on `target`.
+
+  `target` is one victim's `TargetData` or a sequence of them (a pooled
+  audit: target t is queried with seed `seed + t`, and member and
+  non-member scores of all targets are pooled; one target is the plain
+  case).
+
+  Raises:
+    ValueError: the data lacks what the attack needs, or is malformed.
+  """
+  start = time.perf_counter()
+  targets = _as_targets(target)
+  attack.check(attacker, targets[0].query(seed)[0])
+  calibration = attack.fit(attacker)
+  choice = calibration.choose()
+  scored = [_scored(attack, t, seed + i) for i, t in enumerate(targets)]
+  scores = np.concatenate([s for s, _, _ in scored])
+  is_member = np.concatenate([m for _, m, _ in scored])
+  ids = (None if any(i is None for _, _, i in scored)
+         else np.concatenate([i for _, _, i in scored]))
   seconds = time.perf_counter() - start
-  ids = query.records.record_ids
   return metrics_lib.evaluate(
       attack.name, scores[is_member], scores[~is_member], choice.threshold,
       choice.balanced_accuracy, seconds, attack.attack_type,
@@ -73,24 +102,30 @@ class SuiteResult:
     return {r.attack: r for r in self.results}
 
   def table(self) -> str:
-    """A plain-text table of the headline metrics (percent)."""
+    """A plain-text table of the headline metrics (percent; "n/a" for a
+    TPR at an FPR below the FPR resolution, see `metrics`)."""
     lines = [f"{'attack':<13}{'bal.acc':>8}{'AUC':>7}{'TPR@0.1%':>10}"
              f"{'TPR@1%':>8}{'adv':>7}{'sec':>7}"]
     for r in self.results:
       lines.append(
           f"{r.attack:<13}{100 * r.balanced_accuracy:8.1f}{100 * r.auc:7.1f}"
-          f"{100 * r.tpr_at_low_fpr[0.001]:10.2f}"
-          f"{100 * r.tpr_at_low_fpr[0.01]:8.2f}{100 * r.advantage:7.1f}"
-          f"{r.seconds:7.1f}")
+          f"{_tpr_cell(r, 0.001):>10}{_tpr_cell(r, 0.01):>8}"
+          f"{100 * r.advantage:7.1f}{r.seconds:7.1f}")
     return "\n".join(lines)
 
 
+def _tpr_cell(result: metrics_lib.AttackResult, max_fpr: float) -> str:
+  tpr = result.reported_tpr_at_fpr(max_fpr)
+  return "n/a" if tpr is None else f"{100 * tpr:.2f}"
+
+
 def run_attacks(attacks: Sequence[AttackSpec], attacker: base.AttackerData,
-                target: base.TargetData,
+                target: Targets,
                 options: base.AttackOptions = base.AttackOptions(),
                 metadata: Optional[tfp_ds.PrivacyReportMetadata] = None
                 ) -> SuiteResult:
-  """Runs each attack (registry name or `Attack`) on the same data."""
+  """Runs each attack (registry name or `Attack`) on the same data (one
+  target, or several pooled: `run_attack`)."""
   results = []
   for spec in attacks:
     attack = registry.make_attack(spec, options) if isinstance(spec, str) \

@@ -77,10 +77,16 @@ def test_results_work_in_tensorflow_privacy(memorizing):
   rows = results.rows()
   assert [r["attack"] for r in rows] == registry.attack_names()
   for row in rows:
-    for key in ("balanced_accuracy", "auc", "tpr_at_0.1pct_fpr",
-                "tpr_at_1pct_fpr", "advantage", "seconds"):
+    for key in ("balanced_accuracy", "auc", "tpr_at_1pct_fpr",
+                "tpr_at_zero_fpr", "advantage", "seconds"):
       assert np.isfinite(row[key]), (row["attack"], key)
-  assert "conf" in results.table()
+    # 300 non-members: an FPR of 0.1% is below the resolution 1/300.
+    assert row["tpr_at_0.1pct_fpr"] is None, row["attack"]
+    assert "1/300" in row["not_estimable"]["tpr_at_0.1pct_fpr"]
+    low, high = row["intervals"]["auc"]
+    assert low <= row["auc"] <= high, row["attack"]
+  table = results.table()
+  assert "conf" in table and "n/a" in table
 
 
 def test_attacks_never_see_victim_labels_order(memorizing):
@@ -106,3 +112,24 @@ def test_missing_inputs_are_reported():
                                   setup.target.non_members)
   with pytest.raises(ValueError, match="population"):
     suite.run_attacks(["rmia"], setup.attacker, no_population, FAST)
+
+
+def test_pooling_copies_of_one_victim_gives_its_metrics(memorizing):
+  """A pooled audit of N copies of the same victim has the victim's own
+  metrics (the pooled ROC is the victim's ROC); only the counts grow."""
+  setup, single = memorizing
+  names = ["conf", "mentr", "lira_online", "rmia", "gap"]
+  pooled = suite.run_attacks(names, setup.attacker, [setup.target] * 3,
+                             FAST)
+  for name in names:
+    one, three = single.by_name()[name], pooled.by_name()[name]
+    assert len(three.member_scores) == 3 * len(one.member_scores)
+    assert len(three.non_member_scores) == 3 * len(one.non_member_scores)
+    assert three.auc == pytest.approx(one.auc, abs=1e-12), name
+    assert three.balanced_accuracy == pytest.approx(one.balanced_accuracy,
+                                                    abs=1e-12), name
+    for f, tpr in one.tpr_at_low_fpr.items():
+      assert three.tpr_at_low_fpr[f] == pytest.approx(tpr, abs=1e-12), name
+    assert three.threshold == one.threshold
+  with pytest.raises(ValueError, match="at least one target"):
+    suite.run_attacks(["conf"], setup.attacker, [], FAST)

@@ -5,7 +5,8 @@
       --target=pruned --output_dir=OUT --seed=0
 
 writes OUT/attacks.json (one row per attack: attack, balanced_accuracy, auc,
-tpr_at_0.1pct_fpr, tpr_at_1pct_fpr, advantage, seconds, ...; plus
+tpr_at_0.1pct_fpr, tpr_at_1pct_fpr, advantage, seconds, intervals,
+not_estimable, ... as README "Output files" lists; plus
 victim_test_accuracy), OUT/attacks_roc.png (log-log ROC curves) and
 OUT/attack_scores.npz (raw scores).
 
@@ -46,6 +47,13 @@ ADAPTIVE = flags.DEFINE_boolean(
 TARGET = flags.DEFINE_enum(
     "target", "pruned", list(model_training.TARGETS), "Attack the iteratively "
     "pruned model or the pre-trained dense one (shadows then stay unpruned).")
+NUM_TARGETS = flags.DEFINE_integer(
+    "num_targets", 1, "Victims attacked and pooled (a pooled audit, "
+    "docs/method.md §7): the protocol's victim and num_targets - 1 more "
+    "trained by the same pipeline on other draws of the victim pool; each "
+    "attack is fitted once and its scores on all of them are pooled, so "
+    "TPRs at low FPRs become estimable. 1: the victim alone.",
+    lower_bound=1)
 NUM_REFERENCE_MODELS = flags.DEFINE_integer(
     "num_reference_models", 0, "Random-halves reference models for LiRA and "
     "RMIA (0: max(4, num_shadows rounded up to even)).")
@@ -122,7 +130,9 @@ def config_from_flags(defense=None, architecture=None
       reference_inclusion=reference_inclusion(),
       adaptive=ADAPTIVE.value,
       seed=common_flags.SEED.value,
-      options=attack_options())
+      options=attack_options(),
+      split=flag_utils.split_config(),
+      num_targets=NUM_TARGETS.value)
 
 
 def validate_flags() -> None:
@@ -140,23 +150,22 @@ def main(argv) -> int:
   seed = common_flags.SEED.value
   output_dir = common_flags.OUTPUT_DIR.value or os.path.join(
       "runs", dataset.name, f"attacks_{TARGET.value}")
-  os.makedirs(output_dir, exist_ok=True)
-  wemem_tf.run_manifest.write_manifest(
-      output_dir, seed, flag_utils.flag_values(), dataset.fingerprint,
-      flag_utils.command_line(), name="attack_manifest.json")
-  defense = defense_flags.defense_from_flags(dataset, seed, architecture,
-                                             output_dir)
-  config = config_from_flags(defense, architecture)
-  store = (model_store.ModelStore(MODEL_STORE_DIR.value)
-           if MODEL_STORE_DIR.value else None)
-  with executor_flags.executor_from_flags() as executor:
-    if PER_ITERATION.value:
-      result = _run_per_iteration(dataset, config, store, output_dir,
-                                  executor)
-    else:
-      result = experiment.run_experiment(dataset, config, store,
-                                         executor=executor)
-  paths = experiment.write_artifacts(result, output_dir)
+  with flag_utils.transaction(dataset, output_dir, seed,
+                              "attack_manifest.json") as stage:
+    defense = defense_flags.defense_from_flags(dataset, seed, architecture,
+                                               output_dir)
+    config = config_from_flags(defense, architecture)
+    store = (model_store.ModelStore(MODEL_STORE_DIR.value)
+             if MODEL_STORE_DIR.value else None)
+    with executor_flags.executor_from_flags() as executor:
+      if PER_ITERATION.value:
+        result = _run_per_iteration(dataset, config, store, stage,
+                                    output_dir, executor)
+      else:
+        result = experiment.run_experiment(dataset, config, store,
+                                           executor=executor)
+    paths = flag_utils.published(
+        experiment.write_artifacts(result, stage), stage, output_dir)
   logging.info("wrote %s", paths)
   print(f"victim test accuracy {100 * result.victim.test_accuracy:.2f}% "
         f"({config.recipe.target}); total {result.timing['total']:.1f} s")
@@ -166,9 +175,10 @@ def main(argv) -> int:
 
 
 def _run_per_iteration(dataset, config: experiment.ExperimentConfig,
-                       store, output_dir: str,
+                       store, stage: str, output_dir: str,
                        executor=None) -> experiment.ExperimentResult:
-  """Attacks after every iteration; writes iterations.json and the plot.
+  """Attacks after every iteration; writes iterations.json and the plot
+  into `stage` (published to `output_dir`).
 
   Returns:
     The last iteration as an `ExperimentResult`.
@@ -178,10 +188,10 @@ def _run_per_iteration(dataset, config: experiment.ExperimentConfig,
   result = iterations.run_per_iteration(dataset, config, store, executor)
   doc = result.to_json()
   json_path = iterations.write_iterations_json(
-      result, os.path.join(output_dir, "iterations.json"))
+      result, os.path.join(stage, "iterations.json"))
   label = ("base" if defense_flags.DEFENSE.value == "none"
            else defense_flags.DEFENSE.value)
-  plot_path = os.path.join(output_dir, "plots", "attack_per_iteration.png")
+  plot_path = os.path.join(stage, "plots", "attack_per_iteration.png")
   plotting.plot_attack_per_iteration(
       {label: doc}, plot_path,
       title=f"{dataset.name}, {label}: best adaptive attack per iteration")
@@ -191,7 +201,9 @@ def _run_per_iteration(dataset, config: experiment.ExperimentConfig,
     print(f"{it['iteration']:>9}  {it['target_sparsity']:8.2f}  "
           f"{100 * it['victim_test_accuracy']:8.2f}  {best['attack']} "
           f"({100 * best['balanced_accuracy']:.2f})")
-  print(f"wrote {json_path}, {plot_path}")
+  shown = flag_utils.published({"json": json_path, "plot": plot_path}, stage,
+                               output_dir)
+  print(f"wrote {shown['json']}, {shown['plot']}")
   return result.final_experiment()
 
 

@@ -60,27 +60,30 @@ def main(argv) -> int:
   if not MEMBERS.value:
     raise ValueError(f"--members is required: {audit.MEMBERSHIP_FORMAT}.")
   attack_cmd.validate_flags()
+  if attack_cmd.NUM_TARGETS.value != 1:
+    raise ValueError("--num_targets pools victims that wemem attack / run "
+                     "train themselves; an audit attacks the one --model.")
   dataset = flag_utils.load_dataset()
   membership = audit.load_membership(MEMBERS.value, dataset)
   model = served.load_served_model(
       cf.MODEL.value, trust_code=model_files.TRUST_MODEL_CODE.value)
   seed = cf.SEED.value
   output_dir = flag_utils.output_dir(dataset.name)
-  wemem_tf.run_manifest.write_manifest(
-      output_dir, seed, flag_utils.flag_values(), dataset.fingerprint,
-      flag_utils.command_line(), name="audit_manifest.json")
-  defense = defense_flags.defense_from_flags(
-      dataset, seed, flag_utils.architecture(dataset), output_dir)
-  config = attack_cmd.config_from_flags(defense)
-  store = (model_store.ModelStore(attack_cmd.MODEL_STORE_DIR.value)
-           if attack_cmd.MODEL_STORE_DIR.value else None)
-  with executor_flags.executor_from_flags() as executor:
-    result = audit.run_audit(dataset, model, membership, config, store,
-                             _output_kind(), executor=executor)
-  paths = experiment.write_artifacts(result, output_dir)
-  paths["md"] = os.path.join(output_dir, "audit.md")
-  wemem_tf.io_utils.atomic_write_bytes(paths["md"],
-                                       audit.markdown(result).encode())
+  with flag_utils.transaction(dataset, output_dir, seed,
+                              "audit_manifest.json") as stage:
+    defense = defense_flags.defense_from_flags(
+        dataset, seed, flag_utils.architecture(dataset), output_dir)
+    config = attack_cmd.config_from_flags(defense)
+    store = (model_store.ModelStore(attack_cmd.MODEL_STORE_DIR.value)
+             if attack_cmd.MODEL_STORE_DIR.value else None)
+    with executor_flags.executor_from_flags() as executor:
+      result = audit.run_audit(dataset, model, membership, config, store,
+                               _output_kind(), executor=executor)
+    paths = experiment.write_artifacts(result, stage)
+    paths["md"] = os.path.join(stage, "audit.md")
+    wemem_tf.io_utils.atomic_write_bytes(paths["md"],
+                                         audit.markdown(result).encode())
+    paths = flag_utils.published(paths, stage, output_dir)
   print(audit.markdown(result))
   print(f"wrote {paths['json']}, {paths['roc']}, {paths['scores']}, "
         f"{paths['md']}")

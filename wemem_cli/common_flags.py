@@ -59,3 +59,8 @@ LEARNING_RATE = flags.DEFINE_float("learning_rate", 1e-3, "Adam learning rate.")
 WEIGHT_DECAY = flags.DEFINE_float("weight_decay", 5e-4, "L2 weight decay.")
 BATCH_SIZE = flags.DEFINE_integer("batch_size", 128, "Training batch size.")
 NUM_SHADOWS = flags.DEFINE_integer("num_shadows", 5, "Shadow models.")
+SPLIT = flags.DEFINE_enum(
+    "split", "stratified", ["stratified", "unstratified"], "How the data "
+    "protocol cuts records (docs/method.md §2): stratified = every cut keeps "
+    "each class's share (ours; class-aware attacks are otherwise biased by "
+    "the split); unstratified = the authors' random cuts.")

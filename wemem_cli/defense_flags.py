@@ -100,10 +100,11 @@ def flag_lines(name: str, settings: dict) -> list:
 
 def scores_for(dataset: wemem_tf.data.Dataset, seed: int,
                architecture: wemem_tf.models.ArchitectureLike,
-               cache_dir: str, path: Optional[str] = None
-               ) -> memorization.MemScores:
+               cache_dir: str, path: Optional[str] = None,
+               executor=None) -> memorization.MemScores:
   """Scores from `path` (checked against the dataset), else the cached
-  on-the-fly estimate over every record (`memorization.cached_estimate`)."""
+  on-the-fly estimate over every record (`memorization.cached_estimate`;
+  a remote `executor` trains its chunks)."""
   if path:
     return memorization.MemScores.load(path, fingerprint=dataset.fingerprint)
   logging.info("memorization scores: %d models x %d epochs on %d records "
@@ -111,7 +112,8 @@ def scores_for(dataset: wemem_tf.data.Dataset, seed: int,
                len(dataset), cache_dir)
   return memorization.cached_estimate(
       dataset, cache_dir, seed, architecture,
-      num_models=MEMSCORE_MODELS.value, epochs=MEMSCORE_EPOCHS.value)
+      num_models=MEMSCORE_MODELS.value, epochs=MEMSCORE_EPOCHS.value,
+      executor=executor)
 
 
 def build_defense(name: str, dataset_name: str, scores_fn=None,

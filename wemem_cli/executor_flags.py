@@ -1,5 +1,5 @@
 """Flags of where model trainings run (`wemem_eval.executor`): run, attack,
-audit."""
+audit, memscore, tune."""
 
 import contextlib
 from typing import Iterator

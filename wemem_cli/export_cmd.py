@@ -69,8 +69,7 @@ def main(argv) -> None:
   if _dataset_given():
     dataset = flag_utils.load_dataset()
     model_files.check_data_shapes(stripped, dataset, "--model")
-    test = wemem_tf.data.splits_for(dataset, cf.SEED.value,
-                                    num_shadows=0).victim.test
+    test = flag_utils.victim_splits(dataset, cf.SEED.value).victim.test
     inputs, labels = dataset.take(test)
     checked_on = f"{len(test)} {dataset.name} victim test records (seed " \
                  f"{cf.SEED.value})"

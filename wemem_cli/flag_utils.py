@@ -99,15 +99,17 @@ def command_line() -> str:
   return " ".join(sys.argv)
 
 
-def write_victim_run(dataset: wemem_tf.data.Dataset, out: str,
-                     seed: int) -> wemem_tf.data.Splits:
-  """Writes a victim command's manifest.json and splits.npz into `out`;
-  returns the splits (no shadows: the victim's split protocol)."""
-  wemem_tf.run_manifest.write_manifest(out, seed, flag_values(),
-                                       dataset.fingerprint, command_line())
-  splits = wemem_tf.data.splits_for(dataset, seed, num_shadows=0)
-  splits.save(os.path.join(out, "splits.npz"))
-  return splits
+
+def split_config() -> wemem_tf.data.SplitConfig:
+  """The split protocol --split names."""
+  return wemem_tf.data.SplitConfig(stratified=cf.SPLIT.value == "stratified")
+
+
+def victim_splits(dataset: wemem_tf.data.Dataset, seed: int
+                  ) -> wemem_tf.data.Splits:
+  """The protocol's splits without shadows (a victim's), as --split cuts."""
+  return wemem_tf.data.splits_for(dataset, seed, num_shadows=0,
+                                  config=split_config())
 
 
 def model_metadata(dataset: wemem_tf.data.Dataset, seed: int,
@@ -131,7 +133,7 @@ def check_pretrained(path: str, dataset: wemem_tf.data.Dataset, seed: int
                     "check that it trained on this split's training records "
                     "only.", path)
     return
-  splits = wemem_tf.data.splits_for(dataset, seed, num_shadows=0)
+  splits = victim_splits(dataset, seed)
   want = model_metadata(dataset, seed, splits)
   for key, what in (("data_fingerprint", "data"), ("seed", "--seed"),
                     ("train_digest", "training records")):
@@ -144,18 +146,39 @@ def check_pretrained(path: str, dataset: wemem_tf.data.Dataset, seed: int
 
 
 @contextlib.contextmanager
-def victim_run(dataset: wemem_tf.data.Dataset, out: str, seed: int
-               ) -> Iterator[Tuple[str, wemem_tf.data.Splits]]:
-  """Claims `out` for a command that trains the victim: locks it, refuses
-  another seed's or dataset's run there (unless --overwrite), and stages
-  every write; yields (staging folder, splits), whose manifest.json and
-  splits.npz are written. `out`'s files change only if the block
-  succeeds."""
+def transaction(dataset: wemem_tf.data.Dataset, out: str, seed: int,
+                manifest: str = "manifest.json") -> Iterator[str]:
+  """Claims `out` for a command: refuses another seed's or dataset's run
+  there (its `manifest` file; unless --overwrite), locks it and stages
+  every write; yields the staging folder, with `manifest` written. `out`'s
+  files change only if the block succeeds."""
   wemem_tf.run_manifest.check_reuse(out, seed, dataset.fingerprint,
-                                    cf.OVERWRITE.value)
+                                    cf.OVERWRITE.value, name=manifest)
   with wemem_tf.run_manifest.RunLock(out):
     with wemem_tf.run_manifest.staged(out) as stage:
-      yield stage, write_victim_run(dataset, stage, seed)
+      wemem_tf.run_manifest.write_manifest(
+          stage, seed, flag_values(), dataset.fingerprint, command_line(),
+          name=manifest)
+      yield stage
+
+
+@contextlib.contextmanager
+def victim_run(dataset: wemem_tf.data.Dataset, out: str, seed: int
+               ) -> Iterator[Tuple[str, wemem_tf.data.Splits]]:
+  """A `transaction` for a command that trains the victim; yields
+  (staging folder, splits), with manifest.json and splits.npz (no shadows:
+  the victim's split protocol) written."""
+  with transaction(dataset, out, seed) as stage:
+    splits = victim_splits(dataset, seed)
+    splits.save(os.path.join(stage, "splits.npz"))
+    yield stage, splits
+
+
+def published(paths: Dict[str, str], stage: str, out: str) -> Dict[str, str]:
+  """`paths` of files written in a `transaction`'s staging folder `stage`,
+  as they are in `out` once published."""
+  return {k: os.path.join(out, os.path.relpath(v, stage))
+          for k, v in paths.items()}
 
 
 def check_finite(model, what: str) -> None:

@@ -2,6 +2,7 @@
 that names the file or flag and the fix, prints no traceback, and leaves a
 finished run's files byte-identical."""
 
+import errno
 import hashlib
 import json
 import os
@@ -28,6 +29,15 @@ def _fails(capsys, *args, message):
   assert message in err, err
   assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
   return err
+
+
+def _held(tmp_path):
+  """A directory locked by a live process (this test's parent)."""
+  held = tmp_path / "held"
+  held.mkdir()
+  (held / run_manifest.LOCK_NAME).write_text(json.dumps(
+      {"pid": os.getppid(), "host": os.uname().nodename}))
+  return held
 
 
 @pytest.fixture(scope="module")
@@ -74,11 +84,8 @@ def test_bad_output_dirs_and_a_held_lock(capsys, tmp_path):
   a_file.write_text("x")
   _fails(capsys, "pretrain", "--dataset=digits", f"--output_dir={a_file}",
          message="is a file, not a directory")
-  held = tmp_path / "held"
-  held.mkdir()
-  (held / run_manifest.LOCK_NAME).write_text(json.dumps(
-      {"pid": os.getppid(), "host": os.uname().nodename}))
-  _fails(capsys, "pretrain", "--dataset=digits", f"--output_dir={held}",
+  _fails(capsys, "pretrain", "--dataset=digits",
+         f"--output_dir={_held(tmp_path)}",
          message=f"another wemem command (pid {os.getppid()})")
   # An invalid flag leaves no half-made output directory.
   _fails(capsys, "pretrain", "--dataset=npz:/nowhere/x.npz",
@@ -114,3 +121,41 @@ def test_score_metadata_errors_name_the_file(tmp_path, meta):
   with pytest.raises(ValueError, match="scores.npz.*metadata .* "
                      "unreadable"):
     scores_lib.MemScores.load(path)
+
+
+def test_attack_and_audit_directories_are_claimed(finished, capsys,
+                                                  tmp_path):
+  _fails(capsys, "attack", "--dataset=digits",
+         f"--output_dir={_held(tmp_path)}",
+         message=f"another wemem command (pid {os.getppid()})")
+  other = tmp_path / "other"
+  other.mkdir()
+  (other / "audit_manifest.json").write_text(json.dumps(
+      {"seed": 0, "data_fingerprint": "0" * 64}))
+  _fails(capsys, "audit", "--dataset=digits", "--seed=3",
+         f"--model={finished / 'model.h5'}",
+         f"--members={finished / 'splits.npz'}", f"--output_dir={other}",
+         message="holds a run of seed 0")
+  assert sorted(os.listdir(other)) == ["audit_manifest.json"]
+
+
+@pytest.mark.parametrize("code,words", [
+    (errno.ENOSPC, "No space left on device"),
+    (errno.EROFS, "Read-only file system")])
+def test_a_full_or_read_only_disk_is_one_line_and_harms_nothing(
+    finished, capsys, monkeypatch, code, words):
+  """The disk refuses the writes of a rerun into a finished run: exit 1,
+  one line naming the file and the fix, the finished files unchanged."""
+  before = _digests(finished)
+
+  def refuse(_):
+    raise OSError(code, os.strerror(code))
+  monkeypatch.setattr(os, "fsync", refuse)
+  status = cli_testing.run_cli("prune", *TINY, f"--output_dir={finished}")
+  monkeypatch.undo()
+  err = capsys.readouterr().err
+  assert status == 1, err
+  assert words in err and "--output_dir" in err and ".staging-" in err, err
+  assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+  assert _digests(finished) == before
+  assert not [n for n in os.listdir(finished.parent) if "staging" in n]

@@ -4,9 +4,11 @@ Every subcommand module defines its own flags (shared ones live in
 `common_flags`) and a `main(argv)` function.
 """
 
+import errno
 import importlib
 import os
 import sys
+from typing import Optional
 import warnings
 
 # A quiet start: TensorFlow's C++ logging (cuDNN/cuFFT/cuBLAS registration
@@ -59,6 +61,40 @@ def _main(argv):
     # Bad input: the message says what to fix; no traceback.
     print(f"wemem {argv[1]}: error: {e}", file=sys.stderr)
     return 2
+  except OSError as e:
+    message = storage_error(e)
+    if message is None:
+      raise
+    print(f"wemem {argv[1]}: error: {message}", file=sys.stderr)
+    return 1
+
+
+# What the machine refuses to store, and what to do about it.
+_STORAGE_FIXES = {
+    errno.ENOSPC: "free some space or use another --output_dir / "
+                  "--cache_dir; finished files were not changed",
+    errno.EDQUOT: "free some space or use another --output_dir / "
+                  "--cache_dir; finished files were not changed",
+    errno.EROFS: "the file system is read-only; use a writable "
+                 "--output_dir / --cache_dir",
+    errno.EACCES: "you may not write there; use another --output_dir / "
+                  "--cache_dir or fix its permissions",
+    errno.EPERM: "you may not write there; use another --output_dir / "
+                 "--cache_dir or fix its permissions",
+    errno.ENOTDIR: "a path component is a file, not a directory",
+    errno.EISDIR: "a directory stands where a file is to be written",
+}
+
+
+def storage_error(error: OSError) -> Optional[str]:
+  """A one-line message for a file-system error the user can fix (full
+  disk, read-only or forbidden place), naming the file and the fix; None
+  for other errors (a bug: they keep their traceback)."""
+  fix = _STORAGE_FIXES.get(error.errno)
+  if fix is None:
+    return None
+  where = f": {error.filename!r}" if error.filename else ""
+  return f"{error.strerror or error}{where}; {fix}."
 
 
 _ENTRY_POINTS = {}

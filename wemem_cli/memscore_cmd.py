@@ -46,7 +46,7 @@ def main(argv) -> None:
     raise ValueError("--output=FILE.npz is required.")
   dataset = flag_utils.load_dataset()
   seed = cf.SEED.value
-  splits = data_lib.splits_for(dataset, seed, num_shadows=0)
+  splits = flag_utils.victim_splits(dataset, seed)
   architecture = flag_utils.architecture(dataset)
   with executor_flags.executor_from_flags() as executor:
     scores = memorization.estimate_dataset(

@@ -18,6 +18,9 @@ starts afresh. Distributed: start one process with KERASTUNER_TUNER_ID=chief
 and workers with KERASTUNER_TUNER_ID=tuner0, tuner1, ... (all with the same
 KERASTUNER_ORACLE_IP / KERASTUNER_ORACLE_PORT, flags and --output_dir on a
 shared file system); the chief serves the oracle and writes the tables.
+--executor=ray trains each trial's models (a rehearsal's victim, shadows and
+reference models) and the memorization ensemble's chunks on Ray's workers,
+with the same numbers (README "Running on a cluster").
 """
 
 import os
@@ -30,6 +33,7 @@ from attacks import registry
 from wemem_cli import attack_cmd
 from wemem_cli import common_flags as cf
 from wemem_cli import defense_flags
+from wemem_cli import executor_flags
 from wemem_cli import flag_utils
 from wemem_eval import model_store
 from wemem_eval import model_training
@@ -104,9 +108,10 @@ def rehearsal_inclusion() -> Optional[float]:
                                     "rehearsal_inclusion", keyword="auto")
 
 
-def setup_from_flags(dataset, cache_dir: str) -> tuner_lib.TuningSetup:
+def setup_from_flags(dataset, cache_dir: str,
+                     executor=None) -> tuner_lib.TuningSetup:
   """The `TuningSetup` the flags describe (models cached under
-  `cache_dir`)."""
+  `cache_dir`, trained by `executor`)."""
   seed = cf.SEED.value
   arch = flag_utils.architecture(dataset)
   recipe = model_training.ModelRecipe(
@@ -123,9 +128,10 @@ def setup_from_flags(dataset, cache_dir: str) -> tuner_lib.TuningSetup:
       options=attack_cmd.attack_options(),
       scores_fn=lambda: defense_flags.scores_for(
           dataset, seed, arch, os.path.join(cache_dir, "memscores"),
-          defense_flags.MEMSCORES.value),
+          defense_flags.MEMSCORES.value, executor),
       store=model_store.ModelStore(os.path.join(cache_dir, "models"),
-                                   kinds=("pretrained",)))
+                                   kinds=("pretrained",)),
+      executor=executor, split=flag_utils.split_config())
 
 
 def write_best(rows, objective, output_dir: str, dataset_name: str) -> str:
@@ -176,7 +182,14 @@ def main(argv) -> int:
   wemem_tf.run_manifest.write_manifest(
       output_dir, cf.SEED.value, flag_utils.flag_values(), dataset.fingerprint,
       flag_utils.command_line(), name="tune_manifest.json")
-  setup = setup_from_flags(dataset, cache_dir)
+  with executor_flags.executor_from_flags() as executor:
+    return _search(objective, dataset, space, output_dir,
+                   setup_from_flags(dataset, cache_dir, executor))
+
+
+def _search(objective, dataset, space, output_dir: str,
+            setup: tuner_lib.TuningSetup) -> int:
+  """Runs (or resumes) the search, confirms, writes the tables."""
   tuner = tuner_lib.DefenseTuner(
       tuner_lib.make_oracle(ORACLE.value, MAX_TRIALS.value, cf.SEED.value,
                             MAX_FAILED.value),

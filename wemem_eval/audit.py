@@ -87,15 +87,18 @@ def load_membership(path: str, dataset: datasets.Dataset) -> Membership:
 
 
 def audit_splits(dataset: datasets.Dataset, membership: Membership,
-                 seed: int, num_shadows: int) -> splits_lib.Splits:
+                 seed: int, num_shadows: int,
+                 config: splits_lib.SplitConfig = splits_lib.SplitConfig()
+                 ) -> splits_lib.Splits:
   """The experiment's splits: the protocol's for a splits file (checked to
-  reproduce its victim), else `splits_lib.audit_splits` around the
-  membership, with `num_shadows` shadows."""
+  reproduce its victim; cut as the file records, stratified or not), else
+  `splits_lib.audit_splits` around the membership (cut as `config` says),
+  with `num_shadows` shadows."""
   if membership.splits is not None:
     given = membership.splits
-    protocol = splits_lib.make_splits(len(dataset), dataset.fingerprint,
-                                      given.seed, num_shadows,
-                                      dataset.heldout_mask)
+    protocol = splits_lib.splits_for(
+        dataset, given.seed, num_shadows,
+        dataclasses.replace(config, stratified=given.stratified))
     same = all(np.array_equal(getattr(protocol.victim, p),
                               getattr(given.victim, p))
                for p in ("train", "dev", "test"))
@@ -108,7 +111,7 @@ def audit_splits(dataset: datasets.Dataset, membership: Membership,
   return splits_lib.audit_splits(
       len(dataset), dataset.fingerprint, seed, membership.members,
       membership.non_members, num_shadows, membership.excluded,
-      dataset.heldout_mask)
+      dataset.heldout_mask, config, dataset.y)
 
 
 def served_victim(dataset: datasets.Dataset, query: inputs_lib.ServedQuery,
@@ -172,7 +175,8 @@ def run_audit(dataset: datasets.Dataset, model: ServedLike,
         f"the model {served.describe()} maps inputs {served.input_shape} to "
         f"{served.num_classes} outputs; dataset {dataset.name} has inputs "
         f"{dataset.input_shape} and {dataset.num_classes} classes.")
-  splits = audit_splits(dataset, membership, config.seed, config.num_shadows)
+  splits = audit_splits(dataset, membership, config.seed, config.num_shadows,
+                        config.split)
   query = inputs_lib.ServedQuery(served, output_kind)
   victim = served_victim(dataset, query, splits.victim,
                          model_training.victim_seed(config.seed))

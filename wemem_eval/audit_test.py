@@ -78,7 +78,8 @@ def test_membership_files_are_validated(digits, tmp_path):
     audit.audit_splits(digits, audit.load_membership(path, digits), 0, 2)
   with pytest.raises(FileNotFoundError):
     audit.load_membership(str(tmp_path / "absent.npz"), digits)
-  other = splits_lib.make_splits(len(digits), "f" * 64, 0, 0)
+  other = splits_lib.make_splits(len(digits), "f" * 64, 0, 0,
+                                 labels=digits.y)
   other.save(str(tmp_path / "splits.npz"))
   with pytest.raises(ValueError, match="belong to dataset fingerprint"):
     audit.load_membership(str(tmp_path / "splits.npz"), digits)

@@ -1,16 +1,21 @@
 """Executors: Ray gives the local numbers, survives a killed worker and
 fails with the task's own one-line error."""
 
+import dataclasses
 import os
 
 import numpy as np
 import pytest
 
+from attacks import base as attacks_base
 from wemem_eval import executor as executor_lib
+from wemem_eval import model_store
 from wemem_eval import model_training
 from wemem_eval import report as report_lib
 from wemem_eval import run as run_lib
 from wemem_eval import run_test
+from wemem_eval.tuning import tuner as tuner_lib
+from wemem_eval.tuning import tuner_test
 import wemem_tf
 from wemem_tf.data import splits as splits_lib
 
@@ -81,3 +86,32 @@ def test_memorization_chunks_on_ray_give_the_local_scores(ray_executor):
   assert local.details["path"] == "vectorized"
   for name in ("score", "included", "excluded"):
     np.testing.assert_array_equal(getattr(remote, name), getattr(local, name))
+
+
+def test_a_tuning_trial_on_ray_measures_what_it_measures_here(
+    ray_executor, tmp_path):
+  """A trial's models (victim, rehearsal shadows and reference models) on
+  Ray, with tuning's store that keeps only pre-trained models on disk."""
+  dataset = wemem_tf.data.load_dataset("digits")
+  n = len(dataset)
+  scores = wemem_tf.memorization.MemScores(
+      np.random.default_rng(1).uniform(0, 1, n), np.arange(n),
+      dataset.fingerprint, np.full(n, -1), np.full(n, -1), method="test")
+  choice = tuner_lib.DefenseChoice("swmr", dict(
+      order="h2l", stride=1, width=20, tau=None, tau_share=0.2,
+      lambda_mem=0.1))
+  metrics = {}
+  for name, executor in (("local", None), ("ray", ray_executor)):
+    store = model_store.ModelStore(str(tmp_path / name),
+                                   kinds=("pretrained",))
+    setup = tuner_lib.TuningSetup(
+        dataset, tuner_test.TINY_RECIPE, seed=0, attacks=("conf", "rmia"),
+        num_shadows=1, num_reference_models=2,
+        options=attacks_base.AttackOptions(max_epochs=2),
+        scores_fn=lambda: scores, store=store, executor=executor)
+    metrics[name] = dataclasses.replace(
+        tuner_lib.evaluate_choice(setup, choice), defense_seconds=0.0)
+    # Pre-trained models reached the disk; pruned ones stayed in memory.
+    names = os.listdir(store.root)
+    assert names and all(n.startswith("pretrained") for n in names)
+  assert metrics["ray"] == metrics["local"]

@@ -15,6 +15,8 @@ attacks run once per iteration (`wemem_eval.iterations`); the last stage is
 import dataclasses
 import os
 import time
+
+import numpy as np
 from typing import Any, Dict, List, Optional, Tuple
 
 from tensorflow_privacy.privacy.privacy_tests.membership_inference_attack import data_structures as tfp_ds
@@ -33,6 +35,8 @@ from wemem_tf.data import datasets
 from wemem_tf.data import splits as splits_lib
 
 MIN_REFERENCE_MODELS = 4
+# Target t of a pooled audit is queried with noise seed seed + t · stride.
+TARGET_SEED_STRIDE = 100_003
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,6 +58,13 @@ class ExperimentConfig:
     adaptive: train the attacker's models with the victim's defense.
     seed: run seed (splits, models, attacks).
     options: attack settings (its seed is replaced by `seed`).
+    split: the data protocol's fractions and stratification.
+    num_targets: victims attacked and pooled (docs/method.md §7): target 0
+      is the protocol's victim, targets 1.. are trained by the same
+      pipeline on other draws of the victim pool
+      (`splits_lib.target_splits`); each attack is fitted once and its
+      member / non-member scores on all targets are pooled, so that low-FPR
+      rates become estimable. 1 (default): the victim alone.
   """
   recipe: model_training.ModelRecipe = model_training.ModelRecipe()
   attacks: Tuple[str, ...] = tuple(registry.attack_names())
@@ -63,10 +74,14 @@ class ExperimentConfig:
   adaptive: bool = True
   seed: int = 0
   options: base.AttackOptions = base.AttackOptions()
+  split: splits_lib.SplitConfig = splits_lib.SplitConfig()
+  num_targets: int = 1
 
   def __post_init__(self):
     object.__setattr__(self, "attacks",
                        tuple(registry.parse_attack_names(self.attacks)))
+    if self.num_targets < 1:
+      raise ValueError(f"num_targets must be >= 1, got {self.num_targets}.")
     if self.num_shadows < 0 or self.num_reference_models < 0:
       raise ValueError("num_shadows and num_reference_models must be >= 0.")
     if (self.reference_inclusion is not None
@@ -79,14 +94,18 @@ class ExperimentConfig:
       return self.num_reference_models
     return max(MIN_REFERENCE_MODELS, self.num_shadows + self.num_shadows % 2)
 
-  def reference_plan(self, splits: splits_lib.Splits
+  def reference_plan(self, splits: splits_lib.Splits,
+                     targets: Optional[np.ndarray] = None
                      ) -> reference_design.ReferencePlan:
-    """The LiRA/RMIA reference models' records for `splits`."""
+    """The LiRA/RMIA reference models' records for `splits` (`targets`:
+    the queried records, default the victim's)."""
     inclusion, count = self.reference_inclusion, self.reference_count()
     if inclusion is None:
-      inclusion, matched = reference_design.matched_design(splits)
+      inclusion, matched = reference_design.matched_design(
+          splits, targets=targets)
       count = self.num_reference_models or matched
-    return reference_design.plan_for(splits, count, self.seed, inclusion)
+    return reference_design.plan_for(splits, count, self.seed, inclusion,
+                                     targets)
 
 
 @dataclasses.dataclass
@@ -169,6 +188,9 @@ class Stage:
   suite: suite_lib.SuiteResult
   seconds: float  # querying and attacks
   query_seconds: float
+  # Targets 1.. of a pooled audit (`ExperimentConfig.num_targets`).
+  other_targets: List[model_training.TrainedModel] = dataclasses.field(
+      default_factory=list)
 
 
 @dataclasses.dataclass
@@ -187,9 +209,8 @@ def _experiment_splits(dataset: datasets.Dataset, config: ExperimentConfig,
   """The protocol's splits for `config.seed`, or `splits` checked and cut
   to `num_shadows` shadows."""
   if splits is None:
-    return splits_lib.make_splits(len(dataset), dataset.fingerprint,
-                                  config.seed, num_shadows,
-                                  dataset.heldout_mask)
+    return splits_lib.splits_for(dataset, config.seed, num_shadows,
+                                 config.split)
   if splits.fingerprint != dataset.fingerprint:
     raise ValueError("the splits belong to another dataset (fingerprint "
                      f"{splits.fingerprint[:12]}…, data "
@@ -253,25 +274,31 @@ def run_stages(dataset: datasets.Dataset, config: ExperimentConfig,
       plan_attacks(config))
   num_shadows = config.num_shadows if need_shadows else 0
   splits = _experiment_splits(dataset, config, num_shadows, splits)
+  if victim is not None and config.num_targets > 1:
+    raise ValueError("an audited model is one victim; a pooled audit "
+                     "(num_targets > 1) trains its targets itself.")
+  targets = splits_lib.target_splits(splits, config.num_targets,
+                                     config.split, dataset.y)
   groups = {"victim_training": (
       [] if victim is not None else
-      [model_training.victim_job(splits, config.recipe, config.seed)])}
+      model_training.target_jobs(targets, config.recipe, config.seed))}
   groups["shadow_training"] = (model_training.shadow_jobs(
       splits, config.recipe, config.adaptive, config.seed)
                                if need_shadows else [])
-  plan = config.reference_plan(splits) if need_reference else None
+  plan = (config.reference_plan(splits, None if len(targets) == 1 else
+                                reference_design.pooled_records(targets))
+          if need_reference else None)
   groups["reference_training"] = (model_training.reference_jobs(
       plan, config.recipe, config.adaptive, config.seed)
                                   if need_reference else [])
   trained, timing = _train_groups(dataset, groups, store, every_iteration,
                                   executor)
-  if victim is None:
-    (victim,) = trained["victim_training"]
+  victims = [victim] if victim is not None else trained["victim_training"]
   shadow_models = trained["shadow_training"]
   reference = trained["reference_training"]
 
   stages = []
-  for k, stage_victim in enumerate(victim):
+  for k, stage_victim in enumerate(victims[0]):
     t = time.perf_counter()
     stage_shadows = [s[k] for s in shadow_models]
     stage_reference = [r[k] for r in reference]
@@ -279,9 +306,10 @@ def run_stages(dataset: datasets.Dataset, config: ExperimentConfig,
         dataset, stage_shadows,
         (stage_reference, plan) if need_reference else None,
         need_sensitivity, seed=config.seed + 1000)
-    target = querying.target_data(
-        dataset, stage_victim, plan.population if need_reference else None,
-        need_sensitivity, seed=config.seed)
+    target = [querying.target_data(
+        dataset, v[k], plan.population if need_reference else None,
+        need_sensitivity, seed=config.seed + TARGET_SEED_STRIDE * i)
+              for i, v in enumerate(victims)]
     query_seconds = time.perf_counter() - t
     metadata = tfp_ds.PrivacyReportMetadata(
         accuracy_train=stage_victim.train_accuracy,
@@ -290,7 +318,8 @@ def run_stages(dataset: datasets.Dataset, config: ExperimentConfig,
     suite = suite_lib.run_attacks(config.attacks, attacker, target, options,
                                   metadata)
     stages.append(Stage(stage_victim, stage_shadows, stage_reference, suite,
-                        time.perf_counter() - t, query_seconds))
+                        time.perf_counter() - t, query_seconds,
+                        [v[k] for v in victims[1:]]))
   timing["total"] = time.perf_counter() - start
   return StagesResult(stages, timing)
 
@@ -320,8 +349,23 @@ def run_experiment(dataset: datasets.Dataset, config: ExperimentConfig,
   total = timing.pop("total")
   timing.update(querying=stage.query_seconds,
                 attacks=stage.seconds - stage.query_seconds, total=total)
+  notes = ({"pooled_targets": pooled_summary(stage)}
+           if stage.other_targets else {})
   return ExperimentResult(config, dataset.name, stage.suite, stage.victim,
-                          timing, stage.shadow_models, stage.reference_models)
+                          timing, stage.shadow_models, stage.reference_models,
+                          notes)
+
+
+def pooled_summary(stage: Stage) -> Dict[str, Any]:
+  """attacks.json's "pooled_targets" entry: the targets' count and test
+  accuracies (target 0, the protocol's victim, first; its numbers are
+  "victim_test_accuracy"). The attack rows are pooled over all targets."""
+  accuracies = [m.test_accuracy for m in [stage.victim] + stage.other_targets]
+  return {"num_targets": len(accuracies),
+          "test_accuracies": accuracies,
+          "mean_test_accuracy": float(np.mean(accuracies)),
+          "train_sizes": [int(m.split.train.size)
+                          for m in [stage.victim] + stage.other_targets]}
 
 
 def write_artifacts(result: ExperimentResult, output_dir: str) -> Dict[str, str]:

@@ -1,6 +1,8 @@
 """Tests of the experiment's settings and checks (the experiment end to end
 runs in wemem_cli/attack_cmd_test.py and iterations_test.py)."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -52,3 +54,37 @@ def test_options_validation():
     base.AttackOptions(lira_variance="per-record")
   with pytest.raises(ValueError, match="dev_fraction"):
     base.AttackOptions(dev_fraction=1.0)
+
+
+def test_a_pooled_audit_attacks_every_target_once_fitted():
+  """num_targets=3 on digits: target 0 is the single-victim run's victim,
+  the attack rows pool 3 victims' records, LiRA's reference pool covers
+  every target, and the single-victim run is unchanged by the feature."""
+  import wemem_tf  # pylint: disable=g-import-not-at-top
+  from wemem_eval import model_training  # pylint: disable=g-import-not-at-top
+  from wemem_tf.pruning import iterative  # pylint: disable=g-import-not-at-top
+  from wemem_tf.training import loop as loop_lib  # pylint: disable=g-import-not-at-top
+  dataset = wemem_tf.data.load_dataset("digits")
+  recipe = model_training.ModelRecipe(
+      architecture="column_fc", target="unpruned",
+      pruning_config=iterative.PruningConfig(0.5, 2),
+      train_config=loop_lib.TrainConfig(max_epochs=2, patience=2))
+  config = experiment.ExperimentConfig(
+      recipe=recipe, attacks=("conf", "lira_online"), num_shadows=1,
+      num_reference_models=4, seed=0,
+      options=base.AttackOptions(max_epochs=2))
+  one = experiment.run_experiment(dataset, config)
+  pooled = experiment.run_experiment(
+      dataset, dataclasses.replace(config, num_targets=3))
+  assert pooled.victim.test_accuracy == one.victim.test_accuracy
+  note = pooled.to_json()["pooled_targets"]
+  assert note["num_targets"] == 3 and len(set(note["test_accuracies"])) > 1
+  assert "pooled_targets" not in one.to_json()
+  for name in ("conf", "lira_online"):
+    a, b = one.suite.by_name()[name], pooled.suite.by_name()[name]
+    assert len(b.non_member_scores) == 3 * len(a.non_member_scores)
+    assert len(b.member_scores) == 3 * len(a.member_scores)
+    assert b.fpr_resolution == pytest.approx(a.fpr_resolution / 3)
+  # The conf attack is fitted on the same shadows: the same threshold.
+  assert (pooled.suite.by_name()["conf"].threshold
+          == one.suite.by_name()["conf"].threshold)

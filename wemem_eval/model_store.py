@@ -178,3 +178,35 @@ class MemoryStore(ModelStore):
   def new_entries(self) -> Dict[Tuple[str, str], Entry]:
     """The models built here (not given at construction), by (kind, key)."""
     return {k: self._entries[k] for k in self._new}
+
+
+class TieredStore(MemoryStore):
+  """`store` for the kinds it keeps, memory for the others.
+
+  A remote executor's results must reach the driver's store before the
+  models are rebuilt from it; a store that keeps only some kinds (defense
+  tuning keeps only "pretrained") is wrapped in one so that its other kinds
+  live in memory for the call, as `ModelStore.kinds` promises (built on
+  every request, never written).
+  """
+
+  def __init__(self, store: ModelStore):
+    super().__init__()
+    self.inner = store
+
+  def has(self, kind: str, key: str) -> bool:
+    if self.inner.caches(kind):
+      return self.inner.has(kind, key)
+    return super().has(kind, key)
+
+  def entry(self, kind: str, key: str) -> Entry:
+    if self.inner.caches(kind):
+      return self.inner.entry(kind, key)
+    return super().entry(kind, key)
+
+  def put(self, kind: str, key: str, weights: List[np.ndarray],
+          facts: Dict[str, Any]) -> None:
+    if self.inner.caches(kind):
+      self.inner.put(kind, key, weights, facts)
+    else:
+      super().put(kind, key, weights, facts)

@@ -68,3 +68,23 @@ def test_run_config_reports_code_by_name():
                              defenses=("none",), baselines=())
   assert config.to_json()["architecture"] == "conv_net"
   assert run_lib.RunConfig().to_json()["architecture"] is None
+
+
+def test_tiered_store_writes_kept_kinds_and_holds_the_rest(tmp_path):
+  disk = model_store.ModelStore(str(tmp_path), kinds=("pretrained",))
+  tiered = model_store.TieredStore(disk)
+  weights = [np.arange(3.0), np.ones((2, 2))]
+  tiered.put("pretrained", "a", weights, {"x": 1})
+  tiered.put("pruned", "b", weights, {"y": 2})
+  # The kept kind is on disk, the other only in memory.
+  assert disk.has("pretrained", "a") and not disk.has("pruned", "b")
+  assert sorted(p.name for p in tmp_path.iterdir()) == [
+      "pretrained-a.json", "pretrained-a.npz"]
+  for kind, key, facts in (("pretrained", "a", {"x": 1}),
+                           ("pruned", "b", {"y": 2})):
+    assert tiered.has(kind, key)
+    got, got_facts = tiered.entry(kind, key)
+    assert got_facts == facts
+    for w, g in zip(weights, got):
+      np.testing.assert_array_equal(w, g)
+  assert list(tiered.new_entries()) == [("pruned", "b")]

@@ -371,17 +371,18 @@ def train_models(dataset: datasets.Dataset, jobs: Sequence[ModelJob],
   the jobs whose models `store` does not hold yet on its workers, each
   through `train_remotely` with the pre-trained model the store already
   has; their weights and facts come back, are written to `store` (a
-  `MemoryStore` without one) and the models are then rebuilt from it
+  `MemoryStore` without one; kinds `store` does not keep are held in
+  memory, `model_store.TieredStore`) and the models are then rebuilt from it
   exactly as a later cached run would: the numbers do not depend on the
   executor or on the order in which jobs finish.
   """
   if executor is None or not executor.remote:
     return [_train_stages(dataset, j.split, j.seed, j.recipe, store,
                           every_iteration) for j in jobs]
-  store = store if store is not None else model_store.MemoryStore()
-  if store.kinds is not None:
-    raise ValueError("a remote executor needs a model store that keeps every "
-                     f"kind of model; this one keeps only {store.kinds}.")
+  if store is None:
+    store = model_store.MemoryStore()
+  elif store.kinds is not None:  # its other kinds live in memory meanwhile
+    store = model_store.TieredStore(store)
   pending, planned = [], set()  # (job index, args); stage keys sent
   for index, job in enumerate(jobs):
     pre_key, stage_keys = _stage_keys(dataset, job.split, job.seed,
@@ -449,6 +450,14 @@ def victim_job(splits: splits_lib.Splits, recipe: ModelRecipe,
                seed: int) -> ModelJob:
   """The victim (for experiments; a real attacker is handed it)."""
   return ModelJob(splits.victim, victim_seed(seed), recipe)
+
+
+def target_jobs(targets: Sequence[splits_lib.ModelSplit], recipe: ModelRecipe,
+                seed: int) -> List[ModelJob]:
+  """The victims of a pooled audit (`splits_lib.target_splits`): target 0
+  is `victim_job`'s, target t trains with seed `derived_seed(seed, 0, t)`."""
+  return [ModelJob(split, derived_seed(seed, 0, t), recipe)
+          for t, split in enumerate(targets)]
 
 
 def shadow_jobs(splits: splits_lib.Splits, victim_recipe: ModelRecipe,

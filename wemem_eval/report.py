@@ -9,18 +9,43 @@ report.json schema (documented in README):
        "defense_seconds": float | null (wall time of iterative fine-tuning
            with the defense; null for the unpruned model),
        "defense_report": {...} (e.g. risky share, ε),
-       "best_attack": {"attack": name, "balanced_accuracy": float},
+       # the maximum over attacks of the victim balanced accuracy: chosen on
+       # the victim's labels, so biased upward (the optimistic worst case)
+       "best_attack": {"attack": name, "kind": VICTIM_SIDE,
+                       "balanced_accuracy": float, "auc": float,
+                       "calibration_balanced_accuracy": float | null,
+                       "intervals": {"balanced_accuracy": [lo, hi],
+                                     "auc": [lo, hi]} | null},
+       # the attack the attacker would pick from its own data: highest
+       # calibration_balanced_accuracy (ties: first in the attack order),
+       # reported on the victim; all null with a "reason" when no attack has
+       # a calibration value
+       "best_attack_attacker_side": {same keys as "best_attack", "kind":
+                                     ATTACKER_SIDE},
        "iterations": [{"iteration", "target_sparsity", "test_accuracy"}],
        "attacks": {attack: {"balanced_accuracy", "auc", "tpr_at_0.1pct_fpr",
-                            "tpr_at_1pct_fpr", "advantage", "seconds"}},
+                            "tpr_at_1pct_fpr", "advantage", "seconds",
+                            and, when attacks.json has them,
+                            "calibration_balanced_accuracy" (null when the
+                            attack had no calibration data),
+                            "tpr_at_zero_fpr", "num_members",
+                            "num_non_members", "fpr_resolution",
+                            "not_estimable", "intervals", "confidence",
+                            "bootstrap_resamples"
+                            (attacks.metrics.AttackResult.to_json)}},
        # only when experiments/<label>/iterations.json exists
        # (wemem_eval.iterations): the attacks on the models after each
        # pruning iteration
        "attack_per_iteration": [{"iteration", "target_sparsity",
                                  "test_accuracy", "best_attack"}]}}}
+
+A TPR at an FPR below the FPR resolution 1 / num_non_members is null, with
+its reason under "not_estimable" (`attacks.metrics.not_estimable_reason`),
+also when an older attacks.json still holds a number there.
 """
 
 import json
+import math
 import os
 from typing import Any, Dict, List, Optional, Sequence
 
@@ -33,21 +58,93 @@ from wemem_tf import io_utils
 
 METRICS = ("balanced_accuracy", "auc", "tpr_at_0.1pct_fpr", "tpr_at_1pct_fpr",
            "advantage", "seconds")
+# Row keys that attacks.json files written before issue 21 lack.
+OPTIONAL_METRICS = ("calibration_balanced_accuracy", "tpr_at_zero_fpr",
+                    "num_members", "num_non_members", "fpr_resolution",
+                    "not_estimable", "intervals", "confidence",
+                    "bootstrap_resamples")
 TIMING_KEYS = ("seconds", "defense_seconds")
+VICTIM_SIDE = "max over attacks on the victim (optimistic)"
+ATTACKER_SIDE = ("highest balanced accuracy on the attacker's calibration "
+                 "data, reported on the victim")
+
+
+def _finite_or_none(value: Optional[float]) -> Optional[float]:
+  return value if value is not None and math.isfinite(value) else None
+
+
+def _row(row: Dict[str, Any]) -> Dict[str, Any]:
+  """An attacks.json row's report entry, with the estimability rule; a
+  NaN calibration balanced accuracy (no calibration data) becomes None."""
+  out = {m: row[m] for m in METRICS}
+  out.update({m: row[m] for m in OPTIONAL_METRICS if m in row})
+  if "calibration_balanced_accuracy" in out:
+    out["calibration_balanced_accuracy"] = _finite_or_none(
+        out["calibration_balanced_accuracy"])
+  if "num_non_members" not in row:
+    return out
+  for f in metrics_lib.LOW_FPRS:
+    key = metrics_lib.tpr_key(f)
+    reason = metrics_lib.not_estimable_reason(f, row["num_non_members"])
+    if reason:
+      out[key] = None
+      out["not_estimable"] = {**out.get("not_estimable", {}), key: reason}
+  return out
+
+
+def _summary(rows: Dict[str, Dict[str, Any]], attack: str,
+             kind: str) -> Dict[str, Any]:
+  """One attack's headline numbers on the victim, with their intervals."""
+  row = rows[attack]
+  intervals = row.get("intervals")
+  return {"attack": attack, "kind": kind,
+          "balanced_accuracy": row["balanced_accuracy"], "auc": row["auc"],
+          "calibration_balanced_accuracy": row.get(
+              "calibration_balanced_accuracy"),
+          "intervals": None if intervals is None else {
+              m: intervals[m] for m in ("balanced_accuracy", "auc")}}
+
+
+def victim_side_best(rows: Dict[str, Dict[str, Any]]) -> Dict[str, Any]:
+  """The attack of highest balanced accuracy on the victim (chosen on the
+  victim's labels: an optimistic worst case)."""
+  best = max(rows, key=lambda a: rows[a]["balanced_accuracy"])
+  return _summary(rows, best, VICTIM_SIDE)
+
+
+def attacker_side_best(rows: Dict[str, Dict[str, Any]]) -> Dict[str, Any]:
+  """The attack the attacker would pick from its own data.
+
+  The highest calibration_balanced_accuracy (balanced accuracy on the
+  attacker's shadow / reference models, never the victim's labels) wins;
+  ties go to the first attack in `rows`' order, attacks without a finite
+  calibration value are skipped. Reported with its victim numbers; all null
+  with a "reason" when no attack has a calibration value.
+  """
+  candidates = [a for a in rows if _finite_or_none(
+      rows[a].get("calibration_balanced_accuracy")) is not None]
+  if not candidates:
+    return {"attack": None, "kind": ATTACKER_SIDE, "balanced_accuracy": None,
+            "auc": None, "calibration_balanced_accuracy": None,
+            "intervals": None,
+            "reason": "no attack has a calibration balanced accuracy (on "
+                      "the attacker's own models)"}
+  best = max(candidates,
+             key=lambda a: rows[a]["calibration_balanced_accuracy"])
+  return _summary(rows, best, ATTACKER_SIDE)
 
 
 def _entry(attacks_json: Dict[str, Any], step: Dict[str, Any]) -> Dict[str, Any]:
   victim = attacks_json["models"]["victim"]
-  rows = {r["attack"]: {m: r[m] for m in METRICS} for r in attacks_json["attacks"]}
-  best = max(rows, key=lambda a: rows[a]["balanced_accuracy"])
+  rows = {r["attack"]: _row(r) for r in attacks_json["attacks"]}
   return {
       "kind": step.get("kind"),
       "test_accuracy": attacks_json["victim_test_accuracy"],
       "train_accuracy": attacks_json["victim_train_accuracy"],
       "defense_seconds": victim.get("defense_seconds"),
       "defense_report": victim.get("defense_report", {}),
-      "best_attack": {"attack": best,
-                      "balanced_accuracy": rows[best]["balanced_accuracy"]},
+      "best_attack": victim_side_best(rows),
+      "best_attack_attacker_side": attacker_side_best(rows),
       "iterations": victim.get("iterations", []),
       "attacks": rows,
   }
@@ -103,31 +200,88 @@ def _pct(value) -> str:
   return "—" if value is None else f"{100 * value:.1f}"
 
 
+def _with_interval(value, interval) -> str:
+  """A percentage with its interval, e.g. 71.7 [69.9, 73.4]."""
+  if value is None or interval is None:
+    return _pct(value)
+  return f"{_pct(value)} [{_pct(interval[0])}, {_pct(interval[1])}]"
+
+
+def _cell(row: Optional[Dict[str, Any]], metric: str) -> str:
+  """A per-attack table cell: "—" for a missing attack, "n/a" for a TPR
+  that is not estimable."""
+  if row is None:
+    return "—"
+  if metric in row.get("not_estimable", {}):
+    return "n/a"
+  return _with_interval(row.get(metric),
+                        (row.get("intervals") or {}).get(metric))
+
+
+def _best_cells(best: Dict[str, Any]) -> str:
+  """The attack, balanced accuracy and AUC cells of a best attack."""
+  intervals = best.get("intervals") or {}
+  cells = [_with_interval(best.get(m), intervals.get(m))
+           for m in ("balanced_accuracy", "auc")]
+  return " | ".join([best["attack"] or "—"] + cells)
+
+
+def _headline(entries: Dict[str, Any]) -> List[str]:
+  lines = ["Victim test accuracy, the best adaptive attack (balanced accuracy "
+           "on the victim at the threshold chosen on the attacker's models, "
+           "and ROC AUC, with 95% bootstrap intervals over the victim's "
+           "records) and the defense time (iterative fine-tuning with the "
+           "defense). Percent. *Victim-side max*: the maximum over attacks "
+           "of the victim balanced accuracy; picked on the victim's labels, "
+           "so biased upward (the optimistic worst case). *Attacker-side*: "
+           "the attack with the highest balanced accuracy on the attacker's "
+           "own calibration data, as the attacker would pick it.", "",
+           "| configuration | test acc | victim-side max | bal. acc | AUC | "
+           "attacker-side | bal. acc | AUC | defense time (s) |",
+           "|---|---|---|---|---|---|---|---|---|"]
+  for label, e in entries.items():
+    seconds = e["defense_seconds"]
+    lines.append(
+        f"| {label} | {_pct(e['test_accuracy'])} | "
+        f"{_best_cells(e['best_attack'])} | "
+        f"{_best_cells(e['best_attack_attacker_side'])} | "
+        f"{'—' if seconds is None else f'{seconds:.1f}'} |")
+  return lines
+
+
+def _records(entries: Dict[str, Any]) -> List[str]:
+  """Victim record counts and FPR resolution per configuration."""
+  lines = ["", "## Victim records", "",
+           "A TPR at an FPR below the FPR resolution (1 / non-members) is "
+           "the TPR at zero false positives and is shown as n/a.", "",
+           "| configuration | members | non-members | FPR resolution (%) |",
+           "|---|---|---|---|"]
+  for label, e in entries.items():
+    row = next(iter(e["attacks"].values()), {})
+    resolution = row.get("fpr_resolution")
+    lines.append(f"| {label} | {row.get('num_members', '—')} | "
+                 f"{row.get('num_non_members', '—')} | "
+                 f"{'—' if resolution is None else f'{100 * resolution:.3g}'}"
+                 " |")
+  return lines
+
+
 def markdown(report: Dict[str, Any]) -> str:
   """The report as Markdown tables."""
   entries = report["defenses"]
   attacks = sorted({a for e in entries.values() for a in e["attacks"]})
-  lines = [f"# wemem report: {report['dataset']}, seed {report['seed']}", "",
-           "Victim test accuracy, the strongest adaptive attack (balanced "
-           "accuracy on the victim at the threshold chosen on the attacker's "
-           "models) and the defense time (iterative fine-tuning with the "
-           "defense). Percent.", "",
-           "| configuration | test acc | best attack | best attack bal. acc | "
-           "defense time (s) |", "|---|---|---|---|---|"]
-  for label, e in entries.items():
-    seconds = e["defense_seconds"]
-    lines.append(f"| {label} | {_pct(e['test_accuracy'])} | "
-                 f"{e['best_attack']['attack']} | "
-                 f"{_pct(e['best_attack']['balanced_accuracy'])} | "
-                 f"{'—' if seconds is None else f'{seconds:.1f}'} |")
+  lines = [f"# wemem report: {report['dataset']}, seed {report['seed']}", ""]
+  lines += _headline(entries) + _records(entries)
   for metric, title in (("balanced_accuracy", "Balanced accuracy"),
                         ("auc", "ROC AUC"),
-                        ("tpr_at_0.1pct_fpr", "TPR at 0.1% FPR")):
+                        ("tpr_at_0.1pct_fpr", "TPR at 0.1% FPR"),
+                        ("tpr_at_1pct_fpr", "TPR at 1% FPR"),
+                        ("tpr_at_zero_fpr", "TPR at zero false positives")):
     lines += ["", f"## {title} (%)", "",
               "| configuration | " + " | ".join(attacks) + " |",
               "|---|" + "---|" * len(attacks)]
     for label, e in entries.items():
-      cells = [_pct(e["attacks"].get(a, {}).get(metric)) for a in attacks]
+      cells = [_cell(e["attacks"].get(a), metric) for a in attacks]
       lines.append(f"| {label} | " + " | ".join(cells) + " |")
   per_iteration = {label: e["attack_per_iteration"]
                    for label, e in entries.items()
@@ -207,7 +361,8 @@ def _plot_best_roc(run_dir, report, path):
   ax.set_xlabel("false positive rate")
   ax.set_ylabel("true positive rate")
   ax.set_title("ROC of each configuration's strongest attack")
-  ax.legend(fontsize=7)
+  if len(ax.lines) > 1:  # the diagonal has no label
+    ax.legend(fontsize=7)
   fig.tight_layout()
   plotting.save_png(fig, path)
 

@@ -72,6 +72,9 @@ class RunConfig:
     adaptive: attacker's models trained with the victim's defense.
     memscore_models, memscore_epochs: the memorization estimate's size.
     attack_options: attack settings.
+    split: the data protocol's fractions and stratification.
+    num_targets: victims attacked and pooled per configuration
+      (`experiment.ExperimentConfig.num_targets`).
   """
   dataset: str = "digits"
   data_dir: Optional[str] = None
@@ -92,6 +95,8 @@ class RunConfig:
   memscore_models: int = 128
   memscore_epochs: int = 30
   attack_options: base.AttackOptions = base.AttackOptions()
+  split: splits_lib.SplitConfig = splits_lib.SplitConfig()
+  num_targets: int = 1
 
   def __post_init__(self):
     unknown = [d for d in self.defenses if d != "none"
@@ -216,9 +221,8 @@ def _run(config, dataset, run_dir, log, command, cache_dir, executor):
   """`run` on the loaded `dataset`, with `run_dir` locked and checked."""
   run_manifest.write_manifest(run_dir, config.seed, config.to_json(),
                               dataset.fingerprint, command)
-  splits = splits_lib.make_splits(len(dataset), dataset.fingerprint,
-                                  config.seed, config.num_shadows,
-                                  dataset.heldout_mask)
+  splits = splits_lib.splits_for(dataset, config.seed, config.num_shadows,
+                                 config.split)
   splits.save(os.path.join(run_dir, "splits.npz"))
   scores_fn = functools.cache(lambda: memorization.cached_estimate(
       dataset, os.path.join(cache_dir, "memscores"), config.seed, config.arch(),
@@ -251,7 +255,8 @@ def _run(config, dataset, run_dir, log, command, cache_dir, executor):
         num_reference_models=config.num_reference_models,
         reference_inclusion=config.reference_inclusion,
         adaptive=config.adaptive, seed=config.seed,
-        options=config.attack_options), store, executor=executor)
+        options=config.attack_options, split=config.split,
+        num_targets=config.num_targets), store, executor=executor)
     experiment.write_artifacts(result, out_dir)
     seconds = time.perf_counter() - start
     io_utils.atomic_write_json(marker, {"key": key, "label": step.label,

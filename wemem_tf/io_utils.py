@@ -11,6 +11,13 @@ os.umask(_UMASK)
 import numpy as np
 
 
+def _named(error: OSError, path: str) -> OSError:
+  """`error` naming `path` (a write to a full disk names no file)."""
+  if error.filename is not None or error.errno is None:
+    return error
+  return OSError(error.errno, error.strerror, path)
+
+
 def _atomic_write(path: str, write_fn) -> None:
   directory = os.path.dirname(os.path.abspath(path))
   os.makedirs(directory, exist_ok=True)
@@ -23,6 +30,10 @@ def _atomic_write(path: str, write_fn) -> None:
       os.fsync(f.fileno())
     os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; use the usual mode
     os.replace(tmp, path)
+  except OSError as e:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+    raise _named(e, path) from e
   except BaseException:
     if os.path.exists(tmp):
       os.remove(tmp)
@@ -89,6 +100,8 @@ def atomic_save_model(model, path: str,
         f.attrs[MODEL_METADATA_ATTR] = json.dumps(metadata, sort_keys=True,
                                                   default=json_default)
     os.replace(tmp, path)
+  except OSError as e:
+    raise _named(e, path) from e
   finally:
     if os.path.exists(tmp):
       os.remove(tmp)

@@ -275,6 +275,12 @@ class TuningSetup:
       rehearsals of streams rehearsal_stream, ..., + rehearsals_per_trial
       - 1 (one rehearsal varies by several points; confirmation measures
       further blocks of as many streams).
+    executor: where a trial's models train (`wemem_eval.executor`): here,
+      one after another (None, the default), or on Ray's workers, a
+      rehearsal's victim, shadows and reference models at once; the numbers
+      are the same.
+    split: the data protocol's fractions and stratification (the
+      rehearsals are cut the same way).
 
   Set in `__post_init__`: `splits` (the protocol's), `rehearsals` (the
   rehearsals' splits, `rehearsal` the first) and `scale` (rehearsal
@@ -293,6 +299,8 @@ class TuningSetup:
   store: Optional[model_store.ModelStore] = None
   rehearsal_stream: int = 0
   rehearsals_per_trial: int = 1
+  executor: Optional[Any] = None
+  split: splits_lib.SplitConfig = splits_lib.SplitConfig()
 
   def __post_init__(self):
     self.attacks = tuple(registry.parse_attack_names(self.attacks))
@@ -305,13 +313,13 @@ class TuningSetup:
     if self.rehearsal_kind not in REHEARSALS:
       raise ValueError(f"rehearsal_kind must be one of {REHEARSALS}, got "
                        f"{self.rehearsal_kind!r}.")
-    self.splits = splits_lib.make_splits(
-        len(self.dataset), self.dataset.fingerprint, self.seed,
-        self.num_shadows, self.dataset.heldout_mask)
+    self.splits = splits_lib.splits_for(self.dataset, self.seed,
+                                        self.num_shadows, self.split)
     make = (splits_lib.scaled_rehearsal_splits
             if self.rehearsal_kind == "scaled" else splits_lib.rehearsal_splits)
     self.rehearsals = tuple(
-        make(self.splits, stream=self.rehearsal_stream + k)
+        make(self.splits, self.split, stream=self.rehearsal_stream + k,
+             labels=self.dataset.y)
         for k in range(self.rehearsals_per_trial))
     self.rehearsal = self.rehearsals[0]
     if self.rehearsal_kind == "scaled":
@@ -349,9 +357,10 @@ def evaluate_choice(setup: TuningSetup, choice: DefenseChoice
   """Prunes with `choice` and measures dev accuracy and rehearsed attacks."""
   defense = choice.build(setup.dataset.name, setup.scores_fn)
   recipe = dataclasses.replace(setup.recipe, defense=defense)
-  victim = model_training.train_model(
-      setup.dataset, setup.splits.victim, model_training.derived_seed(
-          setup.seed, 0, 0), recipe, setup.store)
+  ((victim,),) = model_training.train_models(
+      setup.dataset, [model_training.victim_job(setup.splits, recipe,
+                                                setup.seed)],
+      setup.store, executor=setup.executor)
   dev_accuracy = evaluate.accuracy(
       victim.query.logits, *setup.dataset.take(setup.splits.victim.dev))
   rehearsed = dataclasses.replace(
@@ -360,11 +369,11 @@ def evaluate_choice(setup: TuningSetup, choice: DefenseChoice
       recipe=rehearsed, attacks=setup.attacks, num_shadows=setup.num_shadows,
       num_reference_models=setup.num_reference_models,
       reference_inclusion=setup.reference_inclusion, adaptive=True,
-      seed=setup.seed, options=setup.options)
+      seed=setup.seed, options=setup.options, split=setup.split)
   measurements = []
   for rehearsal in setup.rehearsals:
     result = experiment.run_experiment(setup.dataset, config, setup.store,
-                                       rehearsal)
+                                       rehearsal, executor=setup.executor)
     attacks = {r.attack: r.balanced_accuracy for r in result.suite.results}
     measurements.append(objective_lib.TrialMetrics.from_attacks(
         dev_accuracy, attacks, result.victim.test_accuracy,

@@ -9,9 +9,17 @@
    come the same way from the rest of the shadow pool and the shadows' half of
    the held-out records.
 
-Our decision where the authors' code is silent: the held-out records are
-halved between victim and shadows, so no victim member or non-member is ever
-seen by the attacker's shadows (victim and shadow records are disjoint).
+Our decisions where the authors' code is silent or differs: the held-out
+records are halved between victim and shadows, so no victim member or
+non-member is ever seen by the attacker's shadows (victim and shadow records
+are disjoint); and every cut above is stratified by class (each class is cut
+in the protocol's proportions, `SplitConfig.stratified`, docs/method.md §2).
+The authors cut at random; then the victim's and the
+shadows' per-class member shares are anti-correlated (their pools are
+complementary halves) and attack models that see the class learn the
+opposite of the victim's class prior. `SplitConfig(stratified=False)`
+(`--split=unstratified`) keeps their cuts: the same random permutations,
+cut without regard to class.
 Every array holds record indices into the `Dataset`.
 """
 
@@ -26,11 +34,33 @@ from wemem_tf import io_utils
 
 @dataclasses.dataclass(frozen=True)
 class SplitConfig:
-  """Fractions of the split protocol (defaults: the authors' code)."""
+  """The split protocol's fractions (the authors' code) and whether every
+  cut is stratified by class (ours: True; theirs: False)."""
   heldout_fraction: float = 0.2
   victim_pool_fraction: float = 0.5
   train_fraction: float = 0.9
   dev_fraction: float = 0.34
+  stratified: bool = True
+
+  @property
+  def name(self) -> str:
+    """"stratified" or "unstratified" (the `--split` flag's value)."""
+    return "stratified" if self.stratified else "unstratified"
+
+  def labels(self, labels: Optional[np.ndarray],
+             num_records: int) -> Optional[np.ndarray]:
+    """The labels the cuts stratify by: `labels` (checked) when stratified,
+    None when not."""
+    if not self.stratified:
+      return None
+    if labels is None:
+      raise ValueError("stratified splits need the records' labels; pass "
+                       "labels= (or use SplitConfig(stratified=False)).")
+    labels = np.asarray(labels)
+    if labels.shape != (num_records,):
+      raise ValueError(f"labels must have shape ({num_records},), one per "
+                       f"record; got {labels.shape}.")
+    return labels
 
   def __post_init__(self):
     for name in ("heldout_fraction", "victim_pool_fraction", "train_fraction",
@@ -59,6 +89,7 @@ class Splits:
   shadow_pool: np.ndarray
   victim: ModelSplit
   shadows: Tuple[ModelSplit, ...]
+  stratified: bool = False
 
   def save(self, path: str) -> None:
     """Writes the splits atomically as an .npz of index arrays."""
@@ -69,7 +100,7 @@ class Splits:
       for part in ("train", "dev", "test"):
         arrays[f"{name}_{part}"] = getattr(split, part)
     meta = {"fingerprint": self.fingerprint, "seed": self.seed,
-            "num_shadows": len(self.shadows)}
+            "num_shadows": len(self.shadows), "stratified": self.stratified}
     io_utils.atomic_save_npz(path, meta=np.array(json.dumps(meta)), **arrays)
 
   @classmethod
@@ -90,34 +121,66 @@ class Splits:
                arrays["heldout"], arrays["victim_pool"], arrays["shadow_pool"],
                model_split("victim"),
                tuple(model_split(f"shadow{i}")
-                     for i in range(meta["num_shadows"])))
+                     for i in range(meta["num_shadows"])),
+               bool(meta.get("stratified", False)))  # older files: random
 
 
 def _rng(fingerprint: str, *stream: int) -> np.random.Generator:
   return np.random.default_rng([int(fingerprint[:16], 16), *stream])
 
 
-def _cut(indices: np.ndarray, fraction: float) -> Tuple[np.ndarray, np.ndarray]:
+def _stratified_head(classes: np.ndarray, k: int) -> np.ndarray:
+  """Bool mask of the `k` records that open a random order, taken class by
+  class: class c gets k * n_c / n of them, rounded by largest remainder
+  (ties: the class seen first in the order), each class's first in the
+  order."""
+  _, inverse, counts = np.unique(classes, return_inverse=True,
+                                 return_counts=True)
+  exact = k * counts / len(classes)
+  quota = np.floor(exact).astype(np.int64)
+  left = k - int(quota.sum())
+  if left:
+    first_seen = np.full(len(counts), len(classes))
+    np.minimum.at(first_seen, inverse, np.arange(len(classes)))
+    quota[np.lexsort((first_seen, -(exact - quota)))[:left]] += 1
+  by_class = np.argsort(inverse, kind="stable")
+  rank = np.empty(len(classes), np.int64)
+  rank[by_class] = (np.arange(len(classes))
+                    - np.repeat(np.cumsum(counts) - counts, counts))
+  return rank < quota[inverse]
+
+
+def _cut(indices: np.ndarray, fraction: float,
+         labels: Optional[np.ndarray] = None
+         ) -> Tuple[np.ndarray, np.ndarray]:
+  """(first `fraction`, rest) of `indices` (a random order), sorted; with
+  `labels` (one per record of the dataset) each class is cut in that
+  proportion; the total is round(fraction * len) either way."""
   k = int(round(fraction * len(indices)))
-  return np.sort(indices[:k]), np.sort(indices[k:])
+  if labels is None:
+    return np.sort(indices[:k]), np.sort(indices[k:])
+  head = _stratified_head(labels[indices], k)
+  return np.sort(indices[head]), np.sort(indices[~head])
 
 
 def _model_split(rng: np.random.Generator, pool: np.ndarray,
-                 heldout: np.ndarray, config: SplitConfig) -> ModelSplit:
-  train, rest = _cut(rng.permutation(pool), config.train_fraction)
+                 heldout: np.ndarray, config: SplitConfig,
+                 labels: Optional[np.ndarray]) -> ModelSplit:
+  train, rest = _cut(rng.permutation(pool), config.train_fraction, labels)
   dev, test = _cut(rng.permutation(np.concatenate([rest, heldout])),
-                   config.dev_fraction)
+                   config.dev_fraction, labels)
   return ModelSplit(train, dev, test)
 
 
 def make_splits(num_records: int, fingerprint: str, seed: int,
                 num_shadows: int = 5,
                 heldout_mask: Optional[np.ndarray] = None,
-                config: SplitConfig = SplitConfig()) -> Splits:
+                config: SplitConfig = SplitConfig(),
+                labels: Optional[np.ndarray] = None) -> Splits:
   """Splits records for the victim and `num_shadows` shadows (docs/method.md §2).
 
-  A pure function: the same (fingerprint, seed, num_shadows, config) gives the
-  same arrays on any machine.
+  A pure function: the same (fingerprint, seed, num_shadows, config, labels)
+  gives the same arrays on any machine.
 
   Args:
     num_records: records in the dataset (n).
@@ -125,7 +188,9 @@ def make_splits(num_records: int, fingerprint: str, seed: int,
     seed: run seed.
     num_shadows: shadow models to split for (>= 0).
     heldout_mask: optional bool (n,) of records the dataset holds out itself.
-    config: split fractions.
+    config: split fractions and stratification.
+    labels: int (n,) class of each record; needed when `config.stratified`
+      (`splits_for` passes the dataset's).
 
   Returns:
     `Splits` with int64 record-index arrays.
@@ -136,40 +201,88 @@ def make_splits(num_records: int, fingerprint: str, seed: int,
     raise ValueError(f"num_shadows must be >= 0, got {num_shadows}.")
   if not fingerprint or len(fingerprint) < 16:
     raise ValueError("fingerprint must be the dataset's hex fingerprint.")
+  labels = config.labels(labels, num_records)
   seed = int(seed)
   rng = _rng(fingerprint, seed, 0)
   all_records = np.arange(num_records, dtype=np.int64)
   if heldout_mask is not None:
     pool, heldout = all_records[~heldout_mask], all_records[heldout_mask]
   else:
-    heldout, pool = _cut(rng.permutation(all_records), config.heldout_fraction)
+    heldout, pool = _cut(rng.permutation(all_records), config.heldout_fraction,
+                         labels)
   return _protocol(fingerprint, seed, pool, heldout, rng,
                    lambda i: _rng(fingerprint, seed, 1 + i), num_shadows,
-                   config)
+                   config, labels)
 
 
 def _protocol(fingerprint: str, seed: int, pool: np.ndarray,
               heldout: np.ndarray, rng: np.random.Generator,
               shadow_rng: Callable[[int], np.random.Generator],
-              num_shadows: int, config: SplitConfig) -> Splits:
+              num_shadows: int, config: SplitConfig,
+              labels: Optional[np.ndarray]) -> Splits:
   """Steps 2-4 of the protocol on a given pool and held-out set."""
   victim_pool, shadow_pool = _cut(rng.permutation(pool),
-                                  config.victim_pool_fraction)
+                                  config.victim_pool_fraction, labels)
   victim_heldout, shadow_heldout_part = _cut(rng.permutation(heldout),
-                                             config.victim_pool_fraction)
-  victim = _model_split(rng, victim_pool, victim_heldout, config)
+                                             config.victim_pool_fraction,
+                                             labels)
+  victim = _model_split(rng, victim_pool, victim_heldout, config, labels)
   shadows = tuple(_model_split(shadow_rng(i), shadow_pool,
-                               shadow_heldout_part, config)
+                               shadow_heldout_part, config, labels)
                   for i in range(num_shadows))
   return Splits(fingerprint, seed, np.sort(pool), np.sort(heldout),
-                victim_pool, shadow_pool, victim, shadows)
+                victim_pool, shadow_pool, victim, shadows, labels is not None)
 
 
 def splits_for(dataset, seed: int, num_shadows: int = 5,
                config: SplitConfig = SplitConfig()) -> Splits:
-  """`make_splits` for a `Dataset`."""
+  """`make_splits` for a `Dataset` (stratified by its labels unless
+  `config.stratified` is False)."""
   return make_splits(len(dataset), dataset.fingerprint, seed, num_shadows,
-                     dataset.heldout_mask, config)
+                     dataset.heldout_mask, config, dataset.y)
+
+
+def target_splits(splits: Splits, num_targets: int,
+                  config: SplitConfig = SplitConfig(),
+                  labels: Optional[np.ndarray] = None
+                  ) -> Tuple[ModelSplit, ...]:
+  """`num_targets` victims' splits for a pooled audit (docs/method.md §7).
+
+  Target 0 is `splits.victim`; target t >= 1 is drawn by the same step 3
+  from its own stream (40,000 + t): it trains on `config.train_fraction` of
+  the victim pool, and its dev/test come from the rest and the victim's half
+  of the held-out records. So every target has the victim's sizes, a
+  victim-pool record is a member of some targets and a non-member of others,
+  and no record of the attacker's side is ever a target's.
+
+  Args:
+    splits: the protocol's splits (`make_splits`).
+    num_targets: how many targets (>= 1).
+    config: split fractions (those `splits` were made with).
+    labels: the records' labels, needed when `splits.stratified`.
+  """
+  if num_targets < 1:
+    raise ValueError(f"num_targets must be >= 1, got {num_targets}.")
+  labels = _derived_labels(splits, labels)
+  victim_heldout = np.setdiff1d(splits.heldout,
+                                shadow_heldout(splits)).astype(np.int64)
+  return (splits.victim,) + tuple(
+      _model_split(_rng(splits.fingerprint, splits.seed, 40_000 + t),
+                   splits.victim_pool, victim_heldout, config, labels)
+      for t in range(1, num_targets))
+
+
+def _derived_labels(splits: Splits, labels: Optional[np.ndarray]
+                    ) -> Optional[np.ndarray]:
+  """The labels splits derived from `splits` stratify by: `labels` when
+  `splits` are stratified (then required), else None."""
+  if not splits.stratified:
+    return None
+  if labels is None:
+    raise ValueError("these splits are stratified by class; pass the "
+                     "records' labels (labels=dataset.y) to derive others "
+                     "from them.")
+  return np.asarray(labels)
 
 
 def shadow_heldout(splits: Splits) -> np.ndarray:
@@ -180,7 +293,8 @@ def shadow_heldout(splits: Splits) -> np.ndarray:
 
 
 def rehearsal_splits(splits: Splits, config: SplitConfig = SplitConfig(),
-                     stream: int = 0) -> Splits:
+                     stream: int = 0,
+                     labels: Optional[np.ndarray] = None) -> Splits:
   """Splits for rehearsing attacks without touching the victim's records.
 
   A *held-out shadow* plays the victim: it trains on `config.train_fraction`
@@ -197,6 +311,8 @@ def rehearsal_splits(splits: Splits, config: SplitConfig = SplitConfig(),
     config: split fractions (must be those `splits` were made with).
     stream: which held-out shadow (another stream draws another target
       split and another half of the held-out records; 0 is the default).
+    labels: the records' labels, needed when `splits.stratified` (the
+      target's cuts are then stratified too).
 
   Returns:
     `Splits` whose `victim` is the held-out shadow, `shadows` are
@@ -211,15 +327,19 @@ def rehearsal_splits(splits: Splits, config: SplitConfig = SplitConfig(),
                      "rehearsal needs at least 4.")
   if stream < 0:
     raise ValueError(f"stream must be >= 0, got {stream}.")
+  labels = _derived_labels(splits, labels)
   rng = _rng(splits.fingerprint, splits.seed, 10_000 + int(stream))
-  target_heldout, _ = _cut(rng.permutation(heldout), 0.5)
-  target = _model_split(rng, splits.shadow_pool, target_heldout, config)
+  target_heldout, _ = _cut(rng.permutation(heldout), 0.5, labels)
+  target = _model_split(rng, splits.shadow_pool, target_heldout, config,
+                        labels)
   return Splits(splits.fingerprint, splits.seed, splits.shadow_pool, heldout,
-                splits.shadow_pool, splits.shadow_pool, target, splits.shadows)
+                splits.shadow_pool, splits.shadow_pool, target, splits.shadows,
+                splits.stratified)
 
 
 def scaled_rehearsal_splits(splits: Splits, config: SplitConfig = SplitConfig(),
-                            stream: int = 0) -> Splits:
+                            stream: int = 0,
+                            labels: Optional[np.ndarray] = None) -> Splits:
   """The whole protocol again, at about half scale, on the shadows' side.
 
   The shadow pool plays the pool and the shadows' held-out records play the
@@ -238,6 +358,7 @@ def scaled_rehearsal_splits(splits: Splits, config: SplitConfig = SplitConfig(),
     splits: the protocol's splits (`make_splits`).
     config: split fractions (those `splits` were made with).
     stream: which rehearsal world (another stream draws other splits).
+    labels: the records' labels, needed when `splits.stratified`.
   """
   heldout = shadow_heldout(splits)
   if splits.shadow_pool.size < 20 or heldout.size < 4:
@@ -246,19 +367,21 @@ def scaled_rehearsal_splits(splits: Splits, config: SplitConfig = SplitConfig(),
                      "scaled rehearsal; it needs >= 20 and >= 4.")
   if stream < 0:
     raise ValueError(f"stream must be >= 0, got {stream}.")
+  labels = _derived_labels(splits, labels)
   base = 20_000 + 100 * int(stream)
   return _protocol(splits.fingerprint, splits.seed, splits.shadow_pool,
                    heldout, _rng(splits.fingerprint, splits.seed, base),
                    lambda i: _rng(splits.fingerprint, splits.seed,
                                   base + 1 + i),
-                   len(splits.shadows), config)
+                   len(splits.shadows), config, labels)
 
 
 def audit_splits(num_records: int, fingerprint: str, seed: int,
                  members: np.ndarray, non_members: np.ndarray,
                  num_shadows: int = 5, excluded: Optional[np.ndarray] = None,
                  heldout_mask: Optional[np.ndarray] = None,
-                 config: SplitConfig = SplitConfig()) -> Splits:
+                 config: SplitConfig = SplitConfig(),
+                 labels: Optional[np.ndarray] = None) -> Splits:
   """Splits around a given model's members and non-members (an audit).
 
   The victim is a model trained elsewhere: its `train` are `members`, its
@@ -267,7 +390,8 @@ def audit_splits(num_records: int, fingerprint: str, seed: int,
   attacker's: the dataset's own held-out records among them (or, without a
   `heldout_mask`, a `config.heldout_fraction` share drawn from stream
   30,000) are the attacker's held-out records, the rest its pool, and shadow
-  i splits them as step 4 of docs/method.md §2 does (stream 30,001 + i).
+  i splits them as step 4 of docs/method.md §2 does (stream 30,001 + i),
+  every cut stratified by `labels` when `config.stratified`.
   A pure function of its arguments.
 
   Raises:
@@ -298,6 +422,7 @@ def audit_splits(num_records: int, fingerprint: str, seed: int,
     if both.size:
       raise ValueError(f"{both.size} records (e.g. {both[0]}) are in both "
                        f"{a} and {b}.")
+  labels = config.labels(labels, num_records)
   seed = int(seed)
   victim_records = np.concatenate(list(groups.values()))
   attacker = np.setdiff1d(np.arange(num_records, dtype=np.int64),
@@ -307,7 +432,7 @@ def audit_splits(num_records: int, fingerprint: str, seed: int,
     heldout, pool = attacker[held], attacker[~held]
   else:
     heldout, pool = _cut(_rng(fingerprint, seed, 30_000).permutation(attacker),
-                         config.heldout_fraction)
+                         config.heldout_fraction, labels)
   if pool.size < 20 or heldout.size < 4:
     raise ValueError(
         f"only {attacker.size} records are neither members, non-members nor "
@@ -315,11 +440,13 @@ def audit_splits(num_records: int, fingerprint: str, seed: int,
         "needs >= 20 pool and >= 4 held-out records to train shadow and "
         "reference models. Audit fewer records.")
   shadows = tuple(_model_split(_rng(fingerprint, seed, 30_001 + i), pool,
-                               heldout, config) for i in range(num_shadows))
+                               heldout, config, labels)
+                  for i in range(num_shadows))
   victim = ModelSplit(groups["members"], groups["excluded"],
                       groups["non_members"])
   return Splits(fingerprint, seed,
                 np.sort(np.concatenate([groups["members"], pool])),
                 np.sort(np.concatenate([groups["non_members"],
                                         groups["excluded"], heldout])),
-                groups["members"], np.sort(pool), victim, shadows)
+                groups["members"], np.sort(pool), victim, shadows,
+                labels is not None)

@@ -592,3 +592,24 @@ def test_runs_through_the_pipeline(digits_pretrained, name):
     assert math.isfinite(report["epsilon"])
   if name == "hamp":
     assert result.served is not result.pruned
+
+
+def test_hamp_answers_depend_on_its_seed_not_on_global_random_state():
+  """The served model draws its random inputs from its own seeded stream:
+  the same queries give the same answers after any other random draws
+  (a Ray driver and a local run), a fresh draw per query all the same."""
+  model = zoo.column_fc((5,), 3)
+  x = np.random.default_rng(0).uniform(size=(7, 5)).astype(np.float32)
+
+  def answers(seed, noise):
+    tf.random.uniform((noise,))  # other draws of the process
+    run = hamp.HAMP().bind(_records(), loop_lib.TrainConfig(), 1, 1, seed)
+    served = run.inference_model(model)
+    return served(x).numpy(), served(x).numpy()
+
+  first, second = answers(3, 1)
+  again_first, again_second = answers(3, 50)
+  np.testing.assert_array_equal(first, again_first)
+  np.testing.assert_array_equal(second, again_second)
+  assert not np.array_equal(first, second)  # a fresh draw per query
+  assert not np.array_equal(answers(4, 1)[0], first)

@@ -28,7 +28,10 @@ by Enforcing Less Confident Prediction." HAMP has three parts, all here:
    Location/Purchase/Texas setting), otherwise uniform in each feature's
    training range [min, max] (`random_inputs` overrides the choice). A fresh
    r is drawn per query, so repeated queries get different scores, as in the
-   authors' evaluation.
+   authors' evaluation. The draws come from the served model's own
+   generator, seeded with the model's seed: the same queries in the same
+   order get the same answers in any process (e.g. on a Ray worker or the
+   driver), whatever else drew random numbers before.
 
 Defaults: γ = 0.5 and α = 0.001, the authors' Location settings (their
 CIFAR-10 run uses γ = 0.5, α = 0.005; Texas γ = 0.6, α = 0.01). L2
@@ -129,20 +132,23 @@ class HAMPOutputModification(keras.layers.Layer):
       feature is drawn uniformly from [low, high], or, with `bits`, is low or
       high with probability 1/2 each.
     bits: draw two-valued features instead of uniform ones.
+    seed: seeds this layer's own random stream (a fresh draw per query,
+      independent of TensorFlow's global random state).
   """
 
   def __init__(self, model: keras.Model, low: np.ndarray, high: np.ndarray,
-               bits: bool, **kwargs):
+               bits: bool, seed: int = 0, **kwargs):
     super().__init__(**kwargs)
     self.model = model
     self.low = tf.constant(np.asarray(low, np.float32))
     self.high = tf.constant(np.asarray(high, np.float32))
     self.bits = bool(bits)
+    self.generator = tf.random.Generator.from_seed(int(seed))
 
   def call(self, inputs):
     logits = self.model(inputs, training=False)
     shape = tf.shape(inputs)
-    u = tf.random.uniform(shape, dtype=tf.float32)
+    u = self.generator.uniform(shape, dtype=tf.float32)
     if self.bits:
       u = tf.cast(u < 0.5, tf.float32)
     random_inputs = self.low + u * (self.high - self.low)
@@ -182,6 +188,7 @@ class HAMPRun(defense_lib.DefenseRun):
       return model
     inputs = keras.Input(model.input_shape[1:])
     outputs = HAMPOutputModification(model, self.low, self.high, self.bits,
+                                     seed=self.seed,
                                      name="hamp_output_modification")(inputs)
     return keras.Model(inputs, outputs, name=f"{model.name}_hamp")
 
