@@ -4,6 +4,8 @@ import json
 import subprocess
 import sys
 
+from wemem_cli import cli_testing
+
 
 def _wemem(*args, timeout=600):
   return subprocess.run([sys.executable, "-m", "wemem_cli.main", *args],
@@ -58,14 +60,12 @@ def test_tune_writes_trials_and_a_best_flagfile(tmp_path):
   assert json.loads((out / "best.json").read_text()) == best
 
 
-def test_tune_rejects_bad_settings(tmp_path):
-  proc = _wemem("tune", "--dataset=digits", f"--output_dir={tmp_path}",
-                "--tune_methods=magic")
-  assert proc.returncode == 2 and "methods must be" in proc.stderr
-  proc = _wemem("tune", "--dataset=digits", f"--output_dir={tmp_path}",
-                "--attack_target=70")
-  assert proc.returncode == 2 and "attack_target" in proc.stderr
-  proc = _wemem("tune", "--dataset=digits", f"--output_dir={tmp_path}",
-                "--rehearsal_inclusion=most")
-  assert proc.returncode == 2 and "--rehearsal_inclusion must be" in (
-      proc.stderr)
+def test_tune_rejects_bad_settings(tmp_path, capsys):
+  for flag, message in (("--tune_methods=magic", "methods must be"),
+                        ("--attack_target=70", "attack_target"),
+                        ("--rehearsal_inclusion=most",
+                         "--rehearsal_inclusion must be")):
+    assert cli_testing.run_cli("tune", "--dataset=digits",
+                               f"--output_dir={tmp_path}", flag) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err, err

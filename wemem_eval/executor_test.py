@@ -105,8 +105,8 @@ def test_a_tuning_trial_on_ray_measures_what_it_measures_here(
     store = model_store.ModelStore(str(tmp_path / name),
                                    kinds=("pretrained",))
     setup = tuner_lib.TuningSetup(
-        dataset, tuner_test.TINY_RECIPE, seed=0, attacks=("conf", "rmia"),
-        num_shadows=1, num_reference_models=2,
+        dataset, tuner_test.TINY_RECIPE, seed=0, attacks=("conf",),
+        num_shadows=1,
         options=attacks_base.AttackOptions(max_epochs=2),
         scores_fn=lambda: scores, store=store, executor=executor)
     metrics[name] = dataclasses.replace(

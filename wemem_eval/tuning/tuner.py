@@ -281,6 +281,9 @@ class TuningSetup:
       are the same.
     split: the data protocol's fractions and stratification (the
       rehearsals are cut the same way).
+    protocol_splits: the protocol's splits, when already at hand (default:
+      made from `dataset`, `seed` and `split`; stratified splits depend on
+      every record's label, so a study fixes them once).
 
   Set in `__post_init__`: `splits` (the protocol's), `rehearsals` (the
   rehearsals' splits, `rehearsal` the first) and `scale` (rehearsal
@@ -301,6 +304,7 @@ class TuningSetup:
   rehearsals_per_trial: int = 1
   executor: Optional[Any] = None
   split: splits_lib.SplitConfig = splits_lib.SplitConfig()
+  protocol_splits: Optional[splits_lib.Splits] = None
 
   def __post_init__(self):
     self.attacks = tuple(registry.parse_attack_names(self.attacks))
@@ -313,8 +317,8 @@ class TuningSetup:
     if self.rehearsal_kind not in REHEARSALS:
       raise ValueError(f"rehearsal_kind must be one of {REHEARSALS}, got "
                        f"{self.rehearsal_kind!r}.")
-    self.splits = splits_lib.splits_for(self.dataset, self.seed,
-                                        self.num_shadows, self.split)
+    self.splits = self.protocol_splits or splits_lib.splits_for(
+        self.dataset, self.seed, self.num_shadows, self.split)
     make = (splits_lib.scaled_rehearsal_splits
             if self.rehearsal_kind == "scaled" else splits_lib.rehearsal_splits)
     self.rehearsals = tuple(

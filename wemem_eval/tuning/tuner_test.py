@@ -349,7 +349,9 @@ def test_an_interrupted_search_resumes_without_redoing_trials(tmp_path):
 
 def test_real_trials_never_read_the_victims_test_records(tmp_path):
   """End to end: real pruning and attacks. Scrambling the victim's test
-  records (features and labels) must not change any trial metric."""
+  records (features and labels) must not change any trial metric, given the
+  protocol's splits (fixed once per study: stratified splits depend on
+  every record's label)."""
   dataset = datasets.load_dataset("digits")
   n = len(dataset)
   scores = memorization.MemScores(  # any fixed scores do for this test
@@ -380,7 +382,8 @@ def test_real_trials_never_read_the_victims_test_records(tmp_path):
   scrambled = dataclasses.replace(dataset, x=x, y=y)  # same fingerprint
   hits = store.hits
   again = tuner_lib.evaluate_choice(
-      dataclasses.replace(setup, dataset=scrambled), choice)
+      dataclasses.replace(setup, dataset=scrambled,
+                          protocol_splits=setup.splits), choice)
   assert store.hits > hits  # pre-trained models came from the cache
   untimed = lambda m: dataclasses.replace(m, defense_seconds=0.0)
   assert untimed(again) == untimed(first)
