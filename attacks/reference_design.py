@@ -25,7 +25,7 @@ from wemem_tf.data import splits as splits_lib
 def target_records(splits: splits_lib.Splits) -> np.ndarray:
   """The records the attacker queries: the victim's training and test
   records as one sorted set (which are members is not part of it)."""
-  return np.union1d(splits.victim.train, splits.victim.test).astype(np.int64)
+  return pooled_records([splits.victim])
 
 
 def pooled_records(targets: Sequence[splits_lib.ModelSplit]) -> np.ndarray:

@@ -34,11 +34,11 @@ def _as_targets(target: Targets) -> List[base.TargetData]:
   return targets
 
 
-def _scored(attack: base.Attack, target: base.TargetData, seed: int
+def _scored(attack: base.Attack, query: base.TargetQuery,
+            is_member: np.ndarray
             ) -> Tuple[np.ndarray, np.ndarray, Optional[np.ndarray]]:
   """(scores, is_member, record ids or None) of one target's records, the
-  fitted `attack` scoring them unlabelled in a seeded random order."""
-  query, is_member = target.query(seed)
+  fitted `attack` scoring its unlabelled `query`."""
   scores = np.asarray(attack.score(query), np.float64)
   if scores.shape != (len(is_member),):
     raise ValueError(f"attack {attack.name!r} returned scores of shape "
@@ -62,11 +62,12 @@ def run_attack(attack: base.Attack, attacker: base.AttackerData,
     ValueError: the data lacks what the attack needs, or is malformed.
   """
   start = time.perf_counter()
-  targets = _as_targets(target)
-  attack.check(attacker, targets[0].query(seed)[0])
+  queries = [t.query(seed + i) for i, t in enumerate(_as_targets(target))]
+  attack.check(attacker, queries[0][0])
   calibration = attack.fit(attacker)
   choice = calibration.choose()
-  scored = [_scored(attack, t, seed + i) for i, t in enumerate(targets)]
+  scored = [_scored(attack, query, is_member)
+            for query, is_member in queries]
   scores = np.concatenate([s for s, _, _ in scored])
   is_member = np.concatenate([m for _, m, _ in scored])
   ids = (None if any(i is None for _, _, i in scored)

@@ -70,17 +70,17 @@ def _main(argv):
 
 
 # What the machine refuses to store, and what to do about it.
+_FULL = ("free some space or use another --output_dir / --cache_dir; "
+         "finished files were not changed")
+_FORBIDDEN = ("you may not write there; use another --output_dir / "
+              "--cache_dir or fix its permissions")
 _STORAGE_FIXES = {
-    errno.ENOSPC: "free some space or use another --output_dir / "
-                  "--cache_dir; finished files were not changed",
-    errno.EDQUOT: "free some space or use another --output_dir / "
-                  "--cache_dir; finished files were not changed",
+    errno.ENOSPC: _FULL,
+    errno.EDQUOT: _FULL,
     errno.EROFS: "the file system is read-only; use a writable "
                  "--output_dir / --cache_dir",
-    errno.EACCES: "you may not write there; use another --output_dir / "
-                  "--cache_dir or fix its permissions",
-    errno.EPERM: "you may not write there; use another --output_dir / "
-                 "--cache_dir or fix its permissions",
+    errno.EACCES: _FORBIDDEN,
+    errno.EPERM: _FORBIDDEN,
     errno.ENOTDIR: "a path component is a file, not a directory",
     errno.EISDIR: "a directory stands where a file is to be written",
 }

@@ -285,7 +285,7 @@ def run_stages(dataset: datasets.Dataset, config: ExperimentConfig,
   groups["shadow_training"] = (model_training.shadow_jobs(
       splits, config.recipe, config.adaptive, config.seed)
                                if need_shadows else [])
-  plan = (config.reference_plan(splits, None if len(targets) == 1 else
+  plan = (config.reference_plan(splits,
                                 reference_design.pooled_records(targets))
           if need_reference else None)
   groups["reference_training"] = (model_training.reference_jobs(
