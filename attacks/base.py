@@ -54,9 +54,9 @@ class AttackOptions:
   learning_rate: float = 1e-3
   weight_decay: float = 0.0
   dev_fraction: float = 0.2
-  samia_width: int = 32
+  samia_width: int = 64
   samia_heads: int = 4
-  samia_layers: int = 2
+  samia_layers: int = 3
   lira_variance: str = "auto"
   lira_min_per_record: int = 32
   rmia_gamma: float = 1.0

@@ -1,5 +1,6 @@
 """Attack plots: ROC curves of several attacks on log-log axes (the low-FPR
-regime), and the best attack per pruning iteration."""
+regime), and the best attacks (attacker-side choice and victim-side max) per
+pruning iteration."""
 
 import io
 from typing import Any, Mapping, Optional, Sequence
@@ -60,14 +61,31 @@ def plot_roc_curves(results: Sequence[metrics_lib.AttackResult],
   return fig
 
 
+VICTIM_SIDE_LABEL = "victim-side max (optimistic)"
+ATTACKER_SIDE_LABEL = "attacker-side"
+
+
+def _percent(best: Optional[Mapping[str, Any]]) -> float:
+  """A best-attack entry's victim balanced accuracy in percent; NaN (a gap
+  in the line) when it has none."""
+  value = None if best is None else best.get("balanced_accuracy")
+  return float("nan") if value is None else 100 * value
+
+
 def plot_attack_per_iteration(series: Mapping[str, Mapping[str, Any]],
                               path: Optional[str] = None, title: str = ""):
-  """Best attack and victim test accuracy per pruning iteration.
+  """Best attacks and victim test accuracy per pruning iteration.
 
   Two panels sharing the x axis (pruning iteration, labelled with its target
-  sparsity): the best attack's balanced accuracy at each iteration (marker
-  labels name the attack) and the victim's test accuracy; one line per
-  configuration.
+  sparsity). Top: the victim balanced accuracy of two best attacks at each
+  iteration, marker labels naming the attack: the attacker-side choice
+  ("best_attack_attacker_side", picked on the attacker's own calibration
+  data; solid line, names below the markers) and the victim-side maximum
+  ("best_attack", picked on the victim's labels, the optimistic worst case;
+  dashed line, names above). Bottom: the victim's test accuracy. One color
+  per configuration. Documents written before the attacker-side entry
+  existed get only the victim-side line; iterations without an
+  attacker-side choice leave a gap.
 
   Args:
     series: {configuration label: an iterations.json document
@@ -81,24 +99,34 @@ def plot_attack_per_iteration(series: Mapping[str, Mapping[str, Any]],
   series = {label: doc for label, doc in series.items() if doc["iterations"]}
   if not series:
     raise ValueError("no per-iteration results to plot.")
-  fig = mpl_figure.Figure(figsize=(6.4, 6.6))
-  top, bottom = fig.subplots(2, 1, sharex=True)
+  fig = mpl_figure.Figure(figsize=(6.4, 7.0))
+  top, bottom = fig.subplots(2, 1, sharex=True,
+                             gridspec_kw={"height_ratios": (3, 2)})
   ticks = {}
   for i, (label, doc) in enumerate(series.items()):
     its = doc["iterations"]
     x = [it["iteration"] for it in its]
     for it in its:
       ticks.setdefault(it["iteration"], it["target_sparsity"])
-    best = [100 * it["best_attack"]["balanced_accuracy"] for it in its]
     color = colormaps["tab10"].colors[i % 10]
-    top.plot(x, best, marker="o", color=color, label=label)
-    for xi, yi, it in zip(x, best, its):
-      top.annotate(it["best_attack"]["attack"], (xi, yi), fontsize=6,
-                   textcoords="offset points", xytext=(3, 3), color=color)
+    curves = [("best_attack", VICTIM_SIDE_LABEL, "--", "^", (3, 3))]
+    if any(it.get("best_attack_attacker_side") for it in its):
+      curves.append(("best_attack_attacker_side", ATTACKER_SIDE_LABEL, "-",
+                     "o", (3, -9)))
+    for key, kind, style, marker, offset in curves:
+      bests = [it.get(key) for it in its]
+      y = [_percent(b) for b in bests]
+      top.plot(x, y, marker=marker, ls=style, color=color,
+               label=f"{label}, {kind}")
+      for xi, yi, best in zip(x, y, bests):
+        if best and best.get("attack") and np.isfinite(yi):
+          top.annotate(best["attack"], (xi, yi), fontsize=6,
+                       textcoords="offset points", xytext=offset,
+                       color=color)
     bottom.plot(x, [100 * it["victim_test_accuracy"] for it in its],
                 marker="s", color=color, label=label)
-  top.axhline(50, color="k", lw=0.8, ls="--")
-  top.set_ylabel("best attack, balanced accuracy (%)")
+  top.axhline(50, color="k", lw=0.8, ls=":")
+  top.set_ylabel("best attack, balanced accuracy\non the victim (%)")
   bottom.set_ylabel("victim test accuracy (%)")
   order = sorted(ticks)
   bottom.set_xticks(order)
@@ -106,7 +134,8 @@ def plot_attack_per_iteration(series: Mapping[str, Mapping[str, Any]],
   bottom.set_xlabel("pruning iteration (target sparsity)")
   for ax in (top, bottom):
     ax.grid(alpha=0.3)
-  top.legend(fontsize=8)
+  top.legend(fontsize=7)
+  bottom.legend(fontsize=7)
   top.set_title(title or "attacks on the models after each pruning iteration")
   fig.tight_layout()
   if path is not None:

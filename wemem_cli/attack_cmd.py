@@ -195,12 +195,15 @@ def _run_per_iteration(dataset, config: experiment.ExperimentConfig,
   plotting.plot_attack_per_iteration(
       {label: doc}, plot_path,
       title=f"{dataset.name}, {label}: best adaptive attack per iteration")
-  print("iteration  sparsity  test acc  best attack (balanced accuracy)")
+  print("iteration  sparsity  test acc  best attack (balanced accuracy): "
+        "attacker-side; victim-side max")
   for it in doc["iterations"]:
-    best = it["best_attack"]
+    best, side = it["best_attack"], it.get("best_attack_attacker_side") or {}
+    chosen = (f"{side['attack']} ({100 * side['balanced_accuracy']:.2f})"
+              if side.get("attack") else "none")
     print(f"{it['iteration']:>9}  {it['target_sparsity']:8.2f}  "
-          f"{100 * it['victim_test_accuracy']:8.2f}  {best['attack']} "
-          f"({100 * best['balanced_accuracy']:.2f})")
+          f"{100 * it['victim_test_accuracy']:8.2f}  {chosen}; "
+          f"{best['attack']} ({100 * best['balanced_accuracy']:.2f})")
   shown = flag_utils.published({"json": json_path, "plot": plot_path}, stage,
                                output_dir)
   print(f"wrote {shown['json']}, {shown['plot']}")

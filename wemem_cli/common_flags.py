@@ -48,7 +48,8 @@ PRUNE_ITERATIONS = flags.DEFINE_integer(
 EPOCHS_PER_ITERATION = flags.DEFINE_integer(
     "epochs_per_iteration", 21, "Fine-tuning epochs at most per iteration.")
 PATIENCE = flags.DEFINE_integer(
-    "patience", 5, "Early-stopping patience (epochs) on dev accuracy.")
+    "patience", 6, "Early-stopping patience (epochs without a better dev "
+    "accuracy; 6: the WeMem authors' counter).")
 PRETRAIN_EPOCHS = flags.DEFINE_integer(
     "pretrain_epochs", 100, "Pre-training epochs at most.")
 RESTORE_BEST = flags.DEFINE_boolean(

@@ -17,6 +17,7 @@ from absl import flags
 from absl import logging
 
 import wemem_tf
+from wemem_cli import flag_utils
 from wemem_tf import defenses as defenses_lib
 from wemem_tf import memorization
 from wemem_tf.defenses import settings as settings_lib
@@ -26,6 +27,11 @@ DEFENSE_NAMES = tuple(defenses_lib.available_defenses())
 
 DEFENSE = flags.DEFINE_enum("defense", "none", list(DEFENSE_NAMES),
                             "Defense applied while fine-tuning during pruning.")
+BASELINE_SETTINGS = flags.DEFINE_enum(
+    "baseline_settings", "ours", list(defenses_lib.BASELINE_SETTINGS),
+    "Settings the existing defenses start from: ours (the documented "
+    "defaults) or paper (the WeMem authors' scripts; docs/fidelity.md). "
+    "Setting flags override either.")
 MEMSCORES = flags.DEFINE_string(
     "memscores", None, "Memorization scores (.npz from `wemem memscore`) for "
     "rsw/rmr/swmr; computed on the fly and cached when absent.")
@@ -103,17 +109,19 @@ def scores_for(dataset: wemem_tf.data.Dataset, seed: int,
                cache_dir: str, path: Optional[str] = None,
                executor=None) -> memorization.MemScores:
   """Scores from `path` (checked against the dataset), else the cached
-  on-the-fly estimate over every record (`memorization.cached_estimate`;
-  a remote `executor` trains its chunks)."""
+  on-the-fly estimate over the training pool of the `seed`'s splits, as
+  `wemem memscore` scores it (`memorization.cached_estimate`; a remote
+  `executor` trains its chunks)."""
   if path:
     return memorization.MemScores.load(path, fingerprint=dataset.fingerprint)
-  logging.info("memorization scores: %d models x %d epochs on %d records "
-               "(cached in %s)", MEMSCORE_MODELS.value, MEMSCORE_EPOCHS.value,
-               len(dataset), cache_dir)
+  pool = flag_utils.victim_splits(dataset, seed).pool
+  logging.info("memorization scores: %d models x %d epochs on the %d "
+               "training-pool records (cached in %s)", MEMSCORE_MODELS.value,
+               MEMSCORE_EPOCHS.value, len(pool), cache_dir)
   return memorization.cached_estimate(
       dataset, cache_dir, seed, architecture,
       num_models=MEMSCORE_MODELS.value, epochs=MEMSCORE_EPOCHS.value,
-      executor=executor)
+      executor=executor, indices=pool)
 
 
 def build_defense(name: str, dataset_name: str, scores_fn=None,
@@ -123,7 +131,8 @@ def build_defense(name: str, dataset_name: str, scores_fn=None,
     raise ValueError(f"unknown defense {name!r}; choose one of "
                      f"{list(DEFENSE_NAMES)}.")
   settings = defense_settings(name) if settings is None else dict(settings)
-  return defenses_lib.build(name, dataset_name, scores_fn, **settings)
+  return defenses_lib.build(name, dataset_name, scores_fn,
+                            baseline=BASELINE_SETTINGS.value, **settings)
 
 
 def defense_from_flags(dataset: wemem_tf.data.Dataset, seed: int,

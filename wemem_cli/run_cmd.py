@@ -53,6 +53,7 @@ def config_from_flags(seed=None) -> run_lib.RunConfig:
                     if cf.ARCHITECTURE.value else None),
       pruning=flag_utils.pruning_config(), training=flag_utils.train_config(),
       defenses=defenses, defense_settings=settings,
+      baseline_settings=defense_flags.BASELINE_SETTINGS.value,
       baselines=tuple(b for b in BASELINES.value if b),
       attacks=tuple(attack_cmd.ATTACKS.value.split(",")),
       num_shadows=cf.NUM_SHADOWS.value,

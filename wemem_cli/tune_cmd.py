@@ -131,7 +131,8 @@ def setup_from_flags(dataset, cache_dir: str,
           defense_flags.MEMSCORES.value, executor),
       store=model_store.ModelStore(os.path.join(cache_dir, "models"),
                                    kinds=("pretrained",)),
-      executor=executor, split=flag_utils.split_config())
+      executor=executor, split=flag_utils.split_config(),
+      baseline_settings=defense_flags.BASELINE_SETTINGS.value)
 
 
 def write_best(rows, objective, output_dir: str, dataset_name: str) -> str:
@@ -154,8 +155,10 @@ def write_best(rows, objective, output_dir: str, dataset_name: str) -> str:
     who = "confirmed candidate" if best.status == "CONFIRMED" else "trial"
     header.append(f"# WARNING: no {who} met the attack target "
                   f"{objective.attack_target:g}; this is the closest.")
-  lines = header + [f"--dataset={dataset_name}"] + defense_flags.flag_lines(
-      name, settings)
+  lines = header + [
+      f"--dataset={dataset_name}",
+      f"--baseline_settings={defense_flags.BASELINE_SETTINGS.value}",
+  ] + defense_flags.flag_lines(name, settings)
   io_utils.atomic_write_bytes(os.path.join(output_dir, "best.cfg"),
                               ("\n".join(lines) + "\n").encode())
   io_utils.atomic_write_json(os.path.join(output_dir, "best.json"), {

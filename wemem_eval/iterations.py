@@ -20,9 +20,32 @@ iterations.json (`IterationsResult.to_json`):
        "layer_sparsity": {layer: fraction of zero kernel weights} (victim),
        "victim_test_accuracy", "victim_train_accuracy",
        "victim_dev_accuracy": floats in [0, 1],
+       # the report.json row of each attack (`report.METRICS` and
+       # `report.OPTIONAL_METRICS`, built by the report's row rule: a TPR
+       # below the FPR resolution is null with its reason under
+       # "not_estimable", no calibration data gives a null
+       # "calibration_balanced_accuracy")
        "attacks": {attack: {"balanced_accuracy", "auc", "tpr_at_0.1pct_fpr",
-                            "tpr_at_1pct_fpr", "advantage", "seconds"}},
-       "best_attack": {"attack": str, "balanced_accuracy": float},
+                            "tpr_at_1pct_fpr", "advantage", "seconds",
+                            "calibration_balanced_accuracy",
+                            "tpr_at_zero_fpr", "num_members",
+                            "num_non_members", "fpr_resolution",
+                            "not_estimable", "intervals", "confidence",
+                            "bootstrap_resamples"}},
+       # victim-side max (`report.victim_side_best`): the maximum over
+       # attacks of the victim balanced accuracy; chosen on the victim's
+       # labels, so biased upward (the optimistic worst case)
+       "best_attack": {"attack": str, "kind": report.VICTIM_SIDE,
+                       "balanced_accuracy": float, "auc": float,
+                       "calibration_balanced_accuracy": float | null,
+                       "intervals": {"balanced_accuracy": [lo, hi],
+                                     "auc": [lo, hi]} | null},
+       # attacker-side (`report.attacker_side_best`, as in report.json): the
+       # attack of highest calibration_balanced_accuracy on the attacker's
+       # own shadow / reference models at this iteration, reported on the
+       # victim; all null with a "reason" when no attack has one
+       "best_attack_attacker_side": {same keys as "best_attack", "kind":
+                                     report.ATTACKER_SIDE},
        "seconds": float (querying and attacks at this iteration)}],
    "settings": {"architecture", "pruning", "training", "attack_options"},
    "timing_seconds": {"victim_training", "shadow_training",
@@ -43,11 +66,17 @@ from attacks import suite as suite_lib
 from wemem_eval import experiment
 from wemem_eval import model_store
 from wemem_eval import model_training
+from wemem_eval import report as report_lib
 from wemem_tf import io_utils
 from wemem_tf.data import datasets
 
-ROW_METRICS = ("balanced_accuracy", "auc", "tpr_at_0.1pct_fpr",
-               "tpr_at_1pct_fpr", "advantage", "seconds")
+
+def attack_rows(suite: suite_lib.SuiteResult) -> Dict[str, Dict[str, Any]]:
+  """{attack: its report row}: the suite's attacks.json rows through the
+  report's row rule (`report_lib.attack_row`: the keys of `report_lib.METRICS`
+  and `report_lib.OPTIONAL_METRICS`), in the attack order."""
+  return {r["attack"]: report_lib.attack_row(r)
+          for r in suite.rows()}
 
 
 @dataclasses.dataclass
@@ -61,9 +90,7 @@ class IterationResult:
 
   def to_json(self) -> Dict[str, Any]:
     record = self.victim.facts["prune"]["history"][-1]
-    rows = {r["attack"]: {m: r[m] for m in ROW_METRICS}
-            for r in self.suite.rows()}
-    best = max(rows, key=lambda a: rows[a]["balanced_accuracy"])
+    rows = attack_rows(self.suite)
     return {
         "iteration": self.iteration,
         "target_sparsity": self.target_sparsity,
@@ -72,8 +99,8 @@ class IterationResult:
         "victim_train_accuracy": self.victim.train_accuracy,
         "victim_dev_accuracy": record["dev_accuracy"],
         "attacks": rows,
-        "best_attack": {"attack": best,
-                        "balanced_accuracy": rows[best]["balanced_accuracy"]},
+        "best_attack": report_lib.victim_side_best(rows),
+        "best_attack_attacker_side": report_lib.attacker_side_best(rows),
         "seconds": self.seconds,
     }
 

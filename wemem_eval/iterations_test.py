@@ -1,12 +1,16 @@
 """Attacks per pruning iteration: one entry per iteration, the last equal to
-the ordinary experiment, store reuse, plots (digits, tiny settings)."""
+the ordinary experiment, both best attacks (victim-side max and the
+report's attacker-side choice), store reuse, plots (digits, tiny
+settings)."""
 
+import copy
 import json
 import os
 
 import numpy as np
 import pytest
 
+from attacks import plotting
 import wemem_tf
 from wemem_eval import experiment
 from wemem_eval import iterations
@@ -85,6 +89,66 @@ def test_last_iteration_equals_the_ordinary_experiment(per_iteration, digits):
       assert r[metric] == rows[r["attack"]][metric], (r["attack"], metric)
 
 
+def test_both_best_attacks_per_iteration(per_iteration):
+  result, _ = per_iteration
+  doc = json.loads(json.dumps(result.to_json()))
+  chosen = set()
+  for it in doc["iterations"]:
+    rows = it["attacks"]
+    # The report's rows (calibration, intervals, estimability) ...
+    assert {"calibration_balanced_accuracy", "intervals",
+            "not_estimable"} <= set(rows["conf"])
+    # ... and the report's choice functions on them.
+    attacker_side = it["best_attack_attacker_side"]
+    assert attacker_side == report_lib.attacker_side_best(rows)
+    assert attacker_side["kind"] == report_lib.ATTACKER_SIDE
+    victim_side = it["best_attack"]
+    assert victim_side == report_lib.victim_side_best(rows)
+    assert victim_side["kind"] == report_lib.VICTIM_SIDE
+    # conf, LiRA and RMIA calibrate on the attacker's models.
+    assert attacker_side["attack"] in ATTACKS
+    row = rows[attacker_side["attack"]]
+    assert attacker_side["balanced_accuracy"] == row["balanced_accuracy"]
+    assert attacker_side["calibration_balanced_accuracy"] == max(
+        r["calibration_balanced_accuracy"] for r in rows.values()
+        if r["calibration_balanced_accuracy"] is not None)
+    assert set(attacker_side["intervals"]) == {"balanced_accuracy", "auc"}
+    # The victim-side max is an upper bound of the attacker's pick.
+    assert (victim_side["balanced_accuracy"] >=
+            attacker_side["balanced_accuracy"])
+    chosen.add(attacker_side["attack"])
+  assert chosen
+
+
+def test_per_iteration_plot_draws_both_best_attacks(per_iteration, tmp_path):
+  result, _ = per_iteration
+  doc = json.loads(json.dumps(result.to_json()))
+  path = tmp_path / "plots" / "attack_per_iteration.png"
+  fig = plotting.plot_attack_per_iteration({"base": doc}, str(path))
+  assert path.read_bytes()[:8] == PNG
+  top = fig.axes[0]
+  styles = {line.get_label(): line.get_linestyle() for line in top.lines}
+  assert styles["base, victim-side max (optimistic)"] == "--"
+  assert styles["base, attacker-side"] == "-"
+  legend = [t.get_text() for t in top.get_legend().get_texts()]
+  assert legend == ["base, victim-side max (optimistic)",
+                    "base, attacker-side"]
+  # Older documents (no attacker-side entry) and iterations without an
+  # attacker-side choice still plot.
+  old = copy.deepcopy(doc)
+  for it in old["iterations"]:
+    del it["best_attack_attacker_side"]
+  none = copy.deepcopy(doc)
+  none["iterations"][0]["best_attack_attacker_side"] = (
+      report_lib.attacker_side_best({"gap": {"balanced_accuracy": 0.5,
+                                             "auc": 0.5}}))
+  fig = plotting.plot_attack_per_iteration({"old": old, "none": none},
+                                           str(path))
+  labels = [line.get_label() for line in fig.axes[0].lines]
+  assert "old, attacker-side" not in labels
+  assert "none, attacker-side" in labels
+
+
 def test_store_is_reused_and_models_reload_equal(per_iteration, digits):
   result, store = per_iteration
   config = _config()
@@ -121,6 +185,14 @@ def test_report_includes_the_per_iteration_plot(per_iteration, tmp_path):
   report = report_lib.write_report(str(run_dir), ["base"])
   its = report["defenses"]["base"]["attack_per_iteration"]
   assert [it["iteration"] for it in its] == [0, 1, 2]
+  # The last iteration's rows and best attacks are the report's own.
+  entry = report["defenses"]["base"]
+  last = json.loads((folder / "iterations.json").read_text())[
+      "iterations"][-1]
+  assert last["attacks"] == entry["attacks"]
+  assert last["best_attack"] == entry["best_attack"]
+  assert (last["best_attack_attacker_side"] ==
+          entry["best_attack_attacker_side"])
   plot = run_dir / "plots" / "attack_per_iteration.png"
   assert plot.read_bytes()[:8] == PNG
   assert "Best attack per pruning iteration" in (run_dir /

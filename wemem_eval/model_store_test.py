@@ -18,7 +18,7 @@ from wemem_tf.models.testdata import user_models
 from wemem_tf.training import loop as loop_lib
 
 # pretrained_key(fingerprint "f" * 64, the split below, seed 3, each zoo
-# name, TrainConfig()) as computed before `wemem_tf.models.architecture`
+# name, TrainConfig(patience=5), the default then) as computed before `wemem_tf.models.architecture`
 # existed: model stores written then must still be found.
 PINNED = {"column_fc": "2ab21bfb4a13d8af", "small_cnn": "09f98a0238ca9762",
           "resnet18": "a92aaac4efd4a4d9", "vgg16_bn": "9d02032ba88f38e4"}
@@ -31,7 +31,7 @@ SPLIT = splits_lib.ModelSplit(np.arange(10, dtype=np.int64),
 def _key(architecture):
   return model_store.ModelStore.pretrained_key(DATASET, SPLIT, 3,
                                                architecture,
-                                               loop_lib.TrainConfig())
+                                               loop_lib.TrainConfig(patience=5))
 
 
 @pytest.mark.parametrize("name", sorted(PINNED))

@@ -37,7 +37,8 @@ report.json schema (documented in README):
        # (wemem_eval.iterations): the attacks on the models after each
        # pruning iteration
        "attack_per_iteration": [{"iteration", "target_sparsity",
-                                 "test_accuracy", "best_attack"}]}}}
+                                 "test_accuracy", "best_attack",
+                                 "best_attack_attacker_side"}]}}}
 
 A TPR at an FPR below the FPR resolution 1 / num_non_members is null, with
 its reason under "not_estimable" (`attacks.metrics.not_estimable_reason`),
@@ -73,19 +74,19 @@ def _finite_or_none(value: Optional[float]) -> Optional[float]:
   return value if value is not None and math.isfinite(value) else None
 
 
-def _row(row: Dict[str, Any]) -> Dict[str, Any]:
+def attack_row(source: Dict[str, Any]) -> Dict[str, Any]:
   """An attacks.json row's report entry, with the estimability rule; a
   NaN calibration balanced accuracy (no calibration data) becomes None."""
-  out = {m: row[m] for m in METRICS}
-  out.update({m: row[m] for m in OPTIONAL_METRICS if m in row})
+  out = {m: source[m] for m in METRICS}
+  out.update({m: source[m] for m in OPTIONAL_METRICS if m in source})
   if "calibration_balanced_accuracy" in out:
     out["calibration_balanced_accuracy"] = _finite_or_none(
         out["calibration_balanced_accuracy"])
-  if "num_non_members" not in row:
+  if "num_non_members" not in source:
     return out
   for f in metrics_lib.LOW_FPRS:
     key = metrics_lib.tpr_key(f)
-    reason = metrics_lib.not_estimable_reason(f, row["num_non_members"])
+    reason = metrics_lib.not_estimable_reason(f, source["num_non_members"])
     if reason:
       out[key] = None
       out["not_estimable"] = {**out.get("not_estimable", {}), key: reason}
@@ -136,7 +137,7 @@ def attacker_side_best(rows: Dict[str, Dict[str, Any]]) -> Dict[str, Any]:
 
 def _entry(attacks_json: Dict[str, Any], step: Dict[str, Any]) -> Dict[str, Any]:
   victim = attacks_json["models"]["victim"]
-  rows = {r["attack"]: _row(r) for r in attacks_json["attacks"]}
+  rows = {r["attack"]: attack_row(r) for r in attacks_json["attacks"]}
   return {
       "kind": step.get("kind"),
       "test_accuracy": attacks_json["victim_test_accuracy"],
@@ -179,7 +180,8 @@ def collect(run_dir: str, labels: Sequence[str]) -> Dict[str, Any]:
           {"iteration": it["iteration"],
            "target_sparsity": it["target_sparsity"],
            "test_accuracy": it["victim_test_accuracy"],
-           "best_attack": it["best_attack"]}
+           "best_attack": it["best_attack"],
+           "best_attack_attacker_side": it.get("best_attack_attacker_side")}
           for it in per_iteration["iterations"]]
   return {"dataset": manifest["settings"]["dataset"],
           "seed": manifest["seed"], "data_fingerprint":

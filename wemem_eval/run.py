@@ -63,6 +63,8 @@ class RunConfig:
     training: optimizer and pre-training settings.
     defenses: defense names for iterative pruning ("none" = base).
     defense_settings: {defense name: {setting: value}} overrides.
+    baseline_settings: what the existing defenses start from, "ours" or
+      "paper" (`wemem_tf.defenses.BASELINE_SETTINGS`).
     baselines: any of "unpruned", "one_shot".
     attacks: attack names (see attacks.registry).
     num_shadows: shadow models.
@@ -86,6 +88,7 @@ class RunConfig:
   defenses: Tuple[str, ...] = ("none", "rsw", "rmr", "swmr")
   defense_settings: Dict[str, Dict[str, Any]] = dataclasses.field(
       default_factory=dict)
+  baseline_settings: str = "ours"
   baselines: Tuple[str, ...] = BASELINES
   attacks: Tuple[str, ...] = tuple(registry.attack_names())
   num_shadows: int = 5
@@ -107,6 +110,10 @@ class RunConfig:
     bad = [b for b in self.baselines if b not in BASELINES]
     if bad:
       raise ValueError(f"unknown baselines {bad}; choose from {BASELINES}.")
+    if self.baseline_settings not in defenses_lib.BASELINE_SETTINGS:
+      raise ValueError(f"baseline_settings must be one of "
+                       f"{list(defenses_lib.BASELINE_SETTINGS)}, got "
+                       f"{self.baseline_settings!r}.")
     if not self.defenses and not self.baselines:
       raise ValueError("nothing to run: give at least one defense or baseline.")
     object.__setattr__(self, "attacks",
@@ -185,7 +192,7 @@ def build_steps(config: RunConfig, dataset: datasets.Dataset,
         base_recipe, pruning_config=one_shot), "baseline"))
   for name in config.defenses:
     defense = None if name == "none" else defenses_lib.build(
-        name, dataset.name, scores_fn,
+        name, dataset.name, scores_fn, baseline=config.baseline_settings,
         **config.defense_settings.get(name, {}))
     steps.append(Step(label_of(name), dataclasses.replace(
         base_recipe, defense=defense), "defense"))
@@ -224,10 +231,11 @@ def _run(config, dataset, run_dir, log, command, cache_dir, executor):
   splits = splits_lib.splits_for(dataset, config.seed, config.num_shadows,
                                  config.split)
   splits.save(os.path.join(run_dir, "splits.npz"))
+  # Scored over the training pool (the held-out split never enters).
   scores_fn = functools.cache(lambda: memorization.cached_estimate(
       dataset, os.path.join(cache_dir, "memscores"), config.seed, config.arch(),
       num_models=config.memscore_models, epochs=config.memscore_epochs,
-      executor=executor))
+      executor=executor, indices=splits.pool))
   store = model_store.ModelStore(os.path.join(cache_dir, "models"))
   steps = build_steps(config, dataset, scores_fn)
   progress = Progress(len(steps), log)

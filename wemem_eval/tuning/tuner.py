@@ -184,10 +184,11 @@ class DefenseChoice:
   settings: Mapping[str, Any]
 
   def build(self, dataset_name: str,
-            scores_fn: Optional[Callable[[], Any]] = None
-            ) -> defenses_lib.Defense:
+            scores_fn: Optional[Callable[[], Any]] = None,
+            baseline: str = "ours") -> defenses_lib.Defense:
+    """The defense: `baseline` settings ("ours"/"paper"), then `settings`."""
     return defenses_lib.build(self.name, dataset_name, scores_fn,
-                              **dict(self.settings))
+                              baseline=baseline, **dict(self.settings))
 
   def to_json(self) -> Dict[str, Any]:
     return {"name": self.name, "settings": dict(self.settings)}
@@ -284,6 +285,8 @@ class TuningSetup:
     protocol_splits: the protocol's splits, when already at hand (default:
       made from `dataset`, `seed` and `split`; stratified splits depend on
       every record's label, so a study fixes them once).
+    baseline_settings: what the existing defenses' unsearched settings
+      start from, "ours" or "paper".
 
   Set in `__post_init__`: `splits` (the protocol's), `rehearsals` (the
   rehearsals' splits, `rehearsal` the first) and `scale` (rehearsal
@@ -305,6 +308,7 @@ class TuningSetup:
   executor: Optional[Any] = None
   split: splits_lib.SplitConfig = splits_lib.SplitConfig()
   protocol_splits: Optional[splits_lib.Splits] = None
+  baseline_settings: str = "ours"
 
   def __post_init__(self):
     self.attacks = tuple(registry.parse_attack_names(self.attacks))
@@ -359,7 +363,8 @@ def scaled_defense(defense: defenses_lib.Defense, scale: float
 def evaluate_choice(setup: TuningSetup, choice: DefenseChoice
                     ) -> objective_lib.TrialMetrics:
   """Prunes with `choice` and measures dev accuracy and rehearsed attacks."""
-  defense = choice.build(setup.dataset.name, setup.scores_fn)
+  defense = choice.build(setup.dataset.name, setup.scores_fn,
+                         setup.baseline_settings)
   recipe = dataclasses.replace(setup.recipe, defense=defense)
   ((victim,),) = model_training.train_models(
       setup.dataset, [model_training.victim_job(setup.splits, recipe,

@@ -8,6 +8,8 @@ once, `get_config`/`from_config`); `defense.bind(records, ...)` returns a
 
 from wemem_tf.defenses.advreg import AdvReg
 from wemem_tf.defenses.catalog import available_defenses
+from wemem_tf.defenses.catalog import BASELINE_SETTINGS
+from wemem_tf.defenses.catalog import baseline_settings
 from wemem_tf.defenses.catalog import build
 from wemem_tf.defenses.catalog import defense_class
 from wemem_tf.defenses.catalog import get_defense

@@ -299,6 +299,8 @@ class AdvReg(defense_lib.Defense):
   name: ClassVar[str] = "advreg"
   display_name: ClassVar[str] = "AdvReg"
   RUN: ClassVar[type] = AdvRegRun
+  PAPER_SETTINGS: ClassVar[Dict[str, Any]] = dict(
+      weight=2.0, gain="log", classifier_steps_per_epoch=1)
   EXPOSED: ClassVar = ("weight", "attack_steps", "gain",
                        "classifier_steps_per_epoch")
 

@@ -72,17 +72,33 @@ def resolve(defense: Union[None, str, defense_lib.Defense]
 
 WEMEM_METHODS = ("rsw", "rmr", "swmr", "random")
 
+# Which settings the existing defenses start from (docs/fidelity.md):
+# "ours", the class defaults; "paper", the WeMem authors' scripts'
+# (`Defense.PAPER_SETTINGS`).
+BASELINE_SETTINGS = ("ours", "paper")
+
+
+def baseline_settings(name: str, which: str = "ours") -> Dict[str, Any]:
+  """The settings defense `name` starts from under `which` baseline
+  settings ({} for the class defaults)."""
+  if which not in BASELINE_SETTINGS:
+    raise ValueError(f"baseline settings must be one of "
+                     f"{list(BASELINE_SETTINGS)}, got {which!r}.")
+  return dict(defense_class(name).PAPER_SETTINGS) if which == "paper" else {}
+
 
 def build(name: str, dataset_name: Optional[str] = None,
           scores_fn: Optional[Callable[[], Any]] = None,
-          **settings) -> defense_lib.Defense:
+          baseline: str = "ours", **settings) -> defense_lib.Defense:
   """A configured defense by name.
 
   WeMem methods start from the authors' preset for `dataset_name` when one
-  exists (location, cifar10), else from the class defaults; `settings`
+  exists (location, cifar10), else from the class defaults; the existing
+  defenses from their `baseline` settings ("ours" or "paper"); `settings`
   override. `scores_fn` is called only when the method needs memorization
   scores (every WeMem method but "random").
   """
+  settings = {**baseline_settings(name, baseline), **settings}
   if name in WEMEM_METHODS:
     from wemem_tf.defenses import wemem  # pylint: disable=g-import-not-at-top
     scores = (scores_fn() if name != "random" and scores_fn is not None

@@ -127,10 +127,14 @@ class Defense:
     name: the registry name.
     display_name: the name in messages.
     RUN: the `DefenseRun` class that `bind` creates.
+    PAPER_SETTINGS: the settings of the WeMem authors' scripts where they
+      differ from the class defaults (`--baseline_settings=paper`;
+      docs/fidelity.md). The defaults are "ours".
   """
   name: ClassVar[str] = "none"
   display_name: ClassVar[str] = "no defense"
   RUN: ClassVar[type] = DefenseRun
+  PAPER_SETTINGS: ClassVar[Dict[str, Any]] = {}
 
   def __post_init__(self):
     settings_lib.validate(self)

@@ -324,6 +324,8 @@ class DPSGD(defense_lib.Defense):
   name: ClassVar[str] = "dp"
   display_name: ClassVar[str] = "DP-SGD"
   RUN: ClassVar[type] = DPSGDRun
+  PAPER_SETTINGS: ClassVar[Dict[str, Any]] = dict(
+      noise_multiplier=0.1, optimizer="sgd", microbatch_size=64)
 
   def check_records(self, records, train_config):
     n = len(records.y)

@@ -715,3 +715,25 @@ def test_hamp_answers_depend_on_its_seed_not_on_global_random_state():
   np.testing.assert_array_equal(second, again_second)
   assert not np.array_equal(first, second)  # a fresh draw per query
   assert not np.array_equal(answers(4, 1)[0], first)
+
+
+# ------------------------------------------------------ baseline settings
+
+
+def test_paper_baseline_settings_are_the_authors_and_flags_override():
+  dp = catalog.build("dp", "location", baseline="paper")
+  assert (dp.noise_multiplier, dp.optimizer, dp.microbatch_size) == (
+      0.1, "sgd", 64)
+  adv = catalog.build("advreg", "location", baseline="paper", weight=8.0)
+  assert (adv.weight, adv.gain, adv.classifier_steps_per_epoch) == (
+      8.0, "log", 1)
+  assert catalog.build("relaxloss", baseline="paper").variant == "image"
+  # "ours": the class defaults; defenses without paper settings: the same.
+  assert catalog.build("dp", baseline="ours") == dp_sgd.DPSGD()
+  assert catalog.build("ppb", baseline="paper") == catalog.build("ppb")
+  for name in catalog.available_defenses():  # every declared key is a setting
+    paper = catalog.baseline_settings(name, "paper")
+    assert set(paper) <= set(settings_lib.declared(
+        catalog.defense_class(name))), name
+  with pytest.raises(ValueError, match="baseline settings must be one of"):
+    catalog.build("dp", baseline="theirs")

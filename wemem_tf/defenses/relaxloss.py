@@ -213,6 +213,8 @@ class RelaxLoss(defense_lib.Defense):
   name: ClassVar[str] = "relaxloss"
   display_name: ClassVar[str] = "RelaxLoss"
   RUN: ClassVar[type] = RelaxLossRun
+  # The WeMem authors compare against the CIFAR trainer's loss everywhere.
+  PAPER_SETTINGS: ClassVar[Dict[str, Any]] = dict(variant="image")
 
   def check_records(self, records, train_config):
     if records.num_classes < 2:

@@ -191,10 +191,15 @@ class WeMemRun(defense_lib.DefenseRun):
       _warn_if_window_covers_all(defense, records)
 
   def class_orders(self, iteration: int) -> Dict[int, np.ndarray]:
-    """{class: positions in visiting order} of `iteration` (drawn once)."""
+    """{class: positions in visiting order} of `iteration`.
+
+    The same in every iteration: scores do not change, and a random order
+    is drawn from the run's seed alone (as the WeMem authors keep one random
+    order for all iterations, the way RSW/SWMR keep their score order).
+    """
     d = self.defense
     if iteration not in self._orders:
-      rng = np.random.default_rng([self.seed, iteration, 7919])
+      rng = np.random.default_rng([self.seed, 7919])
       self._orders[iteration] = window_lib.class_orders(
           self.records.y, self.scores, d.order, self.records.num_classes, rng)
       self._used[iteration] = window_lib.records_ever_used(

@@ -167,6 +167,23 @@ def test_random_window_needs_no_scores_and_all_others_do(digits):
                                      defense=wemem.SWMR())
 
 
+def test_random_window_keeps_one_order_for_every_iteration(digits):
+  """The authors draw the random order once: every iteration's windows run
+  over the same order (so only its first records are ever fine-tuned), as
+  RSW's windows run over the same score order."""
+  ds, split, _ = digits
+  run = _bind(wemem.RandomWindow(stride=1, width=5), ds, split)
+  first = run.class_orders(0)
+  for iteration in range(1, 5):
+    for c, order in run.class_orders(iteration).items():
+      np.testing.assert_array_equal(order, first[c])
+  assert any(len(o) > 1 and not np.array_equal(o, np.sort(o))
+             for o in first.values())  # a random order, not the records'
+  other = _bind(wemem.RandomWindow(stride=1, width=5), ds, split, seed=1)
+  assert any(not np.array_equal(other.class_orders(0)[c], o)
+             for c, o in first.items())
+
+
 def test_edge_cases_are_refused_before_training(digits):
   ds, split, scores = digits
   with pytest.raises(ValueError, match=r"RMR tau \(--tau\) must be a finite "

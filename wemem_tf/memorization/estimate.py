@@ -278,13 +278,21 @@ def cached_estimate(dataset: data_lib.Dataset, cache_dir: str, seed: int = 0,
                     model_fn: Optional[ModelFnLike] = None,
                     num_models: int = 128, epochs: int = 30,
                     subset_fraction: float = 0.7,
-                    executor=None) -> scores_lib.MemScores:
-  """Scores over every record of `dataset`, estimated once per settings.
+                    executor=None,
+                    indices: Optional[np.ndarray] = None
+                    ) -> scores_lib.MemScores:
+  """Scores over the records `indices` of `dataset` (None: every record),
+  estimated once per settings.
+
+  The protocol scores the training pool (`Splits.pool`: every record but
+  the held-out test split), as `wemem memscore` does: held-out records never
+  enter the estimate's models.
 
   The result is cached in `cache_dir` as `memscores-<key>.npz`, keyed by the
-  dataset fingerprint, seed, architecture (`Architecture.key`: a zoo name
-  is its own key) and estimator settings; a later call with the same
-  settings loads it (checked against the fingerprint).
+  dataset fingerprint, the records scored, seed, architecture
+  (`Architecture.key`: a zoo name is its own key) and estimator settings; a
+  later call with the same settings loads it (checked against the
+  fingerprint).
   """
   import hashlib  # pylint: disable=g-import-not-at-top
   import json  # pylint: disable=g-import-not-at-top
@@ -292,13 +300,18 @@ def cached_estimate(dataset: data_lib.Dataset, cache_dir: str, seed: int = 0,
   if model_fn is None:
     model_fn = zoo.DEFAULT_ARCHITECTURE.get(dataset.name, "column_fc")
   arch = arch_lib.resolve_architecture(model_fn)
-  key = hashlib.sha256(json.dumps(
-      [dataset.fingerprint, int(seed), arch.key, int(num_models),
-       int(epochs), float(subset_fraction)]).encode()).hexdigest()[:16]
+  if indices is None:
+    indices = np.arange(len(dataset), dtype=np.int64)
+  indices = scores_lib._as_index(indices, "indices")  # pylint: disable=protected-access
+  parts = [dataset.fingerprint, int(seed), arch.key, int(num_models),
+           int(epochs), float(subset_fraction)]
+  if len(indices) != len(dataset):  # every record: the key stays as it was
+    parts.append(data_lib.fingerprint_arrays("scored", indices))
+  key = hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:16]
   path = os.path.join(cache_dir, f"memscores-{key}.npz")
   if os.path.isfile(path):
     return scores_lib.MemScores.load(path, fingerprint=dataset.fingerprint)
-  scores = estimate_dataset(dataset, np.arange(len(dataset), dtype=np.int64),
+  scores = estimate_dataset(dataset, indices,
                             arch, num_models=num_models, epochs=epochs,
                             subset_fraction=subset_fraction, seed=seed,
                             executor=executor)

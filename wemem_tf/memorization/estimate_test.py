@@ -207,3 +207,21 @@ def test_vectorized_matches_separately_trained_keras_models():
   r_seq, r_vec = np.corrcoef(vec_a, seq)[0, 1], np.corrcoef(vec_a, vec_b)[0, 1]
   assert r_seq > 0.3 and r_seq > r_vec - 0.1, (r_seq, r_vec)
   assert abs(results["vec_a"][1] - results["seq"][1]) < 0.03
+
+
+def test_cached_estimate_scores_the_given_records_only(tmp_path):
+  """`wemem run` scores the training pool: held-out records never enter the
+  estimate, and the cache tells pools apart."""
+  ds = wemem_tf.data.load_dataset("digits")
+  pool = np.arange(0, len(ds), 3, dtype=np.int64)
+  s = memorization.cached_estimate(ds, str(tmp_path), 0, "column_fc",
+                                   num_models=4, epochs=1, indices=pool)
+  np.testing.assert_array_equal(s.index, pool)
+  again = memorization.cached_estimate(ds, str(tmp_path), 0, "column_fc",
+                                       num_models=4, epochs=1, indices=pool)
+  np.testing.assert_array_equal(again.score, s.score)  # from the cache
+  assert len(list(tmp_path.iterdir())) == 1
+  other = memorization.cached_estimate(ds, str(tmp_path), 0, "column_fc",
+                                       num_models=4, epochs=1,
+                                       indices=pool[:-1])
+  assert len(other) == len(pool) - 1 and len(list(tmp_path.iterdir())) == 2

@@ -48,7 +48,7 @@ class IterativePruning(keras.callbacks.Callback):
     history: one `IterationRecord` per finished round.
   """
 
-  def __init__(self, patience: Optional[int] = 5,
+  def __init__(self, patience: Optional[int] = 6,
                restore_best_weights: bool = True,
                test_data: Optional[Arrays] = None):
     super().__init__()

@@ -33,7 +33,7 @@ class PruningConfig:
   target_sparsity: float = 0.6
   num_iterations: int = 5
   epochs_per_iteration: int = 21
-  patience: int = 5
+  patience: int = 6
   restore_best_weights: bool = True
 
   def __post_init__(self):

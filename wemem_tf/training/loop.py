@@ -30,14 +30,15 @@ class TrainConfig:
       `weight_decay`), per step.
     batch_size: records per batch.
     max_epochs: epochs at most (pre-training: 100).
-    patience: stop after this many epochs without a better dev accuracy.
+    patience: stop after this many epochs without a better dev accuracy
+      (6: the WeMem authors' counter, which stops once it exceeds 5).
     eval_batch_size: records per forward pass when evaluating.
   """
   learning_rate: float = 1e-3
   weight_decay: float = 5e-4
   batch_size: int = 128
   max_epochs: int = 100
-  patience: int = 5
+  patience: int = 6
   eval_batch_size: int = 4096
 
   def __post_init__(self):
