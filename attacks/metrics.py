@@ -255,18 +255,9 @@ class AttackResult:
 
   def to_single_attack_result(self) -> tfp_ds.SingleAttackResult:
     """tensorflow-privacy's result for the entire victim dataset."""
-    return tfp_ds.SingleAttackResult(
-        slice_spec=tfp_ds.SingleSliceSpec(),
-        data_size=tfp_ds.DataSize(ntrain=len(self.member_scores),
-                                  ntest=len(self.non_member_scores)),
-        attack_type=self.attack_type,
-        roc_curve=self.roc,
-        epsilon_lower_bound_value=epsilon_lower_bound(self.member_scores,
-                                                      self.non_member_scores),
-        membership_scores_train=self.member_scores,
-        membership_scores_test=self.non_member_scores,
-        train_indices=self.member_ids,
-        test_indices=self.non_member_ids)
+    return single_attack_result(self.attack_type, self.member_scores,
+                                self.non_member_scores, self.member_ids,
+                                self.non_member_ids, roc=self.roc)
 
   def to_json(self) -> Dict[str, Any]:
     """The attacks.json row (fractions in [0, 1], seconds).
@@ -300,6 +291,29 @@ class AttackResult:
         "num_non_members": int(len(self.non_member_scores)),
         "seconds": self.seconds,
     }
+
+
+def single_attack_result(attack_type: SuiteAttackType, member_scores,
+                         non_member_scores, member_ids=None,
+                         non_member_ids=None,
+                         roc: Optional[tfp_ds.RocCurve] = None
+                         ) -> tfp_ds.SingleAttackResult:
+  """tensorflow-privacy's `SingleAttackResult` of an attack's victim scores
+  on the entire dataset: ROC (`roc`, or computed from the scores), epsilon
+  lower bound, data size, scores and record ids. `AttackResult` and the
+  results rebuilt from saved scores (`attacks.privacy_report`) both come
+  from here, so they are equal."""
+  pos, neg = _check_scores(member_scores, non_member_scores)
+  return tfp_ds.SingleAttackResult(
+      slice_spec=tfp_ds.SingleSliceSpec(),
+      data_size=tfp_ds.DataSize(ntrain=pos.size, ntest=neg.size),
+      attack_type=attack_type,
+      roc_curve=roc_curve(pos, neg) if roc is None else roc,
+      epsilon_lower_bound_value=epsilon_lower_bound(pos, neg),
+      membership_scores_train=pos,
+      membership_scores_test=neg,
+      train_indices=member_ids,
+      test_indices=non_member_ids)
 
 
 def evaluate(attack: str, member_scores, non_member_scores, threshold: float,

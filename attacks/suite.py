@@ -20,6 +20,7 @@ from tensorflow_privacy.privacy.privacy_tests.membership_inference_attack import
 
 from attacks import base
 from attacks import metrics as metrics_lib
+from attacks import privacy_report
 from attacks import registry
 
 AttackSpec = Union[str, base.Attack]
@@ -86,7 +87,9 @@ class SuiteResult:
 
   Attributes:
     results: one `AttackResult` per attack, in the order run.
-    metadata: optional tensorflow-privacy report metadata (accuracies).
+    metadata: tensorflow-privacy report metadata of the victim (accuracies,
+      losses, model_variant_label, epoch_num; `attacks.privacy_report`), so
+      that its privacy report plots take `attack_results()`.
   """
   results: List[metrics_lib.AttackResult]
   metadata: Optional[tfp_ds.PrivacyReportMetadata] = None
@@ -126,7 +129,14 @@ def run_attacks(attacks: Sequence[AttackSpec], attacker: base.AttackerData,
                 metadata: Optional[tfp_ds.PrivacyReportMetadata] = None
                 ) -> SuiteResult:
   """Runs each attack (registry name or `Attack`) on the same data (one
-  target, or several pooled: `run_attack`)."""
+  target, or several pooled: `run_attack`).
+
+  `metadata` goes with the results' tensorflow-privacy `AttackResults`;
+  None: `privacy_report.target_metadata` of the (first) target's outputs
+  (accuracies and losses; default label, epoch_num 0).
+  """
+  if metadata is None:
+    metadata = privacy_report.target_metadata(_as_targets(target)[0])
   results = []
   for spec in attacks:
     attack = registry.make_attack(spec, options) if isinstance(spec, str) \

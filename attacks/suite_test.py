@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from attacks import base
+from attacks import privacy_report
 from attacks import registry
 from attacks import suite
 from attacks import testing_utils
@@ -74,6 +75,15 @@ def test_results_work_in_tensorflow_privacy(memorizing):
       n.upper() for n in registry.attack_names())
   best = attack_results.get_result_with_max_auc()
   assert best.get_auc() >= 0.99
+  # Complete privacy-report metadata without being given any (the target's
+  # outputs: accuracies and losses), so tensorflow-privacy's report runs.
+  meta = attack_results.privacy_report_metadata
+  assert all(getattr(meta, f) is not None
+             for f in privacy_report.METADATA_FIELDS)
+  assert meta.epoch_num == 0
+  assert meta.loss_train < meta.loss_test
+  fig = privacy_report.plot_by_epochs([attack_results])
+  assert len(fig.axes) == len(privacy_report.PRIVACY_METRICS)
   rows = results.rows()
   assert [r["attack"] for r in rows] == registry.attack_names()
   for row in rows:

@@ -12,9 +12,12 @@ OUT/attack_scores.npz (raw scores).
 
 With --per_iteration the attacks also run on the models after every pruning
 iteration (victim, shadows and reference models all at iteration k; see
-`wemem_eval.iterations`): OUT/iterations.json and
-OUT/plots/attack_per_iteration.png besides the files above, which then
-describe the last iteration (the same numbers as without the flag).
+`wemem_eval.iterations`): OUT/iterations.json, OUT/iteration_scores.npz
+(each iteration's raw scores), OUT/plots/attack_per_iteration.png and
+OUT/plots/privacy_report.png (tensorflow-privacy's `plot_by_epochs` over
+the iterations: epoch = pruning iteration; `attacks.privacy_report`)
+besides the files above, which then describe the last iteration (the same
+numbers as without the flag).
 --model_store_dir caches trained models (pre-training is shared by every
 defense and by --per_iteration).
 """
@@ -28,6 +31,7 @@ from absl import logging
 import wemem_tf
 from attacks import base
 from attacks import plotting
+from attacks import privacy_report
 from attacks import registry
 from wemem_cli import common_flags
 from wemem_cli import defense_flags
@@ -70,7 +74,9 @@ ATTACK_PATIENCE = flags.DEFINE_integer(
 PER_ITERATION = flags.DEFINE_boolean(
     "per_iteration", False, "Also attack the models after every pruning "
     "iteration (victim, shadows, reference models at the same iteration); "
-    "writes iterations.json and plots/attack_per_iteration.png.")
+    "writes iterations.json, iteration_scores.npz, "
+    "plots/attack_per_iteration.png and plots/privacy_report.png "
+    "(tensorflow-privacy's plot_by_epochs, epoch = pruning iteration).")
 MODEL_STORE_DIR = flags.DEFINE_string(
     "model_store_dir", None, "Cache trained models here "
     "(wemem_eval.model_store; e.g. RUN/models of `wemem run`) and reuse what "
@@ -104,13 +110,15 @@ def attack_options() -> base.AttackOptions:
                             patience=ATTACK_PATIENCE.value)
 
 
-def config_from_flags(defense=None, architecture=None
+def config_from_flags(defense=None, architecture=None, attacker_defense=None
                       ) -> experiment.ExperimentConfig:
   """The experiment described by the command line.
 
   Args:
     defense: the victim's defense (see `defense_flags.defense_from_flags`);
       the attacker's models get it too when --adaptive.
+    attacker_defense: the attacker's own copy of it when it differs
+      (`defense_flags.attacker_defense_from_flags`).
     architecture: the resolved --architecture (`flag_utils.architecture`;
       default: resolved here from the flags).
   """
@@ -121,6 +129,7 @@ def config_from_flags(defense=None, architecture=None
       pruning_config=flag_utils.pruning_config(),
       train_config=flag_utils.train_config(),
       defense=defense,
+      attacker_defense=attacker_defense if ADAPTIVE.value else None,
       target=TARGET.value)
   return experiment.ExperimentConfig(
       recipe=recipe,
@@ -132,7 +141,15 @@ def config_from_flags(defense=None, architecture=None
       seed=common_flags.SEED.value,
       options=attack_options(),
       split=flag_utils.split_config(),
-      num_targets=NUM_TARGETS.value)
+      num_targets=NUM_TARGETS.value,
+      label=variant_label())
+
+
+def variant_label() -> str:
+  """The configuration's label (`wemem run`'s names): "unpruned" for
+  --target=unpruned, else "base" for --defense=none, else the defense."""
+  return privacy_report.variant_label(TARGET.value,
+                                      defense_flags.DEFENSE.value)
 
 
 def validate_flags() -> None:
@@ -154,7 +171,9 @@ def main(argv) -> int:
                               "attack_manifest.json") as stage:
     defense = defense_flags.defense_from_flags(dataset, seed, architecture,
                                                output_dir)
-    config = config_from_flags(defense, architecture)
+    attacker_defense = defense_flags.attacker_defense_from_flags(
+        defense, dataset, seed, architecture, output_dir)
+    config = config_from_flags(defense, architecture, attacker_defense)
     store = (model_store.ModelStore(MODEL_STORE_DIR.value)
              if MODEL_STORE_DIR.value else None)
     with executor_flags.executor_from_flags() as executor:
@@ -177,8 +196,9 @@ def main(argv) -> int:
 def _run_per_iteration(dataset, config: experiment.ExperimentConfig,
                        store, stage: str, output_dir: str,
                        executor=None) -> experiment.ExperimentResult:
-  """Attacks after every iteration; writes iterations.json and the plot
-  into `stage` (published to `output_dir`).
+  """Attacks after every iteration; writes iterations.json,
+  iteration_scores.npz and the plots into `stage` (published to
+  `output_dir`).
 
   Returns:
     The last iteration as an `ExperimentResult`.
@@ -189,12 +209,15 @@ def _run_per_iteration(dataset, config: experiment.ExperimentConfig,
   doc = result.to_json()
   json_path = iterations.write_iterations_json(
       result, os.path.join(stage, "iterations.json"))
-  label = ("base" if defense_flags.DEFENSE.value == "none"
-           else defense_flags.DEFENSE.value)
+  scores_path = iterations.write_iteration_scores(
+      result, os.path.join(stage, privacy_report.ITERATION_SCORES))
+  label = config.variant_label()
   plot_path = os.path.join(stage, "plots", "attack_per_iteration.png")
   plotting.plot_attack_per_iteration(
       {label: doc}, plot_path,
       title=f"{dataset.name}, {label}: best adaptive attack per iteration")
+  report_path = os.path.join(stage, "plots", "privacy_report.png")
+  privacy_report.plot_by_epochs(result.attack_results(), report_path)
   print("iteration  sparsity  test acc  best attack (balanced accuracy): "
         "attacker-side; victim-side max")
   for it in doc["iterations"]:
@@ -204,9 +227,11 @@ def _run_per_iteration(dataset, config: experiment.ExperimentConfig,
     print(f"{it['iteration']:>9}  {it['target_sparsity']:8.2f}  "
           f"{100 * it['victim_test_accuracy']:8.2f}  {chosen}; "
           f"{best['attack']} ({100 * best['balanced_accuracy']:.2f})")
-  shown = flag_utils.published({"json": json_path, "plot": plot_path}, stage,
-                               output_dir)
-  print(f"wrote {shown['json']}, {shown['plot']}")
+  shown = flag_utils.published(
+      {"json": json_path, "scores": scores_path, "plot": plot_path,
+       "privacy_report": report_path}, stage, output_dir)
+  print(f"wrote {shown['json']}, {shown['scores']}, {shown['plot']}, "
+        f"{shown['privacy_report']}")
   return result.final_experiment()
 
 

@@ -8,6 +8,7 @@ from absl import flags
 from absl.testing import flagsaver
 import numpy as np
 
+from attacks import privacy_report
 from attacks import registry
 from wemem_cli import attack_cmd
 
@@ -74,6 +75,9 @@ def test_victim_defense_reaches_adaptive_attacker_only():
     config = attack_cmd.config_from_flags(defense)
   assert config.recipe.for_attacker(config.adaptive).defense is None
   assert config.recipe.target == "unpruned"
+  assert config.variant_label() == "unpruned"
+  with flagsaver.flagsaver(target="pruned", defense="swmr"):
+    assert attack_cmd.config_from_flags(defense).variant_label() == "swmr"
 
 
 def test_cli_per_iteration_flag(tmp_path):
@@ -93,5 +97,15 @@ def test_cli_per_iteration_flag(tmp_path):
       doc["iterations"][-1]["attacks"][a]["balanced_accuracy"]
       for a in ("hconf", "gap")]
   assert (out / "plots" / "attack_per_iteration.png").read_bytes()[:8] == PNG
+  # tensorflow-privacy's plot_by_epochs over the iterations, and what it
+  # is rebuilt from (epoch_num = iteration; the final one's is the last).
+  assert (out / "plots" / "privacy_report.png").read_bytes()[:8] == PNG
+  results = privacy_report.load_iteration_results(str(out))
+  assert [r.privacy_report_metadata.epoch_num for r in results] == [0, 1]
+  assert {r.privacy_report_metadata.model_variant_label
+          for r in results} == {"base"}
+  assert final["privacy_report_metadata"] == (
+      doc["iterations"][-1]["privacy_report_metadata"])
+  assert final["privacy_report_metadata"]["epoch_num"] == 1
   # Victim and shadow: pre-trained, iteration 0, final; .npz + .json each.
   assert len(os.listdir(tmp_path / "models")) == 2 * 3 * 2

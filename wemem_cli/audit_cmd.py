@@ -71,9 +71,12 @@ def main(argv) -> int:
   output_dir = flag_utils.output_dir(dataset.name)
   with flag_utils.transaction(dataset, output_dir, seed,
                               "audit_manifest.json") as stage:
-    defense = defense_flags.defense_from_flags(
-        dataset, seed, flag_utils.architecture(dataset), output_dir)
-    config = attack_cmd.config_from_flags(defense)
+    architecture = flag_utils.architecture(dataset)
+    defense = defense_flags.defense_from_flags(dataset, seed, architecture,
+                                               output_dir)
+    config = attack_cmd.config_from_flags(
+        defense, architecture, defense_flags.attacker_defense_from_flags(
+            defense, dataset, seed, architecture, output_dir))
     store = (model_store.ModelStore(attack_cmd.MODEL_STORE_DIR.value)
              if attack_cmd.MODEL_STORE_DIR.value else None)
     with executor_flags.executor_from_flags() as executor:

@@ -65,3 +65,9 @@ SPLIT = flags.DEFINE_enum(
     "protocol cuts records (docs/method.md §2): stratified = every cut keeps "
     "each class's share (ours; class-aware attacks are otherwise biased by "
     "the split); unstratified = the authors' random cuts.")
+TENSORBOARD_DIR = flags.DEFINE_string(
+    "tensorboard_dir", None, "Write TensorBoard summaries here (default: "
+    "none): prune = the victim's pruning iterations and epochs; run = one "
+    "subfolder per configuration with its victim's iterations and attack "
+    "metrics; tune = each trial's settings and metrics (hparams plugin). "
+    "View with `tensorboard --logdir=DIR` (README \"TensorBoard\").")

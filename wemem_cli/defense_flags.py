@@ -18,6 +18,7 @@ from absl import logging
 
 import wemem_tf
 from wemem_cli import flag_utils
+from wemem_eval import model_training
 from wemem_tf import defenses as defenses_lib
 from wemem_tf import memorization
 from wemem_tf.defenses import settings as settings_lib
@@ -133,6 +134,28 @@ def build_defense(name: str, dataset_name: str, scores_fn=None,
   settings = defense_settings(name) if settings is None else dict(settings)
   return defenses_lib.build(name, dataset_name, scores_fn,
                             baseline=BASELINE_SETTINGS.value, **settings)
+
+
+def attacker_defense_from_flags(defense, dataset: wemem_tf.data.Dataset,
+                                seed: int,
+                                architecture: wemem_tf.models.ArchitectureLike,
+                                cache_dir: str, executor=None):
+  """An adaptive attacker's copy of `defense` with its own memorization
+  scores, estimated on the fly over every record it may train on (its
+  reference models train on the target's held-out records too); None (the
+  victim's defense) when the defense uses no scores or --memscores names a
+  file (used by both)."""
+  if MEMSCORES.value:
+    return None
+  def own_scores():
+    logging.info("attacker's memorization scores: %d models x %d epochs on "
+                 "all %d records (cached in %s)", MEMSCORE_MODELS.value,
+                 MEMSCORE_EPOCHS.value, len(dataset), cache_dir)
+    return memorization.cached_estimate(
+        dataset, cache_dir, seed, architecture,
+        num_models=MEMSCORE_MODELS.value, epochs=MEMSCORE_EPOCHS.value,
+        executor=executor)
+  return model_training.attacker_variant(defense, own_scores)
 
 
 def defense_from_flags(dataset: wemem_tf.data.Dataset, seed: int,

@@ -13,7 +13,10 @@ pruned model as pre-training here would. The victim trains with
 Writes to --output_dir: `history.json` (one entry per pruning iteration),
 `summary.json` (pre-training, TFLite export, wall times), `pretrained.h5`,
 `model.h5` (the stripped pruned model, HDF5), `model.tflite`, `splits.npz` and
-`manifest.json`.
+`manifest.json`. With --tensorboard_dir: TensorBoard summaries of the
+pre-training epochs and of each pruning iteration and epoch
+(`wemem_tf.pruning.summaries`), written as each iteration ends with the
+default trainer.
 """
 
 import os
@@ -22,6 +25,7 @@ from absl import flags
 from absl import logging
 
 import wemem_tf
+from wemem_cli import common_flags as cf
 from wemem_cli import defense_flags
 from wemem_cli import flag_utils
 from wemem_cli import model_files
@@ -51,12 +55,24 @@ def main(argv) -> None:
   with flag_utils.victim_run(dataset, out, seed) as (stage, splits):
     defense = defense_flags.defense_from_flags(dataset, seed, architecture,
                                                out)
-    result = wemem_tf.pretrain_and_prune(
-        dataset, splits.victim, flag_utils.victim_seed(seed),
-        architecture=architecture,
-        pruning_config=flag_utils.pruning_config(),
-        train_config=flag_utils.train_config(), pretrained=pretrained,
-        defense=defense, trainer=TRAINER.value)
+    summaries = (wemem_tf.pruning.IterationSummaries(cf.TENSORBOARD_DIR.value)
+                 if cf.TENSORBOARD_DIR.value else None)
+    # The library's loop writes each iteration as it ends; keras_fit's
+    # rounds are written once pruning is done.
+    live = summaries is not None and TRAINER.value == "loop"
+    try:
+      result = wemem_tf.pretrain_and_prune(
+          dataset, splits.victim, flag_utils.victim_seed(seed),
+          architecture=architecture,
+          pruning_config=flag_utils.pruning_config(),
+          train_config=flag_utils.train_config(), pretrained=pretrained,
+          defense=defense, trainer=TRAINER.value,
+          on_iteration=summaries if live else None)
+      if summaries is not None:
+        _write_summaries(summaries, result, live)
+    finally:
+      if summaries is not None:
+        summaries.close()
     flag_utils.check_finite(result.pruned, "the pruned model")
     _write(dataset, seed, splits, result, stage, out)
   last = result.history[-1]
@@ -64,6 +80,15 @@ def main(argv) -> None:
                dataset.name, last.layer_sparsity, last.test_accuracy, out)
   print(f"test accuracy {last.test_accuracy:.4f} at sparsity "
         f"{last.target_sparsity:.2f}; artifacts in {out}")
+
+
+def _write_summaries(summaries, result, live: bool) -> None:
+  """The pre-training curves and, unless written live, the iterations."""
+  summaries.write_pretraining(result.pretrain_fit)
+  if not live:
+    summaries.write_history(
+        result.history, result.defense_report,
+        wemem_tf.pruning.default_layers_to_prune(result.pretrained))
 
 
 def _write(dataset, seed, splits, result, stage: str, out: str) -> None:

@@ -12,6 +12,7 @@ from wemem_cli import defense_flags
 from wemem_cli import prune_cmd
 from wemem_tf import data as data_lib
 from wemem_tf import memorization
+from wemem_tf.pruning import summaries
 
 
 @pytest.fixture(scope="module")
@@ -51,3 +52,31 @@ def test_prune_with_keras_fit_runs_every_defense(defense, scores_file,
     assert summary["defense"]["steps"] > 0 and summary["defense"]["epsilon"] > 0
   if defense in ("rmr", "swmr"):
     assert summary["defense"]["risky_share"] == pytest.approx(0.3, abs=0.01)
+
+
+@pytest.mark.parametrize("trainer", ["loop", "keras_fit"])
+def test_prune_writes_tensorboard_summaries(trainer, tmp_path):
+  out, tb = tmp_path / "run", tmp_path / "tb"
+  with flagsaver.flagsaver():
+    flags.FLAGS(["wemem", "--dataset=digits", f"--output_dir={out}",
+                 f"--trainer={trainer}", f"--tensorboard_dir={tb}",
+                 "--target_sparsity=0.5", "--prune_iterations=2",
+                 "--epochs_per_iteration=1", "--patience=1",
+                 "--pretrain_epochs=2", "--seed=1"])
+    prune_cmd.main(["prune"])
+  history = json.loads((out / "history.json").read_text())
+  scalars = summaries.read_scalars(str(tb))
+  for tag in ("iteration/target_sparsity", "iteration/test_accuracy",
+              "iteration/epochs_run", "prune_low_magnitude_fc1/mask:0/sparsity",
+              "prune_low_magnitude_fc2/mask:0/sparsity"):
+    assert set(scalars[tag]) == {0, 1}, tag
+  assert not any("classifier" in t for t in scalars)
+  for h in history:
+    assert scalars["iteration/test_accuracy"][h["iteration"]] == (
+        pytest.approx(h["test_accuracy"]))
+    assert scalars["prune_low_magnitude_fc1/mask:0/sparsity"][
+        h["iteration"]] == pytest.approx(h["layer_sparsity"]["fc1"])
+  assert set(scalars["epoch/train_loss"]) == {0, 1}
+  assert set(scalars["pretrain/train_loss"]) == {0, 1}
+  assert ("prune_low_magnitude_fc1/threshold:0/threshold" in scalars) == (
+      trainer == "loop")  # written live, with the model at hand

@@ -8,7 +8,9 @@ Runs every configuration (--baselines, then iterative pruning with each of
 --output_dir; the same command after an interruption skips finished steps.
 Writes report.json, report.md and plots/ there. --seeds=0,1,2 runs each
 seed into --output_dir/seed_<S> and aggregates them; --executor=ray trains
-each configuration's models on Ray (same numbers).
+each configuration's models on Ray (same numbers). --tensorboard_dir=TB
+writes TensorBoard summaries into TB/<label>/ per configuration
+(TB/seed_<S>/<label>/ with --seeds; `wemem_eval.run.write_tensorboard`).
 """
 
 import os
@@ -91,9 +93,13 @@ def main(argv) -> None:
     run_dirs = []
     for config in configs:
       run_dir = (os.path.join(out, f"seed_{config.seed}") if seeds else out)
+      tensorboard_dir = cf.TENSORBOARD_DIR.value
+      if tensorboard_dir and seeds:
+        tensorboard_dir = os.path.join(tensorboard_dir, f"seed_{config.seed}")
       run_lib.run(config, run_dir, command=flag_utils.command_line(),
                   cache_dir=None if seeds else cf.CACHE_DIR.value,
-                  executor=executor, overwrite=cf.OVERWRITE.value)
+                  executor=executor, overwrite=cf.OVERWRITE.value,
+                  tensorboard_dir=tensorboard_dir)
       run_dirs.append(run_dir)
   if len(run_dirs) > 1:
     paths = aggregate.write_aggregate(run_dirs, out)

@@ -20,7 +20,9 @@ KERASTUNER_ORACLE_IP / KERASTUNER_ORACLE_PORT, flags and --output_dir on a
 shared file system); the chief serves the oracle and writes the tables.
 --executor=ray trains each trial's models (a rehearsal's victim, shadows and
 reference models) and the memorization ensemble's chunks on Ray's workers,
-with the same numbers (README "Running on a cluster").
+with the same numbers (README "Running on a cluster"). --tensorboard_dir=TB
+writes each trial's settings and metrics for TensorBoard's hparams plugin
+(TB/trial_<id>/; wemem_eval/tuning/tuner.py).
 """
 
 import os
@@ -197,7 +199,8 @@ def _search(objective, dataset, space, output_dir: str,
       tuner_lib.make_oracle(ORACLE.value, MAX_TRIALS.value, cf.SEED.value,
                             MAX_FAILED.value),
       setup, objective, space, directory=output_dir,
-      project_name="tuner", overwrite=OVERWRITE.value)
+      project_name="tuner", overwrite=OVERWRITE.value,
+      tensorboard_dir=cf.TENSORBOARD_DIR.value)
   tuner.search()
   if tuner._is_worker():  # pylint: disable=protected-access
     print("worker done; the chief writes the trials table.")

@@ -4,7 +4,11 @@
 attacks need (shadows for the shadow-trained attacks, random-halves
 reference models for LiRA / RMIA), queries them once, runs the attacks and
 returns results that `write_artifacts` stores as attacks.json, a ROC plot and
-an .npz of the raw scores.
+an .npz of the raw scores. Every stage's `AttackResults` carry complete
+tensorflow-privacy report metadata (accuracies, losses, the configuration's
+label as model_variant_label and the pruning iteration as epoch_num; rules
+in `attacks.privacy_report`), stored in attacks.json under
+"privacy_report_metadata".
 
 `run_stages` is that loop for every stage of the models: with
 `every_iteration`, each model is kept after every pruning iteration and the
@@ -19,10 +23,9 @@ import time
 import numpy as np
 from typing import Any, Dict, List, Optional, Tuple
 
-from tensorflow_privacy.privacy.privacy_tests.membership_inference_attack import data_structures as tfp_ds
-
 from attacks import base
 from attacks import plotting
+from attacks import privacy_report
 from attacks import querying
 from attacks import reference_design
 from attacks import registry
@@ -65,6 +68,12 @@ class ExperimentConfig:
       (`splits_lib.target_splits`); each attack is fitted once and its
       member / non-member scores on all targets are pooled, so that low-FPR
       rates become estimable. 1 (default): the victim alone.
+    label: the configuration's label, the model_variant_label of the
+      results' tensorflow-privacy metadata (`attacks.privacy_report`);
+      None (default): from the recipe, "unpruned" for the unpruned target,
+      else "base" without a defense, else the defense's name
+      (`variant_label`). `wemem run` passes its step labels (e.g.
+      "one_shot", which the recipe alone does not tell).
   """
   recipe: model_training.ModelRecipe = model_training.ModelRecipe()
   attacks: Tuple[str, ...] = tuple(registry.attack_names())
@@ -76,6 +85,7 @@ class ExperimentConfig:
   options: base.AttackOptions = base.AttackOptions()
   split: splits_lib.SplitConfig = splits_lib.SplitConfig()
   num_targets: int = 1
+  label: Optional[str] = None
 
   def __post_init__(self):
     object.__setattr__(self, "attacks",
@@ -88,6 +98,22 @@ class ExperimentConfig:
         and not 0.0 < self.reference_inclusion < 1.0):
       raise ValueError("reference_inclusion must lie in (0, 1), got "
                        f"{self.reference_inclusion}.")
+
+  def variant_label(self) -> str:
+    """`label`, or the one the recipe implies (see `label`)."""
+    if self.label is not None:
+      return self.label
+    return privacy_report.variant_label(self.recipe.target,
+                                        self.recipe.defense)
+
+  def epoch_num(self, iteration: Optional[int] = None) -> int:
+    """The results' tensorflow-privacy epoch_num: `iteration` for the
+    models after that pruning iteration, else the final iteration
+    (num_iterations − 1) for the pruned target and 0 for the unpruned one
+    (`attacks.privacy_report.epoch_num`)."""
+    return privacy_report.epoch_num(
+        self.recipe.target, self.recipe.pruning_config.num_iterations,
+        iteration)
 
   def reference_count(self) -> int:
     if self.num_reference_models:
@@ -130,6 +156,7 @@ class ExperimentResult:
         "target": recipe.target,
         "adaptive": config.adaptive,
         "defense": _describe_defense(recipe.defense),
+        **_attacker_scores(recipe),
         "seed": config.seed,
         "victim_test_accuracy": self.victim.test_accuracy,
         "victim_train_accuracy": self.victim.train_accuracy,
@@ -149,8 +176,21 @@ class ExperimentResult:
         },
         "timing_seconds": self.timing,
         "tf_privacy_summary": self.suite.attack_results().summary(),
+        privacy_report.METADATA_KEY: privacy_report.metadata_to_json(
+            self.suite.metadata),
         **self.notes,
     }
+
+
+def _attacker_scores(recipe: model_training.ModelRecipe) -> Dict[str, Any]:
+  """{"attacker_memscores": ...} when the attacker's models use their own
+  memorization scores (`ModelRecipe.attacker_defense`), else {}."""
+  scores = getattr(recipe.attacker_defense, "scores", None)
+  if scores is None:
+    return {}
+  return {"attacker_memscores": {
+      "records": int(len(getattr(scores, "index", scores))),
+      "method": getattr(scores, "method", None)}}
 
 
 def _describe_defense(defense) -> Any:
@@ -311,10 +351,10 @@ def run_stages(dataset: datasets.Dataset, config: ExperimentConfig,
         need_sensitivity, seed=config.seed + TARGET_SEED_STRIDE * i)
               for i, v in enumerate(victims)]
     query_seconds = time.perf_counter() - t
-    metadata = tfp_ds.PrivacyReportMetadata(
-        accuracy_train=stage_victim.train_accuracy,
-        accuracy_test=stage_victim.test_accuracy,
-        model_variant_label=f"{dataset.name} {config.recipe.target}")
+    metadata = privacy_report.victim_metadata(
+        target[0], stage_victim.train_accuracy, stage_victim.test_accuracy,
+        config.variant_label(),
+        config.epoch_num(k if every_iteration else None))
     suite = suite_lib.run_attacks(config.attacks, attacker, target, options,
                                   metadata)
     stages.append(Stage(stage_victim, stage_shadows, stage_reference, suite,
@@ -383,12 +423,6 @@ def write_artifacts(result: ExperimentResult, output_dir: str) -> Dict[str, str]
       result.suite.results, paths["roc"],
       title=f"{result.dataset}, {result.config.recipe.target} victim "
       f"(test acc {100 * result.victim.test_accuracy:.1f}%)")
-  arrays = {}
-  for r in result.suite.results:
-    arrays[f"{r.attack}_member_scores"] = r.member_scores
-    arrays[f"{r.attack}_non_member_scores"] = r.non_member_scores
-    if r.member_ids is not None:
-      arrays[f"{r.attack}_member_ids"] = r.member_ids
-      arrays[f"{r.attack}_non_member_ids"] = r.non_member_ids
-  io_utils.atomic_save_npz(paths["scores"], **arrays)
+  io_utils.atomic_save_npz(paths["scores"],
+                           **privacy_report.score_arrays(result.suite.results))
   return paths

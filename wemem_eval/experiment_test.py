@@ -24,6 +24,25 @@ def test_reference_count_and_config_checks():
     experiment.ExperimentConfig(num_shadows=-1)
 
 
+def test_variant_label_and_epoch_num_rules():
+  from wemem_eval import model_training  # pylint: disable=g-import-not-at-top
+  from wemem_tf.pruning import iterative  # pylint: disable=g-import-not-at-top
+  pruned = model_training.ModelRecipe(
+      pruning_config=iterative.PruningConfig(0.5, 4))
+  config = experiment.ExperimentConfig(recipe=pruned)
+  assert (config.variant_label(), config.epoch_num()) == ("base", 3)
+  assert [config.epoch_num(k) for k in range(4)] == [0, 1, 2, 3]
+  swmr = dataclasses.replace(config, recipe=dataclasses.replace(
+      pruned, defense="swmr"))
+  assert swmr.variant_label() == "swmr"
+  unpruned = dataclasses.replace(config, recipe=dataclasses.replace(
+      pruned, target="unpruned", defense="swmr"))
+  assert (unpruned.variant_label(), unpruned.epoch_num()) == ("unpruned", 0)
+  # An explicit label (wemem run's step label, e.g. "one_shot") wins.
+  one_shot = dataclasses.replace(config, label="one_shot")
+  assert one_shot.variant_label() == "one_shot"
+
+
 def test_reference_plans():
   import wemem_tf  # pylint: disable=g-import-not-at-top
   dataset = wemem_tf.data.load_dataset("digits")
@@ -85,6 +104,14 @@ def test_a_pooled_audit_attacks_every_target_once_fitted():
     assert len(b.non_member_scores) == 3 * len(a.non_member_scores)
     assert len(b.member_scores) == 3 * len(a.member_scores)
     assert b.fpr_resolution == pytest.approx(a.fpr_resolution / 3)
+  # tensorflow-privacy metadata: the unpruned model is epoch 0; accuracies
+  # and losses are target 0's (the protocol's victim), pooled or not.
+  meta = one.suite.metadata
+  assert (meta.model_variant_label, meta.epoch_num) == ("unpruned", 0)
+  assert meta.accuracy_test == one.victim.test_accuracy
+  assert meta.loss_train is not None and meta.loss_test is not None
+  assert pooled.suite.metadata == meta
+  assert one.to_json()["privacy_report_metadata"]["epoch_num"] == 0
   # The conf attack is fitted on the same shadows: the same threshold.
   assert (pooled.suite.by_name()["conf"].threshold
           == one.suite.by_name()["conf"].threshold)

@@ -46,11 +46,23 @@ iterations.json (`IterationsResult.to_json`):
        # victim; all null with a "reason" when no attack has one
        "best_attack_attacker_side": {same keys as "best_attack", "kind":
                                      report.ATTACKER_SIDE},
+       # tensorflow-privacy's PrivacyReportMetadata of this iteration's
+       # AttackResults (`attacks.privacy_report`): epoch_num = iteration
+       "privacy_report_metadata": {"accuracy_train", "accuracy_test",
+                                   "loss_train", "loss_test",
+                                   "model_variant_label", "epoch_num"},
        "seconds": float (querying and attacks at this iteration)}],
    "settings": {"architecture", "pruning", "training", "attack_options"},
    "timing_seconds": {"victim_training", "shadow_training",
                       "reference_training", "attacks", "total"}}
 All accuracies and rates are fractions in [0, 1]; times are seconds.
+
+iteration_scores.npz (`write_iteration_scores`) holds every iteration's raw
+victim scores, as attack_scores.npz does for the final models, under keys
+prefixed "it<k>_" (`attacks.privacy_report.score_arrays`): with
+iterations.json, what `attacks.privacy_report.load_iteration_results`
+rebuilds tensorflow-privacy `AttackResults` from (one per iteration,
+epoch_num = k) for its `plot_by_epochs`.
 
 With a `ModelStore`, pre-trained models are shared with every other
 experiment (same keys), the final pruned model is stored under the usual
@@ -62,6 +74,9 @@ repeated call trains nothing.
 import dataclasses
 from typing import Any, Dict, List, Optional
 
+from tensorflow_privacy.privacy.privacy_tests.membership_inference_attack import data_structures as tfp_ds
+
+from attacks import privacy_report
 from attacks import suite as suite_lib
 from wemem_eval import experiment
 from wemem_eval import model_store
@@ -101,6 +116,8 @@ class IterationResult:
         "attacks": rows,
         "best_attack": report_lib.victim_side_best(rows),
         "best_attack_attacker_side": report_lib.attacker_side_best(rows),
+        privacy_report.METADATA_KEY: privacy_report.metadata_to_json(
+            self.suite.metadata),
         "seconds": self.seconds,
     }
 
@@ -131,6 +148,11 @@ class IterationsResult:
     return experiment.ExperimentResult(
         self.config, self.dataset, last.suite, last.victim, dict(self.timing),
         self.shadow_models, self.reference_models)
+
+  def attack_results(self) -> List[tfp_ds.AttackResults]:
+    """tensorflow-privacy `AttackResults` per iteration (epoch_num = the
+    iteration), e.g. for its `privacy_report.plot_by_epochs`."""
+    return [it.suite.attack_results() for it in self.iterations]
 
   def to_json(self) -> Dict[str, Any]:
     """The iterations.json document (schema in the module docstring)."""
@@ -188,4 +210,16 @@ def run_per_iteration(dataset: datasets.Dataset,
 def write_iterations_json(result: IterationsResult, path: str) -> str:
   """Writes `result.to_json()` to `path` atomically; returns `path`."""
   io_utils.atomic_write_json(path, result.to_json())
+  return path
+
+
+def write_iteration_scores(result: IterationsResult, path: str) -> str:
+  """Writes iteration_scores.npz (every iteration's raw victim scores, keys
+  prefixed "it<k>_"; see the module docstring) to `path` atomically;
+  returns `path`."""
+  arrays = {}
+  for it in result.iterations:
+    arrays.update(privacy_report.score_arrays(
+        it.suite.results, privacy_report.iteration_prefix(it.iteration)))
+  io_utils.atomic_save_npz(path, **arrays)
   return path

@@ -10,7 +10,11 @@ import os
 import numpy as np
 import pytest
 
+from tensorflow_privacy.privacy.privacy_tests.membership_inference_attack import data_structures as tfp_ds
+from tensorflow_privacy.privacy.privacy_tests.membership_inference_attack import privacy_report as tfp_report
+
 from attacks import plotting
+from attacks import privacy_report
 import wemem_tf
 from wemem_eval import experiment
 from wemem_eval import iterations
@@ -87,6 +91,10 @@ def test_last_iteration_equals_the_ordinary_experiment(per_iteration, digits):
   for r in final.to_json()["attacks"]:
     for metric in COMPARED:
       assert r[metric] == rows[r["attack"]][metric], (r["attack"], metric)
+  # The same tensorflow-privacy metadata: epoch_num is the final iteration
+  # (num_iterations - 1) for the ordinary experiment too.
+  assert ordinary.suite.metadata == final.suite.metadata
+  assert ordinary.suite.metadata.epoch_num == 2
 
 
 def test_both_best_attacks_per_iteration(per_iteration):
@@ -149,6 +157,41 @@ def test_per_iteration_plot_draws_both_best_attacks(per_iteration, tmp_path):
   assert "none, attacker-side" in labels
 
 
+def test_tf_privacy_report_per_iteration(per_iteration, tmp_path):
+  """Complete metadata (epoch_num = iteration); tensorflow-privacy's own
+  plot_by_epochs runs on the results; saved and rebuilt, they are equal."""
+  result, _ = per_iteration
+  results = result.attack_results()
+  doc = json.loads(json.dumps(result.to_json()))
+  for k, (it, r) in enumerate(zip(result.iterations, results)):
+    meta = r.privacy_report_metadata
+    assert all(getattr(meta, f) is not None
+               for f in privacy_report.METADATA_FIELDS)
+    assert (meta.epoch_num, meta.model_variant_label) == (k, "base")
+    assert meta.accuracy_train == it.victim.train_accuracy
+    assert meta.accuracy_test == it.victim.test_accuracy
+    assert 0 < meta.loss_train < meta.loss_test
+    assert doc["iterations"][k]["privacy_report_metadata"] == (
+        privacy_report.metadata_to_json(meta))
+    assert [str(s.attack_type) for s in r.single_attack_results] == [
+        a.upper() for a in ATTACKS]
+  final = result.final_experiment().to_json()["privacy_report_metadata"]
+  assert final == doc["iterations"][-1]["privacy_report_metadata"]
+  with privacy_report._agg_pyplot() as plt:  # pylint: disable=protected-access
+    fig = tfp_report.plot_by_epochs(
+        tfp_ds.AttackResultsCollection(results), [tfp_ds.PrivacyMetric.AUC])
+    np.testing.assert_array_equal(fig.axes[0].lines[0].get_xdata(),
+                                  [0, 1, 2])
+    plt.close(fig)
+  iterations.write_iterations_json(result, str(tmp_path / "iterations.json"))
+  iterations.write_iteration_scores(
+      result, str(tmp_path / "iteration_scores.npz"))
+  loaded = privacy_report.load_iteration_results(str(tmp_path))
+  for a, b in zip(results, loaded):
+    assert a.privacy_report_metadata == b.privacy_report_metadata
+    assert a.calculate_pd_dataframe().equals(b.calculate_pd_dataframe())
+
+
 def test_store_is_reused_and_models_reload_equal(per_iteration, digits):
   result, store = per_iteration
   config = _config()
@@ -179,6 +222,8 @@ def test_report_includes_the_per_iteration_plot(per_iteration, tmp_path):
   folder = run_dir / "experiments" / "base"
   experiment.write_artifacts(result.final_experiment(), str(folder))
   iterations.write_iterations_json(result, str(folder / "iterations.json"))
+  iterations.write_iteration_scores(result,
+                                    str(folder / "iteration_scores.npz"))
   (folder / "step.json").write_text(json.dumps({"kind": "defense"}))
   wemem_tf.run_manifest.write_manifest(str(run_dir), 2, {"dataset": "digits"},
                                        "f" * 64)
@@ -195,11 +240,26 @@ def test_report_includes_the_per_iteration_plot(per_iteration, tmp_path):
           entry["best_attack_attacker_side"])
   plot = run_dir / "plots" / "attack_per_iteration.png"
   assert plot.read_bytes()[:8] == PNG
-  assert "Best attack per pruning iteration" in (run_dir /
-                                                  "report.md").read_text()
-  # Without iterations.json: no such plot, no such key.
+  text = (run_dir / "report.md").read_text()
+  assert "Best attack per pruning iteration" in text
+  # tensorflow-privacy's report, from the saved JSON and scores.
+  for name in ("privacy_vs_accuracy.png", "privacy_report.png"):
+    assert (run_dir / "plots" / name).read_bytes()[:8] == PNG
+    assert f"plots/{name}" in text
+  final, by_iteration = report_lib.privacy_report_results(str(run_dir),
+                                                          ["base"])
+  assert final["base"].privacy_report_metadata == (
+      by_iteration["base"][-1].privacy_report_metadata)
+  assert [r.privacy_report_metadata.epoch_num
+          for r in by_iteration["base"]] == [0, 1, 2]
+  # Without iterations.json: no such plots, no such key.
   os.remove(folder / "iterations.json")
-  os.remove(run_dir / "plots" / "attack_per_iteration.png")
+  for name in ("attack_per_iteration.png", "privacy_report.png",
+               "privacy_vs_accuracy.png"):
+    os.remove(run_dir / "plots" / name)
   report = report_lib.write_report(str(run_dir), ["base"])
   assert "attack_per_iteration" not in report["defenses"]["base"]
   assert not (run_dir / "plots" / "attack_per_iteration.png").exists()
+  assert not (run_dir / "plots" / "privacy_report.png").exists()
+  assert (run_dir / "plots" / "privacy_vs_accuracy.png").exists()
+  assert "privacy_report.png" not in (run_dir / "report.md").read_text()

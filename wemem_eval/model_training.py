@@ -66,12 +66,19 @@ class ModelRecipe:
       on (for shadows: the attacker's records).
     target: "pruned" (the iteratively pruned model) or "unpruned" (the
       pre-trained dense model; no pruning is run).
+    attacker_defense: the defense an adaptive attacker's models train with,
+      when it differs from `defense` (None: `defense`). An adaptive attacker
+      runs the defense on its own data: a WeMem defense with memorization
+      scores the attacker estimates over the records it holds
+      (`attacker_variant`), while the victim's scores come from the
+      defender's training pool.
   """
   architecture: arch_lib.ArchitectureLike = "column_fc"
   pruning_config: iterative.PruningConfig = iterative.PruningConfig()
   train_config: loop_lib.TrainConfig = loop_lib.TrainConfig()
   defense: Any = None
   target: str = "pruned"
+  attacker_defense: Any = None
 
   def __post_init__(self):
     if self.target not in TARGETS:
@@ -92,9 +99,28 @@ class ModelRecipe:
     return arch_lib.architecture_name(self.architecture)
 
   def for_attacker(self, adaptive: bool) -> "ModelRecipe":
-    """The shadows' recipe: the victim's, without its defense unless
-    `adaptive`."""
-    return dataclasses.replace(self, defense=self.defense if adaptive else None)
+    """The shadows' and reference models' recipe: the victim's, without a
+    defense unless `adaptive` (then `attacker_defense`, else `defense`)."""
+    defense = None
+    if adaptive:
+      defense = (self.attacker_defense if self.attacker_defense is not None
+                 else self.defense)
+    return dataclasses.replace(self, defense=defense, attacker_defense=None)
+
+
+def attacker_variant(defense: Any, scores_fn: Callable[[], Any]) -> Any:
+  """The attacker's copy of `defense`: the same settings with the scores
+  `scores_fn()` when the defense uses memorization scores; None (the same
+  defense) otherwise.
+
+  The defender scores its training pool; an adaptive attacker's reference
+  models also train on the target's held-out records, so it needs scores
+  for those: its own estimate over every record it may train on.
+  """
+  if defense is None or isinstance(defense, str) or not getattr(
+      defense, "needs_scores", False):
+    return None
+  return dataclasses.replace(defense, scores=scores_fn())
 
 
 @dataclasses.dataclass

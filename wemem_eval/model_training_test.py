@@ -28,6 +28,11 @@ def test_recipe_defense_passes_through_only_when_adaptive():
   recipe = model_training.ModelRecipe(defense="some_defense")
   assert recipe.for_attacker(adaptive=True).defense == "some_defense"
   assert recipe.for_attacker(adaptive=False).defense is None
+  own = model_training.ModelRecipe(defense="some_defense",
+                                   attacker_defense="its_own_copy")
+  assert own.for_attacker(adaptive=True).defense == "its_own_copy"
+  assert own.for_attacker(adaptive=True).attacker_defense is None
+  assert own.for_attacker(adaptive=False).defense is None
   with pytest.raises(ValueError, match="target must be one of"):
     model_training.ModelRecipe(target="dense")
 

@@ -43,18 +43,31 @@ report.json schema (documented in README):
 A TPR at an FPR below the FPR resolution 1 / num_non_members is null, with
 its reason under "not_estimable" (`attacks.metrics.not_estimable_reason`),
 also when an older attacks.json still holds a number there.
+
+Plots (plots/): privacy_utility.png, iterations.png, roc_best.png,
+attack_per_iteration.png (when some configuration has iterations.json) and
+tensorflow-privacy's privacy report (`attacks.privacy_report`, results
+rebuilt from attacks.json / attack_scores.npz and iterations.json /
+iteration_scores.npz, model_variant_label = the configuration's label):
+privacy_vs_accuracy.png (`plot_privacy_vs_accuracy`: AUC, attacker
+advantage and PPV of every attack against the victim's train accuracy; per
+configuration its final models, or, when it has per-iteration results, its
+models after each pruning iteration, the last being the final ones) and
+privacy_report.png (`plot_by_epochs`, epoch = pruning iteration; only when
+per-iteration results exist).
 """
 
 import json
 import math
 import os
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from matplotlib import figure as mpl_figure
 import numpy as np
 
 from attacks import metrics as metrics_lib
 from attacks import plotting
+from attacks import privacy_report
 from wemem_tf import io_utils
 
 METRICS = ("balanced_accuracy", "auc", "tpr_at_0.1pct_fpr", "tpr_at_1pct_fpr",
@@ -268,8 +281,12 @@ def _records(entries: Dict[str, Any]) -> List[str]:
   return lines
 
 
-def markdown(report: Dict[str, Any]) -> str:
-  """The report as Markdown tables."""
+def markdown(report: Dict[str, Any],
+             plots: Optional[Sequence[str]] = None) -> str:
+  """The report as Markdown tables; `plots`: the plot file names to list
+  (default: the ones `write_report` always draws, and
+  attack_per_iteration.png when some configuration has per-iteration
+  results)."""
   entries = report["defenses"]
   attacks = sorted({a for e in entries.values() for a in e["attacks"]})
   lines = [f"# wemem report: {report['dataset']}, seed {report['seed']}", ""]
@@ -302,9 +319,10 @@ def markdown(report: Dict[str, Any]) -> str:
                f"{_pct(it['test_accuracy'])}" for it in its]
       cells += [""] * (count - len(cells))
       lines.append(f"| {label} | " + " | ".join(cells) + " |")
-  lines += ["", "Plots: plots/privacy_utility.png, plots/roc_best.png, "
-            "plots/iterations.png" + (", plots/attack_per_iteration.png"
-                                      if per_iteration else "") + "."]
+  if plots is None:
+    plots = ["privacy_utility.png", "roc_best.png", "iterations.png"] + (
+        ["attack_per_iteration.png"] if per_iteration else [])
+  lines += ["", "Plots: " + ", ".join(f"plots/{p}" for p in plots) + "."]
   return "\n".join(lines) + "\n"
 
 
@@ -369,15 +387,60 @@ def _plot_best_roc(run_dir, report, path):
   plotting.save_png(fig, path)
 
 
+def privacy_report_results(run_dir: str, labels: Sequence[str]
+                           ) -> Tuple[Dict[str, Any], Dict[str, Any]]:
+  """({label: final `AttackResults`}, {label: [`AttackResults` per pruning
+  iteration]}) of the configurations of `run_dir` whose scores are saved
+  (attack_scores.npz; iteration_scores.npz beside iterations.json), with
+  model_variant_label = the label (`attacks.privacy_report`)."""
+  final, per_iteration = {}, {}
+  for label in labels:
+    folder = os.path.join(run_dir, "experiments", label)
+    if os.path.isfile(os.path.join(folder, privacy_report.ATTACK_SCORES)):
+      final[label] = privacy_report.load_attack_results(folder, label)
+    if privacy_report.has_iteration_results(folder):
+      per_iteration[label] = privacy_report.load_iteration_results(
+          folder, label)
+  return final, per_iteration
+
+
+def plot_privacy_report(run_dir: str, labels: Sequence[str],
+                        plots: str) -> List[str]:
+  """Draws tensorflow-privacy's privacy report into `plots`:
+  privacy_vs_accuracy.png across configurations (each one's per-iteration
+  results when it has them, else its final one) and privacy_report.png
+  (by pruning iteration) when some configuration has per-iteration results.
+  Returns the file names drawn."""
+  final, per_iteration = privacy_report_results(run_dir, labels)
+  results = []
+  for label in labels:
+    results += per_iteration.get(label) or (
+        [final[label]] if label in final else [])
+  drawn = []
+  if results:
+    privacy_report.plot_privacy_vs_accuracy(
+        results, os.path.join(plots, "privacy_vs_accuracy.png"))
+    drawn.append("privacy_vs_accuracy.png")
+  epochs = [r for label in labels for r in per_iteration.get(label, [])]
+  if epochs:
+    privacy_report.plot_by_epochs(
+        epochs, os.path.join(plots, "privacy_report.png"))
+    drawn.append("privacy_report.png")
+  return drawn
+
+
 def write_report(run_dir: str, labels: List[str]) -> Dict[str, Any]:
   """Writes report.json, report.md and plots/; returns the report dict.
 
   plots/attack_per_iteration.png is drawn when some configuration has an
-  experiments/<label>/iterations.json (`wemem_eval.iterations`).
+  experiments/<label>/iterations.json (`wemem_eval.iterations`);
+  tensorflow-privacy's plots/privacy_vs_accuracy.png and
+  plots/privacy_report.png as `plot_privacy_report` says.
   """
   report = collect(run_dir, labels)
   plots = os.path.join(run_dir, "plots")
   os.makedirs(plots, exist_ok=True)
+  drawn = ["privacy_utility.png", "roc_best.png", "iterations.png"]
   _plot_privacy_utility(report, os.path.join(plots, "privacy_utility.png"))
   _plot_iterations(report, os.path.join(plots, "iterations.png"))
   _plot_best_roc(run_dir, report, os.path.join(plots, "roc_best.png"))
@@ -390,7 +453,9 @@ def write_report(run_dir: str, labels: List[str]) -> Dict[str, Any]:
         per_iteration, os.path.join(plots, "attack_per_iteration.png"),
         title=f"best adaptive attack per pruning iteration, "
         f"{report['dataset']}")
+    drawn.append("attack_per_iteration.png")
+  drawn += plot_privacy_report(run_dir, list(report["defenses"]), plots)
   io_utils.atomic_write_json(os.path.join(run_dir, "report.json"), report)
   io_utils.atomic_write_bytes(os.path.join(run_dir, "report.md"),
-                              markdown(report).encode())
+                              markdown(report, drawn).encode())
   return report

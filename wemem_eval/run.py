@@ -14,6 +14,10 @@ Run directory:
                            step.json (written last: marks the step done)
   report.json, report.md, plots/
 
+With `tensorboard_dir`, TensorBoard summaries go to
+`<tensorboard_dir>/<label>/` per configuration, each written when its
+step is done (`write_configuration_summaries`).
+
 Every artifact is written atomically, so after an interruption (even
 `kill -9`) the same command skips finished steps, reloads finished models and
 produces the same numbers (wall times aside).
@@ -42,6 +46,7 @@ from wemem_tf.data import splits as splits_lib
 from wemem_tf.models import architecture as arch_lib
 from wemem_tf.models import zoo
 from wemem_tf.pruning import iterative
+from wemem_tf.pruning import summaries as summaries_lib
 from wemem_tf.training import loop as loop_lib
 
 BASELINES = ("unpruned", "one_shot")
@@ -149,7 +154,9 @@ class Step:
         arch_lib.resolve_architecture(config.arch()).key,
         dataclasses.asdict(self.recipe.pruning_config),
         dataclasses.asdict(self.recipe.train_config), self.recipe.target,
-        model_store.defense_digest(self.recipe.defense), config.attacks,
+        model_store.defense_digest(self.recipe.defense),
+        model_store.defense_digest(self.recipe.attacker_defense),
+        config.attacks,
         config.num_shadows, config.num_reference_models,
         config.reference_inclusion, config.adaptive,
         dataclasses.asdict(config.attack_options))
@@ -177,8 +184,15 @@ class Progress:
 
 
 def build_steps(config: RunConfig, dataset: datasets.Dataset,
-                scores_fn: Callable[[], Any]) -> List[Step]:
-  """The configurations of the run, in order."""
+                scores_fn: Callable[[], Any],
+                attacker_scores_fn: Optional[Callable[[], Any]] = None
+                ) -> List[Step]:
+  """The configurations of the run, in order.
+
+  `scores_fn` gives the defender's memorization scores (its training pool),
+  `attacker_scores_fn` an adaptive attacker's own (every record it may
+  train on; default: `scores_fn`'s).
+  """
   base_recipe = model_training.ModelRecipe(
       architecture=config.arch(), pruning_config=config.pruning,
       train_config=config.training)
@@ -194,8 +208,10 @@ def build_steps(config: RunConfig, dataset: datasets.Dataset,
     defense = None if name == "none" else defenses_lib.build(
         name, dataset.name, scores_fn, baseline=config.baseline_settings,
         **config.defense_settings.get(name, {}))
+    attacker = (model_training.attacker_variant(defense, attacker_scores_fn)
+                if attacker_scores_fn is not None else None)
     steps.append(Step(label_of(name), dataclasses.replace(
-        base_recipe, defense=defense), "defense"))
+        base_recipe, defense=defense, attacker_defense=attacker), "defense"))
   return steps
 
 
@@ -203,7 +219,8 @@ def run(config: RunConfig, run_dir: str,
         log: Callable[[str], None] = print, command: Optional[str] = None,
         cache_dir: Optional[str] = None,
         executor: Optional[executor_lib.Executor] = None,
-        overwrite: bool = False) -> Dict[str, Any]:
+        overwrite: bool = False,
+        tensorboard_dir: Optional[str] = None) -> Dict[str, Any]:
   """Runs (or resumes) every step and writes the report; returns it.
 
   `cache_dir` (default `run_dir`) holds models/ and memscores/: another
@@ -214,6 +231,8 @@ def run(config: RunConfig, run_dir: str,
   `run_dir` is locked while the run writes to it (a second run there fails
   at once), and a `run_dir` holding another seed's or dataset's run is
   refused before anything is written unless `overwrite`.
+  `tensorboard_dir` (default: none) receives each configuration's
+  TensorBoard summaries (`write_configuration_summaries`).
   """
   dataset = datasets.load_dataset(config.dataset, config.data_dir,
                                   config.label_column)
@@ -221,23 +240,29 @@ def run(config: RunConfig, run_dir: str,
                            overwrite)
   with run_manifest.RunLock(run_dir):
     return _run(config, dataset, run_dir, log, command,
-                cache_dir or run_dir, executor)
+                cache_dir or run_dir, executor, tensorboard_dir)
 
 
-def _run(config, dataset, run_dir, log, command, cache_dir, executor):
+def _run(config, dataset, run_dir, log, command, cache_dir, executor,
+         tensorboard_dir=None):
   """`run` on the loaded `dataset`, with `run_dir` locked and checked."""
   run_manifest.write_manifest(run_dir, config.seed, config.to_json(),
                               dataset.fingerprint, command)
   splits = splits_lib.splits_for(dataset, config.seed, config.num_shadows,
                                  config.split)
   splits.save(os.path.join(run_dir, "splits.npz"))
-  # Scored over the training pool (the held-out split never enters).
-  scores_fn = functools.cache(lambda: memorization.cached_estimate(
-      dataset, os.path.join(cache_dir, "memscores"), config.seed, config.arch(),
-      num_models=config.memscore_models, epochs=config.memscore_epochs,
-      executor=executor, indices=splits.pool))
+  # The defender scores its training pool (the held-out split never
+  # enters); an adaptive attacker scores every record it may train on.
+  def estimate(indices):
+    return memorization.cached_estimate(
+        dataset, os.path.join(cache_dir, "memscores"), config.seed,
+        config.arch(), num_models=config.memscore_models,
+        epochs=config.memscore_epochs, executor=executor, indices=indices)
+  scores_fn = functools.cache(lambda: estimate(splits.pool))
+  attacker_scores_fn = functools.cache(lambda: estimate(None))
   store = model_store.ModelStore(os.path.join(cache_dir, "models"))
-  steps = build_steps(config, dataset, scores_fn)
+  steps = build_steps(config, dataset, scores_fn,
+                      attacker_scores_fn if config.adaptive else None)
   progress = Progress(len(steps), log)
   log(f"wemem run: {dataset.name} ({len(dataset)} records), seed "
       f"{config.seed}, {len(steps)} configurations, {len(config.attacks)} "
@@ -264,14 +289,140 @@ def _run(config, dataset, run_dir, log, command, cache_dir, executor):
         reference_inclusion=config.reference_inclusion,
         adaptive=config.adaptive, seed=config.seed,
         options=config.attack_options, split=config.split,
-        num_targets=config.num_targets), store, executor=executor)
+        num_targets=config.num_targets, label=step.label), store,
+        executor=executor)
     experiment.write_artifacts(result, out_dir)
+    if tensorboard_dir:  # replaces what an earlier invocation wrote
+      folder = os.path.join(tensorboard_dir, step.label)
+      _remove_event_files(folder)
+      write_experiment_summaries(folder, result)
     seconds = time.perf_counter() - start
     io_utils.atomic_write_json(marker, {"key": key, "label": step.label,
                                         "kind": step.kind,
                                         "seconds": seconds})
     progress.step(step.label, seconds, cached=False)
   report = report_lib.write_report(run_dir, [s.label for s in steps])
+  if tensorboard_dir:
+    write_tensorboard(tensorboard_dir, run_dir, report)
   log(f"report: {os.path.join(run_dir, 'report.md')} "
       f"(total {time.perf_counter() - progress.start:.0f}s)")
   return report
+
+
+# The attack metrics of a configuration written to TensorBoard.
+TENSORBOARD_METRICS = ("balanced_accuracy", "auc", "tpr_at_0.1pct_fpr",
+                       "tpr_at_1pct_fpr")
+
+
+def _cached_history(run_dir: str, label: str,
+                    entry: Dict[str, Any]) -> List[Dict[str, Any]]:
+  """The victim's iterations as attacks.json records them (no layer
+  sparsity), with each iteration's epochs."""
+  history = [dict(h) for h in entry.get("iterations") or []]
+  try:
+    with open(os.path.join(run_dir, "experiments", label,
+                           "attacks.json")) as f:
+      epochs = json.load(f)["models"]["victim"].get("prune_epochs") or []
+  except (OSError, ValueError, KeyError, TypeError):
+    epochs = []
+  for h, e in zip(history, epochs):
+    h["epochs_run"] = e
+  return history
+
+
+def write_configuration_summaries(folder: str, entry: Dict[str, Any],
+                                  history: List[Dict[str, Any]]) -> None:
+  """One configuration's TensorBoard summaries in `folder`.
+
+  Its victim's pruning iterations (`wemem_tf.pruning.summaries`:
+  `iteration/*`, the pruned layers' sparsity when `history` has it,
+  `defense/*` from the entry's "defense_report") and, at step 0,
+  `victim/{train,test}_accuracy`, `victim/defense_seconds`,
+  `attack/<attack>/<metric>` for `TENSORBOARD_METRICS` (null TPRs, not
+  estimable, are skipped), `best_attack/{balanced_accuracy,auc}` (the
+  victim-side maximum) and `best_attack_attacker_side/...`; with attacks
+  after each iteration ("attack_per_iteration"),
+  `attack_per_iteration/best_balanced_accuracy` and
+  `attack_per_iteration/best_auc` at step = iteration.
+
+  Args:
+    entry: the configuration's report.json entry (`report.collect`).
+    history: the victim's iteration records (JSON), [] when not pruned.
+  """
+  scalars = {"victim/test_accuracy": entry.get("test_accuracy"),
+             "victim/train_accuracy": entry.get("train_accuracy"),
+             "victim/defense_seconds": entry.get("defense_seconds")}
+  for attack, row in (entry.get("attacks") or {}).items():
+    scalars.update({f"attack/{attack}/{m}": row.get(m)
+                    for m in TENSORBOARD_METRICS})
+  for key in ("best_attack", "best_attack_attacker_side"):
+    best = entry.get(key) or {}
+    scalars.update({f"{key}/{m}": best.get(m)
+                    for m in ("balanced_accuracy", "auc")})
+  with summaries_lib.IterationSummaries(folder) as writer:
+    writer.write_scalars(scalars, 0)
+    if history:
+      writer.write_history(history, entry.get("defense_report"))
+    for it in entry.get("attack_per_iteration") or []:
+      best = it.get("best_attack") or {}
+      writer.write_scalars({
+          "attack_per_iteration/best_balanced_accuracy":
+              best.get("balanced_accuracy"),
+          "attack_per_iteration/best_auc": best.get("auc")},
+                           it["iteration"])
+
+
+def _event_files(folder: str) -> List[str]:
+  names = os.listdir(folder) if os.path.isdir(folder) else []
+  return [os.path.join(folder, n) for n in names
+          if n.startswith("events.out.tfevents.")]
+
+
+def _remove_event_files(folder: str) -> None:
+  for path in _event_files(folder):
+    os.remove(path)
+
+
+def write_tensorboard(tensorboard_dir: str, run_dir: str,
+                      report: Dict[str, Any]) -> None:
+  """Writes each configuration of `report` that has no summaries in
+  `<tensorboard_dir>/<label>/` yet (`write_configuration_summaries`).
+
+  `run` writes a configuration it computes as soon as it is done
+  (`write_experiment_summaries`, replacing earlier summaries); this fills
+  in those taken from the cache of an earlier invocation without
+  summaries, from what their attacks.json keeps (no layer sparsity).
+  """
+  for label, entry in report.get("defenses", {}).items():
+    folder = os.path.join(tensorboard_dir, label)
+    if not _event_files(folder):
+      write_configuration_summaries(folder, entry,
+                                    _cached_history(run_dir, label, entry))
+
+
+def write_experiment_summaries(folder: str,
+                               result: experiment.ExperimentResult,
+                               attack_per_iteration: Optional[
+                                   List[Dict[str, Any]]] = None) -> None:
+  """An `ExperimentResult`'s TensorBoard summaries in `folder` (what
+  `wemem run` writes per configuration; for `wemem attack`).
+
+  Args:
+    attack_per_iteration: the "iterations" of iterations.json (attacks
+      after each pruning iteration), if run.
+  """
+  doc = result.to_json()
+  rows = {r["attack"]: report_lib.attack_row(r) for r in doc["attacks"]}
+  victim = result.victim
+  entry = {"test_accuracy": victim.test_accuracy,
+           "train_accuracy": victim.train_accuracy,
+           "defense_seconds": victim.defense_seconds,
+           "defense_report": victim.facts.get("prune", {}).get(
+               "defense_report", {}),
+           "attacks": rows,
+           "best_attack": report_lib.victim_side_best(rows) if rows else {},
+           "best_attack_attacker_side": (
+               report_lib.attacker_side_best(rows) if rows else {}),
+           "attack_per_iteration": attack_per_iteration or []}
+  write_configuration_summaries(
+      folder, entry, victim.facts.get("prune", {}).get("history", []))

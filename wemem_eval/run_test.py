@@ -12,7 +12,9 @@ import pytest
 from attacks import base
 from wemem_eval import report as report_lib
 from wemem_eval import run as run_lib
+from wemem_tf.data import splits as splits_lib
 from wemem_tf.pruning import iterative
+from wemem_tf.pruning import summaries
 from wemem_tf.training import loop as loop_lib
 
 TINY = dict(
@@ -21,7 +23,7 @@ TINY = dict(
                                     patience=2),
     training=loop_lib.TrainConfig(max_epochs=3, patience=2),
     defenses=("none", "rsw"), baselines=("unpruned",),
-    attacks=("conf", "gap"), num_shadows=2, memscore_models=48,
+    attacks=("conf", "gap", "rmia"), num_shadows=2, memscore_models=48,
     memscore_epochs=3, attack_options=base.AttackOptions(max_epochs=2))
 
 
@@ -32,7 +34,7 @@ def test_run_writes_report_and_second_run_reuses_everything(tmp_path):
   assert set(report["defenses"]) == {"unpruned", "base", "rsw"}
   for label, entry in report["defenses"].items():
     assert 0 < entry["test_accuracy"] <= 1
-    assert set(entry["attacks"]) == {"conf", "gap"}
+    assert set(entry["attacks"]) == {"conf", "gap", "rmia"}
     for metrics in entry["attacks"].values():
       assert 0 <= metrics["balanced_accuracy"] <= 1
     if label == "unpruned":
@@ -41,6 +43,14 @@ def test_run_writes_report_and_second_run_reuses_everything(tmp_path):
       assert entry["defense_seconds"] > 0
       assert [i["iteration"] for i in entry["iterations"]] == [0, 1, 2]
   assert report["defenses"]["rsw"]["defense_report"]["defense"] == "rsw"
+  # The victim's scores cover the training pool; the adaptive attacker's
+  # own cover every record, since its reference models also train on the
+  # target's held-out records.
+  with open(tmp_path / "experiments" / "rsw" / "attacks.json") as f:
+    attacker_scores = json.load(f)["attacker_memscores"]
+  assert attacker_scores["records"] == 1797
+  pool = splits_lib.Splits.load(str(tmp_path / "splits.npz")).pool
+  assert len(pool) < 1797
   for name in ("report.json", "report.md", "manifest.json",
                "plots/privacy_utility.png", "plots/roc_best.png",
                "plots/iterations.png"):
@@ -107,3 +117,47 @@ def test_kill_9_then_rerun_equals_an_uninterrupted_run(tmp_path):
              for d in (interrupted, tmp_path / "fresh")]
   assert (report_lib.without_timings(reports[0])
           == report_lib.without_timings(reports[1]))
+
+
+def test_tensorboard_per_configuration_written_once(tmp_path):
+  config = run_lib.RunConfig(**{
+      **TINY, "pruning": iterative.PruningConfig(0.5, 2, epochs_per_iteration=1,
+                                                 patience=1),
+      "training": loop_lib.TrainConfig(max_epochs=2, patience=1),
+      "defenses": ("none",), "attacks": ("conf", "gap"), "num_shadows": 1})
+  tb = tmp_path / "tb"
+  report = run_lib.run(config, str(tmp_path / "run"), log=lambda _: None,
+                       tensorboard_dir=str(tb))
+  assert sorted(os.listdir(tb)) == ["base", "unpruned"]
+  for label, entry in report["defenses"].items():
+    scalars = summaries.read_scalars(str(tb / label))
+    for attack, row in entry["attacks"].items():
+      for metric in ("balanced_accuracy", "auc"):
+        assert scalars[f"attack/{attack}/{metric}"] == {
+            0: pytest.approx(row[metric])}
+      # tpr_at_0.1pct_fpr is null (not estimable) on digits' few records
+      tpr = row["tpr_at_0.1pct_fpr"]
+      assert scalars.get(f"attack/{attack}/tpr_at_0.1pct_fpr") == (
+          None if tpr is None else {0: pytest.approx(tpr)})
+    assert scalars["victim/test_accuracy"] == {
+        0: pytest.approx(entry["test_accuracy"])}
+    assert scalars["best_attack/balanced_accuracy"][0] == pytest.approx(
+        entry["best_attack"]["balanced_accuracy"])
+  base = summaries.read_scalars(str(tb / "base"))
+  assert set(base["iteration/test_accuracy"]) == {0, 1}
+  assert set(base["prune_low_magnitude_fc1/mask:0/sparsity"]) == {0, 1}
+  assert "iteration/epochs_run" in base
+  assert "iteration/target_sparsity" not in summaries.read_scalars(
+      str(tb / "unpruned"))
+  # Resumed: cached configurations keep their summaries (no second file);
+  # a new folder gets what attacks.json keeps.
+  files = sorted(os.listdir(tb / "base"))
+  run_lib.run(config, str(tmp_path / "run"), log=lambda _: None,
+              tensorboard_dir=str(tb))
+  assert sorted(os.listdir(tb / "base")) == files
+  run_lib.run(config, str(tmp_path / "run"), log=lambda _: None,
+              tensorboard_dir=str(tmp_path / "tb2"))
+  cached = summaries.read_scalars(str(tmp_path / "tb2" / "base"))
+  assert cached["iteration/test_accuracy"] == base["iteration/test_accuracy"]
+  assert cached["iteration/epochs_run"] == base["iteration/epochs_run"]
+  assert cached["attack/conf/auc"] == base["attack/conf/auc"]

@@ -19,6 +19,17 @@ memorization scores are shared by all trials (and with `wemem run` when the
 cache directory is a run directory); a trial that raises is recorded as
 FAILED with its error and the search goes on; the search resumes from its
 directory; KerasTuner's chief/worker mode distributes trials (README).
+
+TensorBoard (`DefenseTuner(tensorboard_dir=...)`, or KerasTuner's way:
+`tuner.search(callbacks=[keras.callbacks.TensorBoard(log_dir)])`): trials
+train no Keras model, so KerasTuner's own TensorBoard patching (for
+`Tuner.run_trial`'s `fit`) does not apply; the tuner writes the hparams
+plugin's records itself, with KerasTuner's conversion of the search space
+(`hparam_domains`): the experiment (every hyperparameter's domain and the
+metrics) in the log folder, and in `<log_dir>/trial_<id>/` each trial's
+active hyperparameters (`hparams_api.hparams`) and, when it completed, its
+metrics as scalars at step 0 (`TENSORBOARD_METRICS`, then `attack_<name>`
+per rehearsed attack).
 """
 
 import dataclasses
@@ -32,6 +43,8 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 import keras_tuner as kt
 from keras_tuner.engine import base_tuner
 import numpy as np
+import tensorflow as tf
+from tensorboard.plugins.hparams import api as hparams_api
 
 from attacks import base
 from attacks import reference_design
@@ -391,6 +404,39 @@ def evaluate_choice(setup: TuningSetup, choice: DefenseChoice
 
 
 TRIAL_FILE = "wemem_trial.json"
+# A trial's metrics (`TrialMetrics.metrics`) shown by TensorBoard's hparams
+# plugin, before one `attack_<name>` per rehearsed attack.
+TENSORBOARD_METRICS = ("score", "dev_accuracy", "attack_accuracy",
+                       "rehearsal_test_accuracy", "defense_seconds")
+
+
+def hparam_domains(hyperparameters: kt.HyperParameters
+                   ) -> Dict[str, hparams_api.HParam]:
+  """{name: TensorBoard `HParam`} of every hyperparameter declared in
+  `hyperparameters`, active or not, with KerasTuner's domains
+  (`convert_hyperparams_to_hparams`: a choice or a stepped range is
+  `Discrete`, other ranges are intervals)."""
+  out = {}
+  for hp in hyperparameters.space:
+    if isinstance(hp, kt.engine.hyperparameters.Choice):
+      domain = hparams_api.Discrete(list(hp.values))
+    elif isinstance(hp, kt.engine.hyperparameters.Int):
+      domain = (hparams_api.Discrete(
+          list(range(hp.min_value, hp.max_value + 1, hp.step)))
+                if hp.step not in (None, 1) else
+                hparams_api.IntInterval(hp.min_value, hp.max_value))
+    elif isinstance(hp, kt.engine.hyperparameters.Float):
+      domain = (hparams_api.Discrete(np.arange(
+          hp.min_value, hp.max_value + 1e-7, hp.step).tolist())
+                if hp.step is not None else
+                hparams_api.RealInterval(float(hp.min_value),
+                                         float(hp.max_value)))
+    elif isinstance(hp, kt.engine.hyperparameters.Boolean):
+      domain = hparams_api.Discrete([True, False])
+    else:  # Fixed
+      domain = hparams_api.Discrete([hp.value])
+    out[hp.name] = hparams_api.HParam(hp.name, domain)
+  return out
 
 
 class DefenseTuner(base_tuner.BaseTuner):
@@ -399,7 +445,9 @@ class DefenseTuner(base_tuner.BaseTuner):
   Use like any KerasTuner tuner: `tuner.search()` runs (or resumes) the
   search; `tuner.oracle` holds the trials. Besides KerasTuner's own files,
   each trial directory gets `wemem_trial.json` (choice, metrics, seconds,
-  status, error).
+  status, error). With `tensorboard_dir` (or a `keras.callbacks.TensorBoard`
+  in `search(callbacks=[...])`, whose `log_dir` is used), each trial is
+  written for TensorBoard's hparams plugin (module docstring).
   """
 
   def __init__(self, oracle: kt.Oracle, setup: TuningSetup,
@@ -408,18 +456,24 @@ class DefenseTuner(base_tuner.BaseTuner):
                project_name: str = "tuner", overwrite: bool = False,
                evaluate_fn: Callable[[TuningSetup, DefenseChoice],
                                      objective_lib.TrialMetrics]
-               = evaluate_choice):
+               = evaluate_choice,
+               tensorboard_dir: Optional[str] = None):
     """Args: `evaluate_fn` measures a choice (default `evaluate_choice`;
-    tests substitute cheap known functions); the rest as KerasTuner's."""
+    tests substitute cheap known functions); `tensorboard_dir`: the hparams
+    plugin's log folder (None: none, unless `search` gets a TensorBoard
+    callback); the rest as KerasTuner's."""
     self.setup = setup
     self.objective = objective
     self.evaluate_fn = evaluate_fn
+    self.tensorboard_dir = tensorboard_dir
+    self._experiment_written = set()  # log folders holding the experiment
     super().__init__(oracle, hypermodel=DefenseHyperModel(space),
                      directory=directory, project_name=project_name,
                      overwrite=overwrite)
 
   def run_trial(self, trial, *args, **kwargs) -> Dict[str, float]:
-    del args, kwargs
+    del args
+    log_dir = self._tensorboard_dir(kwargs.get("callbacks"))
     choice = self.hypermodel.build(trial.hyperparameters)
     record = {"trial_id": trial.trial_id, "choice": choice.to_json(),
               "tuner_id": self.tuner_id}
@@ -431,6 +485,7 @@ class DefenseTuner(base_tuner.BaseTuner):
                     error=f"{type(e).__name__}: {e}",
                     traceback=traceback.format_exc())
       self._write_record(trial, record)
+      self._write_tensorboard(log_dir, trial, None)
       raise kt.errors.FailedTrialError(
           f"trial {trial.trial_id} ({choice.name} {dict(choice.settings)}) "
           f"failed: {type(e).__name__}: {e}") from e
@@ -442,11 +497,56 @@ class DefenseTuner(base_tuner.BaseTuner):
                   metrics=values, strongest_attack=metrics.strongest_attack,
                   feasible=self.objective.feasible(metrics.attack_accuracy))
     self._write_record(trial, record)
+    self._write_tensorboard(log_dir, trial, values)
     return values
 
   def _write_record(self, trial, record: Dict[str, Any]) -> None:
     io_utils.atomic_write_json(
         os.path.join(self.get_trial_dir(trial.trial_id), TRIAL_FILE), record)
+
+  # ---- TensorBoard ---------------------------------------------------------
+
+  def _tensorboard_dir(self, callbacks) -> Optional[str]:
+    """`tensorboard_dir`, else the log_dir of a TensorBoard callback given
+    to `search` (as KerasTuner's `Tuner` finds it: by class name)."""
+    if self.tensorboard_dir:
+      return self.tensorboard_dir
+    for callback in callbacks or ():
+      if type(callback).__name__ == "TensorBoard":
+        return str(callback.log_dir)
+    return None
+
+  def tensorboard_metrics(self) -> List[str]:
+    """The metric tags each completed trial writes."""
+    return list(TENSORBOARD_METRICS) + [f"attack_{a}"
+                                        for a in self.setup.attacks]
+
+  def _write_tensorboard(self, log_dir: Optional[str], trial,
+                         values: Optional[Dict[str, float]]) -> None:
+    """The trial's hparams (and metrics, when it completed); the
+    experiment once per log folder and process."""
+    if not log_dir:
+      return
+    domains = hparam_domains(self.oracle.get_space())
+    if log_dir not in self._experiment_written:
+      writer = tf.summary.create_file_writer(log_dir)
+      with writer.as_default():
+        hparams_api.hparams_config(
+            hparams=list(domains.values()),
+            metrics=[hparams_api.Metric(m) for m in self.tensorboard_metrics()])
+      writer.close()
+      self._experiment_written.add(log_dir)
+    active = {domains[name]: value
+              for name, value in trial.hyperparameters.values.items()
+              if name in domains}
+    writer = tf.summary.create_file_writer(
+        os.path.join(log_dir, f"trial_{trial.trial_id}"))
+    with writer.as_default():
+      hparams_api.hparams(active, trial_id=trial.trial_id)
+      for name, value in (values or {}).items():
+        if isinstance(value, float) and np.isfinite(value):
+          tf.summary.scalar(name, value, step=0)
+    writer.close()
 
   def save_model(self, trial_id, model, step=0):
     """Trials keep no model (their pruned models are cheap to rebuild)."""

@@ -6,6 +6,7 @@ one test runs real trials end to end on a tiny digits configuration.
 """
 
 import dataclasses
+import glob
 import json
 import os
 import socket
@@ -17,6 +18,8 @@ import pytest
 
 import wemem_tf  # pylint: disable=unused-import  (Keras 2 before TensorFlow)
 import keras_tuner as kt  # pylint: disable=g-bad-import-order
+import tensorflow as tf  # pylint: disable=g-bad-import-order
+from tensorboard.plugins.hparams import plugin_data_pb2  # pylint: disable=g-bad-import-order
 
 from attacks import base
 from attacks import reference_design
@@ -26,8 +29,10 @@ from wemem_eval.tuning import objective as objective_lib
 from wemem_eval.tuning import tuner as tuner_lib
 from wemem_tf import defenses as defenses_lib
 from wemem_tf import memorization
+from wemem_tf._keras import keras
 from wemem_tf.data import datasets
 from wemem_tf.pruning import iterative
+from wemem_tf.pruning import summaries
 from wemem_tf.training import loop as loop_lib
 
 TINY_RECIPE = model_training.ModelRecipe(
@@ -434,3 +439,71 @@ def _distributed_main(directory: str) -> None:
 
 if __name__ == "__main__":
   _distributed_main(sys.argv[1])
+
+
+def _hparams_records(log_dir):
+  """(experiment, {trial_id: hparams}) of the hparams plugin's records in
+  `log_dir` (not its subfolders)."""
+  experiment, sessions = None, {}
+  for path in glob.glob(os.path.join(log_dir, "events.out.tfevents.*")):
+    for raw in tf.data.TFRecordDataset(path):
+      for value in tf.compat.v1.Event.FromString(raw.numpy()).summary.value:
+        if value.metadata.plugin_data.plugin_name != "hparams":
+          continue
+        data = plugin_data_pb2.HParamsPluginData.FromString(
+            value.metadata.plugin_data.content)
+        if data.HasField("experiment"):
+          experiment = data.experiment
+        if data.HasField("session_start_info"):
+          info = data.session_start_info
+          sessions[info.group_name] = {
+              k: v.WhichOneof("kind") and getattr(v, v.WhichOneof("kind"))
+              for k, v in info.hparams.items()}
+  return experiment, sessions
+
+
+def test_trials_are_written_for_the_tensorboard_hparams_plugin(tmp_path):
+  space = tuner_lib.SearchSpace.for_dataset("digits", methods=("rsw", "rmr"))
+  tb = tmp_path / "tb"
+  tuner = tuner_lib.DefenseTuner(
+      tuner_lib.make_oracle("random", 6, seed=3,
+                            max_consecutive_failed_trials=50),
+      _setup(), OBJECTIVE, space, directory=str(tmp_path / "search"),
+      evaluate_fn=known_evaluate, tensorboard_dir=str(tb))
+  tuner.search()
+  rows = tuner_lib.trial_rows(tuner)
+  experiment, _ = _hparams_records(str(tb))
+  names = {h.name for h in experiment.hparam_infos}
+  assert {"method", "order", "stride", "width", "tau_share",
+          "lambda_mem"} <= names
+  method = next(h for h in experiment.hparam_infos if h.name == "method")
+  assert {v.string_value for v in method.domain_discrete.values} == {
+      "rsw", "rmr"}
+  assert [m.name.tag for m in experiment.metric_infos] == [
+      "score", "dev_accuracy", "attack_accuracy", "rehearsal_test_accuracy",
+      "defense_seconds", "attack_conf", "attack_gap"]
+  assert {r.status for r in rows} == {"COMPLETED", "FAILED"}
+  for row in rows:
+    folder = str(tb / f"trial_{row.trial_id}")
+    _, sessions = _hparams_records(folder)
+    (hparams,) = sessions.values()
+    assert hparams["method"] == row.choice["name"]
+    scalars = summaries.read_scalars(folder)
+    if row.status == "FAILED":
+      assert not scalars
+      continue
+    assert hparams["width"] == row.choice["settings"]["width"]
+    assert "tau_share" not in hparams  # inactive for rsw
+    for tag in [m.name.tag for m in experiment.metric_infos]:
+      assert scalars[tag] == {0: pytest.approx(row.metrics[tag])}, tag
+
+  # KerasTuner's way: a TensorBoard callback given to search.
+  other = tuner_lib.DefenseTuner(
+      tuner_lib.make_oracle("random", 1, seed=4), _setup(), OBJECTIVE,
+      tuner_lib.SearchSpace.for_dataset("digits", methods=("rsw",)),
+      directory=str(tmp_path / "other"), evaluate_fn=known_evaluate)
+  other.search(callbacks=[keras.callbacks.TensorBoard(str(tmp_path / "kt"))])
+  (trial_id,) = other.oracle.trials
+  assert _hparams_records(str(tmp_path / "kt"))[0] is not None
+  assert "score" in summaries.read_scalars(
+      str(tmp_path / "kt" / f"trial_{trial_id}"))

@@ -22,3 +22,4 @@ from wemem_tf.pruning.prune import pruned_wrappers
 from wemem_tf.pruning.prune import strip_pruning
 from wemem_tf.pruning.schedule import IterativeSparsity
 from wemem_tf.pruning.schedule import sparsity_at_iteration
+from wemem_tf.pruning.summaries import IterationSummaries

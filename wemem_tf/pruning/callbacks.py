@@ -17,6 +17,8 @@ in the library's loop:
 
 Compatible with TFMOT's `UpdatePruningStep` and `PruningSummaries` in the
 same `callbacks` list: the masks only change at round starts.
+`wemem_tf.pruning.IterationSummaries` in the list writes each round's
+record (and each epoch's loss and dev accuracy) to TensorBoard.
 """
 
 import time
@@ -94,6 +96,8 @@ class IterativePruning(keras.callbacks.Callback):
     if logs is not None:
       logs["pruning_iteration"] = self._iteration
       logs["dev_accuracy"] = acc
+    self._curves[0].append(float((logs or {}).get("loss", float("nan"))))
+    self._curves[1].append(acc)
     stop = self._best.update(self._epoch, acc, self.model)
     if self.patience is None:
       stop = False
@@ -110,6 +114,7 @@ class IterativePruning(keras.callbacks.Callback):
     while True:
       self._iteration, self._epoch = iteration, 0
       self._start_time = time.perf_counter()
+      self._curves = ([], [])  # per epoch: (train loss, dev accuracy)
       self.rounds.start(iteration)
       self.feed.start_iteration(iteration)
       self._best = loop_lib.BestCheckpoint(self.model,
@@ -137,7 +142,8 @@ class IterativePruning(keras.callbacks.Callback):
                   self._accuracy(self.test_data))
     self.history.append(iterative.iteration_record(
         self.model, self.rounds.schedule, self._iteration, accuracies,
-        self._epoch, best.epoch, time.perf_counter() - self._start_time))
+        self._epoch, best.epoch, time.perf_counter() - self._start_time,
+        *self._curves))
     if self._iteration + 1 >= self.rounds.num_iterations:
       self.model.stop_training = True  # at the last round's best checkpoint
       return False

@@ -2,7 +2,7 @@
 
 import dataclasses
 import time
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -60,6 +60,10 @@ class IterationRecord:
     epochs_run: fine-tuning epochs trained.
     best_epoch: 0-based epoch of the kept checkpoint.
     seconds: wall time of the iteration (masking, training, evaluation).
+    epoch_train_loss: mean batch loss of each epoch trained (empty when not
+      recorded); not in `to_json`.
+    epoch_dev_accuracy: dev accuracy after each epoch trained (NaN without
+      dev data); not in `to_json`.
   """
   iteration: int
   target_sparsity: float
@@ -70,9 +74,16 @@ class IterationRecord:
   epochs_run: int
   best_epoch: int
   seconds: float
+  epoch_train_loss: List[float] = dataclasses.field(default_factory=list)
+  epoch_dev_accuracy: List[float] = dataclasses.field(default_factory=list)
+
+  # Per-epoch curves stay out of the JSON facts (history.json, reports and
+  # the model store's records keep their schema).
+  _NOT_IN_JSON = ("epoch_train_loss", "epoch_dev_accuracy")
 
   def to_json(self) -> dict:
-    return dataclasses.asdict(self)
+    return {k: v for k, v in dataclasses.asdict(self).items()
+            if k not in self._NOT_IN_JSON}
 
 
 # (record of the finished iteration, the wrapped model at its checkpoint).
@@ -199,7 +210,9 @@ class IterativePruner:
         iteration, while the wrapped model holds that iteration's chosen
         (best dev) checkpoint with its masks applied: the model as the
         iteration leaves it. It may read the model (e.g. copy its weights)
-        but must not change it; it does not alter training.
+        but must not change it; it does not alter training. The bound
+        defense is `model.wemem_defense_run` (its `report()`: risky share,
+        ε so far, ...), as `model.wemem_fit.run` is in `model.fit`.
     """
     index = (np.arange(len(train[1]), dtype=np.int64) if train_index is None
              else np.asarray(train_index, np.int64))
@@ -209,6 +222,7 @@ class IterativePruner:
                                     dev[1]),
         self.train_config, self.config.num_iterations,
         self.config.epochs_per_iteration, seed)
+    self.model.wemem_defense_run = run  # for on_iteration hooks
     self.loop = loop_lib.TrainingLoop(self.model, self.train_config,
                                       run.train_step(),
                                       after_epoch=self.rounds.apply_masks)
@@ -232,7 +246,8 @@ class IterativePruner:
       record = iteration_record(self.model, self.schedule, iteration,
                                 (train_acc, dev_acc, test_acc),
                                 fit.epochs_run, fit.best_epoch,
-                                time.perf_counter() - start)
+                                time.perf_counter() - start,
+                                fit.train_loss, fit.dev_accuracy)
       if on_iteration is not None:
         on_iteration(record, self.model)
       if not self.config.restore_best_weights:
@@ -246,12 +261,18 @@ def iteration_record(model: keras.Model,
                      schedule: schedule_lib.IterativeSparsity,
                      iteration: int, accuracies: Tuple[float, float, float],
                      epochs_run: int, best_epoch: int,
-                     seconds: float) -> IterationRecord:
+                     seconds: float,
+                     epoch_train_loss: Sequence[float] = (),
+                     epoch_dev_accuracy: Sequence[float] = ()
+                     ) -> IterationRecord:
   """The record of `iteration`, with the model's current layer sparsity.
 
   Args:
     accuracies: (train, dev, test) accuracies in [0, 1] (NaN: not measured).
+    epoch_train_loss, epoch_dev_accuracy: per-epoch curves of the iteration.
   """
   return IterationRecord(iteration, schedule.sparsity(iteration),
                          prune_lib.layer_sparsity(model), *accuracies,
-                         epochs_run, best_epoch, seconds)
+                         epochs_run, best_epoch, seconds,
+                         [float(v) for v in epoch_train_loss],
+                         [float(v) for v in epoch_dev_accuracy])
