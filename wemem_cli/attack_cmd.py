@@ -19,7 +19,8 @@ the iterations: epoch = pruning iteration; `attacks.privacy_report`)
 besides the files above, which then describe the last iteration (the same
 numbers as without the flag).
 --model_store_dir caches trained models (pre-training is shared by every
-defense and by --per_iteration).
+defense and by --per_iteration). --tensorboard_dir: the victim's iterations
+and the attack metrics as `wemem run` writes them.
 """
 
 import os
@@ -41,6 +42,7 @@ from wemem_eval import experiment
 from wemem_eval import iterations
 from wemem_eval import model_store
 from wemem_eval import model_training
+from wemem_eval import run as run_lib
 
 ATTACKS = flags.DEFINE_string(
     "attacks", "all", "Attacks to run: 'all' or a comma list of "
@@ -183,6 +185,9 @@ def main(argv) -> int:
       else:
         result = experiment.run_experiment(dataset, config, store,
                                            executor=executor)
+        if common_flags.TENSORBOARD_DIR.value:
+          run_lib.write_experiment_summaries(
+              common_flags.TENSORBOARD_DIR.value, result)
     paths = flag_utils.published(
         experiment.write_artifacts(result, stage), stage, output_dir)
   logging.info("wrote %s", paths)
@@ -207,6 +212,10 @@ def _run_per_iteration(dataset, config: experiment.ExperimentConfig,
     raise ValueError("--per_iteration needs --target=pruned.")
   result = iterations.run_per_iteration(dataset, config, store, executor)
   doc = result.to_json()
+  if common_flags.TENSORBOARD_DIR.value:
+    run_lib.write_experiment_summaries(common_flags.TENSORBOARD_DIR.value,
+                                       result.final_experiment(),
+                                       doc["iterations"])
   json_path = iterations.write_iterations_json(
       result, os.path.join(stage, "iterations.json"))
   scores_path = iterations.write_iteration_scores(

@@ -16,6 +16,7 @@ from wemem_tf import io_utils
 from wemem_tf import memorization
 from wemem_tf import run_manifest
 from wemem_tf.pruning import export_tflite
+from wemem_tf.pruning import IterationSummaries
 from wemem_tf.pruning import IterativePruner
 from wemem_tf.pruning import IterativePruning
 from wemem_tf.pruning import IterativeSparsity

@@ -69,6 +69,7 @@ import numbers
 import os
 from typing import Any, Dict, Iterable, Mapping, Optional, Sequence, Union
 
+import numpy as np
 import tensorflow as tf
 
 from wemem_tf._keras import keras
@@ -87,13 +88,10 @@ def sparsity_tag(layer: str) -> str:
   return f"{WRAPPER_PREFIX}{layer}/mask:0/sparsity"
 
 
-def threshold_tag(layer: str) -> str:
-  """TFMOT's `PruningSummaries` tag of a pruned layer's threshold."""
-  return f"{WRAPPER_PREFIX}{layer}/threshold:0/threshold"
-
-
 def _number(value: Any) -> Optional[float]:
   """`value` as a finite float, or None (text, booleans, None, NaN)."""
+  if isinstance(value, (np.ndarray, tf.Tensor)) and np.ndim(value) == 0:
+    value = np.asarray(value).item()  # Keras logs may hold 0-d values
   if isinstance(value, bool) or not isinstance(value, numbers.Real):
     return None
   value = float(value)
