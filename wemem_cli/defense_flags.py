@@ -105,6 +105,19 @@ def flag_lines(name: str, settings: dict) -> list:
   return lines
 
 
+def _estimate(dataset, seed, architecture, cache_dir, indices, whose,
+              executor=None) -> memorization.MemScores:
+  """The cached on-the-fly estimate over `indices` (None: every record)."""
+  count = len(dataset) if indices is None else len(indices)
+  logging.info("%s memorization scores: %d models x %d epochs on %d records "
+               "(cached in %s)", whose, MEMSCORE_MODELS.value,
+               MEMSCORE_EPOCHS.value, count, cache_dir)
+  return memorization.cached_estimate(
+      dataset, cache_dir, seed, architecture,
+      num_models=MEMSCORE_MODELS.value, epochs=MEMSCORE_EPOCHS.value,
+      executor=executor, indices=indices)
+
+
 def scores_for(dataset: wemem_tf.data.Dataset, seed: int,
                architecture: wemem_tf.models.ArchitectureLike,
                cache_dir: str, path: Optional[str] = None,
@@ -115,14 +128,9 @@ def scores_for(dataset: wemem_tf.data.Dataset, seed: int,
   `executor` trains its chunks)."""
   if path:
     return memorization.MemScores.load(path, fingerprint=dataset.fingerprint)
-  pool = flag_utils.victim_splits(dataset, seed).pool
-  logging.info("memorization scores: %d models x %d epochs on the %d "
-               "training-pool records (cached in %s)", MEMSCORE_MODELS.value,
-               MEMSCORE_EPOCHS.value, len(pool), cache_dir)
-  return memorization.cached_estimate(
-      dataset, cache_dir, seed, architecture,
-      num_models=MEMSCORE_MODELS.value, epochs=MEMSCORE_EPOCHS.value,
-      executor=executor, indices=pool)
+  return _estimate(dataset, seed, architecture, cache_dir,
+                   flag_utils.victim_splits(dataset, seed).pool,
+                   "defender's (training pool)", executor)
 
 
 def build_defense(name: str, dataset_name: str, scores_fn=None,
@@ -147,15 +155,9 @@ def attacker_defense_from_flags(defense, dataset: wemem_tf.data.Dataset,
   file (used by both)."""
   if MEMSCORES.value:
     return None
-  def own_scores():
-    logging.info("attacker's memorization scores: %d models x %d epochs on "
-                 "all %d records (cached in %s)", MEMSCORE_MODELS.value,
-                 MEMSCORE_EPOCHS.value, len(dataset), cache_dir)
-    return memorization.cached_estimate(
-        dataset, cache_dir, seed, architecture,
-        num_models=MEMSCORE_MODELS.value, epochs=MEMSCORE_EPOCHS.value,
-        executor=executor)
-  return model_training.attacker_variant(defense, own_scores)
+  return model_training.attacker_variant(defense, lambda: _estimate(
+      dataset, seed, architecture, cache_dir, None, "attacker's (every record)",
+      executor))
 
 
 def defense_from_flags(dataset: wemem_tf.data.Dataset, seed: int,
