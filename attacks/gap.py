@@ -26,5 +26,22 @@ class GapAttack(base.Attack):
     return query.records.correct().astype(np.float64)
 
 
+def label_only_bound(member_accuracy: float,
+                     non_member_accuracy: float) -> float:
+  """The gap attack's balanced accuracy: (1 + member accuracy − non-member
+  accuracy) / 2.
+
+  Every attack that sees the predicted label can reach it, so a defense
+  that keeps the members' accuracy cannot push the best attack below it;
+  the best attack's distance above it is the leakage a defense could still
+  remove (docs/method.md §7, "Label-only bound"). Accuracies are fractions in [0, 1].
+  """
+  for name, value in (("member_accuracy", member_accuracy),
+                      ("non_member_accuracy", non_member_accuracy)):
+    if not 0.0 <= value <= 1.0:
+      raise ValueError(f"{name} must lie in [0, 1], got {value}.")
+  return (1.0 + member_accuracy - non_member_accuracy) / 2.0
+
+
 def gap(options: base.AttackOptions = base.AttackOptions()) -> GapAttack:
   return GapAttack(options)

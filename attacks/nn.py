@@ -137,7 +137,8 @@ class TrainedAttackModel(base.Attack):
         patience=opts.patience)
     self.loop = loop_lib.TrainingLoop(model, config)
     self.fit_result = loop_lib.fit_with_early_stopping(
-        self.loop, (x[train], y[train]), (x[dev], y[dev]), seed=opts.seed)
+        self.loop, (x[train], y[train]), (x[dev], y[dev]), seed=opts.seed,
+        progress_desc=f"{self.name} attack model")
     dev_scores = self._scores(x[dev])
     return base.Calibration(dev_scores[is_member[dev]],
                             dev_scores[~is_member[dev]])

@@ -1,5 +1,7 @@
 """Tests of the trained attack models (NN family, SAMIA)."""
 
+import io
+
 import numpy as np
 import pytest
 
@@ -7,6 +9,7 @@ from attacks import base
 from attacks import inputs
 from attacks import nn
 from attacks import samia
+from wemem_tf import progress
 
 
 def test_features():
@@ -64,7 +67,10 @@ def test_nn_attacks_learn_separable_shadows(factory):
   rng = np.random.default_rng(0)
   data = base.AttackerData((_separable_data(rng),))
   attack = factory(base.AttackOptions(max_epochs=6, patience=3))
-  calibration = attack.fit(data)
+  with progress.drawn_to(io.StringIO()) as stream:
+    calibration = attack.fit(data)
+  assert f"{attack.name} attack model" in stream.getvalue()
+  assert f"{attack.fit_result.epochs_run}/6" in stream.getvalue()
   assert calibration.choose().balanced_accuracy > 0.9
   assert attack.fit_result.epochs_run <= 6
   target = _separable_data(rng)

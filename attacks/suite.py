@@ -22,6 +22,7 @@ from attacks import base
 from attacks import metrics as metrics_lib
 from attacks import privacy_report
 from attacks import registry
+from wemem_tf import progress
 
 AttackSpec = Union[str, base.Attack]
 Targets = Union[base.TargetData, Sequence[base.TargetData]]
@@ -138,12 +139,17 @@ def run_attacks(attacks: Sequence[AttackSpec], attacker: base.AttackerData,
   if metadata is None:
     metadata = privacy_report.target_metadata(_as_targets(target)[0])
   results = []
-  for spec in attacks:
-    attack = registry.make_attack(spec, options) if isinstance(spec, str) \
-        else spec
-    result = run_attack(attack, attacker, target, seed=options.seed)
-    logging.info("attack %s: balanced accuracy %.4f, AUC %.4f (%.1f s)",
-                 result.attack, result.balanced_accuracy, result.auc,
-                 result.seconds)
-    results.append(result)
+  with progress.bar(len(attacks), "attacks", unit="attack") as bar:
+    for spec in attacks:
+      attack = registry.make_attack(spec, options) if isinstance(spec, str) \
+          else spec
+      bar.set_postfix(attack.name)
+      result = run_attack(attack, attacker, target, seed=options.seed)
+      # DEBUG: one line per attack only at absl's --verbosity=1 (the
+      # configuration's table has them all).
+      logging.debug("attack %s: balanced accuracy %.4f, AUC %.4f (%.1f s)",
+                    result.attack, result.balanced_accuracy, result.auc,
+                    result.seconds)
+      results.append(result)
+      bar.update(1)
   return SuiteResult(results, metadata)

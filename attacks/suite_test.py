@@ -6,14 +6,19 @@ on >= 2,000 victim records. Models are queried through `attacks.querying`
 exactly like trained ones.
 """
 
+import io
+import logging
+
 import numpy as np
 import pytest
 
 from attacks import base
+from attacks import gap as gap_lib
 from attacks import privacy_report
 from attacks import registry
 from attacks import suite
 from attacks import testing_utils
+from wemem_tf import progress
 from tensorflow_privacy.privacy.privacy_tests.membership_inference_attack import data_structures as tfp_ds
 
 FAST = base.AttackOptions(max_epochs=8, patience=3, samia_width=16,
@@ -52,6 +57,20 @@ def test_gap_on_memorizing_model_matches_accuracy_gap(memorizing):
   assert acc_in == 1.0
   assert gap.auc == pytest.approx(0.5 * (1 + acc_in - acc_out))
   assert gap.balanced_accuracy == pytest.approx(0.5 * (1 + acc_in - acc_out))
+
+
+@pytest.mark.parametrize("fixture", ["memorizing", "independent"])
+def test_label_only_bound_is_the_gap_attacks_balanced_accuracy(fixture,
+                                                               request):
+  setup, results = request.getfixturevalue(fixture)
+  acc_in = setup.target.members.correct().mean()
+  acc_out = setup.target.non_members.correct().mean()
+  assert results.by_name()["gap"].balanced_accuracy == pytest.approx(
+      gap_lib.label_only_bound(acc_in, acc_out))
+  assert gap_lib.label_only_bound(0.9, 0.6) == pytest.approx(0.65)
+  assert gap_lib.label_only_bound(0.6, 0.6) == 0.5
+  with pytest.raises(ValueError, match=r"member_accuracy must lie in"):
+    gap_lib.label_only_bound(1.2, 0.5)
 
 
 @pytest.mark.parametrize("name", registry.attack_names())
@@ -143,3 +162,15 @@ def test_pooling_copies_of_one_victim_gives_its_metrics(memorizing):
     assert three.threshold == one.threshold
   with pytest.raises(ValueError, match="at least one target"):
     suite.run_attacks(["conf"], setup.attacker, [], FAST)
+
+
+def test_attacks_count_on_a_bar_and_log_one_line_each_only_at_debug(caplog):
+  setup = testing_utils.synthetic_setup(testing_utils.lookup_model)
+  with caplog.at_level(logging.INFO), progress.drawn_to(io.StringIO()) as out:
+    suite.run_attacks(["gap", "conf"], setup.attacker, setup.target, FAST)
+  assert "attacks" in out.getvalue() and "2/2" in out.getvalue()
+  assert not [r for r in caplog.records if r.getMessage().startswith("attack")]
+  with caplog.at_level(logging.DEBUG):  # absl's --verbosity=1
+    suite.run_attacks(["gap"], setup.attacker, setup.target, FAST)
+  assert [r.getMessage() for r in caplog.records
+          if r.getMessage().startswith("attack gap: balanced accuracy")]

@@ -71,3 +71,8 @@ TENSORBOARD_DIR = flags.DEFINE_string(
     "subfolder per configuration with its victim's iterations and attack "
     "metrics; tune = each trial's settings and metrics (hparams plugin). "
     "View with `tensorboard --logdir=DIR` (README \"TensorBoard\").")
+PROGRESS = flags.DEFINE_boolean(
+    "progress", True, "Progress bars (count, rate, ETA) for the long stages: "
+    "memorization models, model trainings, attacks and attack models, "
+    "tuning trials. Drawn only when standard error is a terminal; "
+    "--noprogress: never.")

@@ -56,6 +56,7 @@ def _main(argv):
     if len(argv) > 2:
       raise ValueError(f"unexpected arguments: {argv[2:]} (flags take the "
                        "form --name=value)")
+    _apply_common_flags()
     return _ENTRY_POINTS[argv[1]](argv[1:])
   except (ValueError, FileNotFoundError) as e:
     # Bad input: the message says what to fix; no traceback.
@@ -67,6 +68,13 @@ def _main(argv):
       raise
     print(f"wemem {argv[1]}: error: {message}", file=sys.stderr)
     return 1
+
+
+def _apply_common_flags() -> None:
+  """Process-wide settings every subcommand shares."""
+  from wemem_cli import common_flags  # pylint: disable=g-import-not-at-top
+  from wemem_tf import progress  # pylint: disable=g-import-not-at-top
+  progress.set_display(common_flags.PROGRESS.value)
 
 
 # What the machine refuses to store, and what to do about it.

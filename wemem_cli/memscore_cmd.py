@@ -35,8 +35,6 @@ CHUNK_SIZE = flags.DEFINE_integer(
 METHOD = flags.DEFINE_enum(
     "memscore_method", "auto", ["auto", "vectorized", "sequential"],
     "Memorization: vectorized (plain MLPs), sequential, or auto.")
-PROGRESS = flags.DEFINE_boolean(
-    "progress", True, "Memorization: show a progress bar.")
 
 
 def main(argv) -> None:
@@ -55,7 +53,7 @@ def main(argv) -> None:
         epochs=EPOCHS.value, seed=seed, batch_size=cf.BATCH_SIZE.value,
         learning_rate=cf.LEARNING_RATE.value,
         weight_decay=cf.WEIGHT_DECAY.value, method=METHOD.value,
-        chunk_size=CHUNK_SIZE.value, progress=PROGRESS.value,
+        chunk_size=CHUNK_SIZE.value,
         executor=executor)
   scores.save(OUTPUT.value)
   summary = scores.summary()

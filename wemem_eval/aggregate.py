@@ -20,7 +20,7 @@ than two seeds the interval is null with a "reason". Fractions in [0, 1].
 
 import json
 import os
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 from scipy import stats as sp_stats
@@ -44,11 +44,21 @@ def _attacker_side_best(entry: Dict[str, Any]) -> Optional[float]:
   return (entry.get(ATTACKER_SIDE) or {}).get("balanced_accuracy")
 
 
+def _bound(entry: Dict[str, Any]) -> Optional[float]:
+  # None for reports written before the label-only bound.
+  return (entry.get("label_only_bound") or {}).get("balanced_accuracy")
+
+
+def _excess(side: str) -> Callable[[Dict[str, Any]], Optional[float]]:
+  return lambda entry: (entry.get("excess_leakage") or {}).get(side)
+
+
 # aggregate.json key → the value of one seed's report entry.
 PAIRED_METRICS = {
     "best_attack_balanced_accuracy": _victim_side_best,
     "best_attack_attacker_side_balanced_accuracy": _attacker_side_best,
     "test_accuracy": lambda entry: entry["test_accuracy"],
+    "excess_leakage_attacker_side": _excess("attacker_side"),
 }
 
 
@@ -147,6 +157,11 @@ def aggregate(reports: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
                                for a in sorted(set(best_names))},
         "best_attack_attacker_side_balanced_accuracy": _stats(
             [_attacker_side_best(e) for e in entries]),
+        "label_only_bound": _stats([_bound(e) for e in entries]),
+        "excess_leakage_victim_side": _stats(
+            [_excess("victim_side")(e) for e in entries]),
+        "excess_leakage_attacker_side": _stats(
+            [_excess("attacker_side")(e) for e in entries]),
         "defense_seconds": _stats([e.get("defense_seconds")
                                    for e in entries]),
         "attacks": {a: {m: _stats([e["attacks"][a][m] for e in entries])
@@ -188,8 +203,9 @@ def _paired_tables(summary: Dict[str, Any]) -> List[str]:
               f"configuration − {ref} per seed; mean [{confidence} "
               "t-interval over seeds]):", "",
               "| configuration | best attack bal. acc. (victim-side max) | "
-              "best attack bal. acc. (attacker-side) | test accuracy |",
-              "|---|---|---|---|"]
+              "best attack bal. acc. (attacker-side) | test accuracy | "
+              "excess over the label-only bound (attacker-side) |",
+              "|---|---|---|---|---|"]
     for label, diffs in rows.items():
       lines.append(f"| {label} | " + " | ".join(
           _difference(diffs[key]) for key in PAIRED_METRICS) + " |")
@@ -208,15 +224,21 @@ def to_markdown(summary: Dict[str, Any]) -> str:
   seeds = ", ".join(str(s) for s in summary["seeds"])
   lines = [f"# {summary['dataset']}: mean ± std over seeds {seeds}", "",
            "Best attack: the victim-side maximum over attacks (optimistic) "
-           "and the attack chosen on the attacker's own calibration data.",
+           "and the attack chosen on the attacker's own calibration data. "
+           "Bound: the label-only bound the gap attack reaches; excess: the "
+           "attacker-side best attack minus it.",
            "", "| configuration | test accuracy | best attack bal. acc. | "
            "best attack (seeds) | attacker-side best attack bal. acc. | "
-           "defense time (s) |", "|---|---|---|---|---|---|"]
+           "label-only bound | excess (attacker-side) | defense time (s) |",
+           "|---|---|---|---|---|---|---|---|"]
   for label, e in summary["defenses"].items():
     counts = ", ".join(f"{a} ×{n}" for a, n in e["best_attack_counts"].items())
+    missing = {"mean": None}
     lines.append(f"| {label} | {_pm(e['test_accuracy'])} | "
                  f"{_pm(e['best_attack_balanced_accuracy'])} | {counts} | "
                  f"{_pm(e['best_attack_attacker_side_balanced_accuracy'])} | "
+                 f"{_pm(e.get('label_only_bound', missing))} | "
+                 f"{_pm(e.get('excess_leakage_attacker_side', missing))} | "
                  f"{_pm(e['defense_seconds'], 1.0)} |")
   lines += _paired_tables(summary)
   attacks = list(next(iter(summary["defenses"].values()))["attacks"]) \

@@ -53,6 +53,26 @@ def test_mean_and_sample_std_over_seeds(tmp_path):
   assert "| base | 62.0 ± 2.0 | 80.0 ± 4.0 | conf ×2, rmia ×1 |" in table
 
 
+def test_bound_and_excess_leakage_over_seeds(tmp_path):
+  reports = [_report(0, 0.60, 0.80, 0.70, 4.0),
+             _report(1, 0.62, 0.70, 0.76, 6.0)]
+  for report, bound in zip(reports, (0.70, 0.66)):
+    entry = report["defenses"]["base"]
+    entry["label_only_bound"] = {"balanced_accuracy": bound,
+                                 "source": "gap attack"}
+    entry["excess_leakage"] = {
+        "victim_side": entry["best_attack"]["balanced_accuracy"] - bound,
+        "attacker_side": None}
+  paths = aggregate.write_aggregate(_write(tmp_path, reports),
+                                    str(tmp_path / "out"))
+  base = json.load(open(paths["json"]))["defenses"]["base"]
+  assert base["label_only_bound"]["mean"] == pytest.approx(0.68)
+  assert base["excess_leakage_victim_side"]["values"] == pytest.approx(
+      [0.10, 0.10])
+  assert base["excess_leakage_attacker_side"]["n"] == 0
+  assert "| 68.0 ± 2.8 | — |" in open(paths["md"]).read()
+
+
 def test_bad_run_sets_are_refused(tmp_path):
   dirs = _write(tmp_path, [_report(0, 0.6, 0.8, 0.7, 1.0)])
   with pytest.raises(FileNotFoundError, match="report.json"):

@@ -22,6 +22,8 @@ from typing import Any, Callable, List, Optional, Protocol, Sequence
 
 from absl import logging
 
+from wemem_tf import progress
+
 # Test hook: a path that, when it exists as a task starts, is removed and
 # the worker process is killed (SIGKILL), as an operator's `kill -9` would.
 KILL_ONCE_ENV = "WEMEM_FAULT_KILL_WORKER_ONCE"
@@ -34,7 +36,8 @@ class Executor(Protocol):
   remote: bool
 
   def map(self, fn: Callable[..., Any], items: Sequence[tuple],
-          shared: Any = None) -> List[Any]:
+          shared: Any = None, desc: str = "tasks") -> List[Any]:
+    """`desc` names the tasks on the progress bar (`wemem_tf.progress`)."""
     ...
 
 
@@ -43,8 +46,9 @@ class LocalExecutor:
   name = "local"
   remote = False
 
-  def map(self, fn, items, shared=None):
-    return [fn(shared, *args) for args in items]
+  def map(self, fn, items, shared=None, desc="tasks"):
+    return [fn(shared, *args)
+            for args in progress.track(items, desc, unit="task")]
 
   def shutdown(self) -> None:
     pass
@@ -125,7 +129,7 @@ class RayExecutor:
       logging.info("Ray: %s", ray.cluster_resources())
     return ray
 
-  def map(self, fn, items, shared=None):
+  def map(self, fn, items, shared=None, desc="tasks"):
     if not items:
       return []
     ray = self._ray()
@@ -136,6 +140,12 @@ class RayExecutor:
     refs = [task.remote(fn, self.cpus_per_model, shared_ref, *args)
             for args in items]
     try:
+      with progress.bar(len(refs), desc, unit="task") as bar:
+        waiting = list(refs)
+        while waiting:
+          done, waiting = ray.wait(waiting, num_returns=1)
+          ray.get(done)  # a failed task raises now, not after the others
+          bar.update(len(done))
       return ray.get(refs)
     except ray.exceptions.RayTaskError as e:
       for ref in refs:

@@ -2,6 +2,7 @@
 fails with the task's own one-line error."""
 
 import dataclasses
+import io
 import os
 
 import numpy as np
@@ -17,13 +18,16 @@ from wemem_eval import run_test
 from wemem_eval.tuning import tuner as tuner_lib
 from wemem_eval.tuning import tuner_test
 import wemem_tf
+from wemem_tf import progress
 from wemem_tf.data import splits as splits_lib
 
 
 def test_local_executor_and_validation():
   local = executor_lib.make_executor("local")
-  assert local.map(lambda shared, a, b: shared + a * b,
-                   [(1, 2), (3, 4)], shared=10) == [12, 22]
+  with progress.drawn_to(io.StringIO()) as stream:
+    assert local.map(lambda shared, a, b: shared + a * b,
+                     [(1, 2), (3, 4)], shared=10, desc="toy tasks") == [12, 22]
+  assert "toy tasks" in stream.getvalue() and "2/2" in stream.getvalue()
   with pytest.raises(ValueError, match="unknown executor 'dask'"):
     executor_lib.make_executor("dask")
   with pytest.raises(ValueError, match="--ray_workers must be >= 1"):
@@ -63,6 +67,15 @@ def test_ray_run_equals_local_run_even_when_a_worker_is_killed(
       a = np.load(tmp_path / "local" / "models" / name)
       b = np.load(tmp_path / "ray" / "models" / name)
       assert all(np.array_equal(a[k], b[k]) for k in a.files), name
+
+
+def test_ray_tasks_count_on_the_drivers_bar_in_submission_order(
+    ray_executor):
+  with progress.drawn_to(io.StringIO()) as stream:
+    out = ray_executor.map(lambda shared, a: shared * a, [(1,), (2,), (3,)],
+                           shared=5, desc="toy tasks")
+  assert out == [5, 10, 15]
+  assert "toy tasks" in stream.getvalue() and "3/3" in stream.getvalue()
 
 
 def test_a_failing_task_fails_with_its_own_error(ray_executor):

@@ -271,7 +271,7 @@ def _train_groups(dataset, groups, store, every_iteration, executor):
     t = time.perf_counter()
     jobs = [job for group in groups.values() for job in group]
     flat = model_training.train_models(dataset, jobs, store, every_iteration,
-                                       executor)
+                                       executor, desc="models")
     timing["model_training"] = time.perf_counter() - t
     trained, start = {}, 0
     for key, group in groups.items():
@@ -282,8 +282,9 @@ def _train_groups(dataset, groups, store, every_iteration, executor):
   trained = {}
   for key, group in groups.items():
     t = time.perf_counter()
-    trained[key] = model_training.train_models(dataset, group, store,
-                                               every_iteration)
+    trained[key] = model_training.train_models(
+        dataset, group, store, every_iteration,
+        desc=key.replace("_training", " models"))
     timing[key] = time.perf_counter() - t
   return trained, timing
 

@@ -31,6 +31,7 @@ import numpy as np
 
 from attacks import inputs as inputs_lib
 from attacks import reference_design
+from wemem_tf import progress
 from wemem_eval import model_store
 from wemem_tf.defenses import catalog as defense_catalog
 from wemem_tf.defenses import defense as defense_lib
@@ -388,7 +389,8 @@ def train_remotely(dataset: datasets.Dataset, job: ModelJob,
 def train_models(dataset: datasets.Dataset, jobs: Sequence[ModelJob],
                  store: Optional[model_store.ModelStore] = None,
                  every_iteration: bool = False,
-                 executor: Optional[Any] = None) -> List[List[TrainedModel]]:
+                 executor: Optional[Any] = None,
+                 desc: str = "models") -> List[List[TrainedModel]]:
   """Trains every job (as `train_model`, or `train_model_iterations` with
   `every_iteration`) and returns each job's stages, in job order.
 
@@ -400,11 +402,13 @@ def train_models(dataset: datasets.Dataset, jobs: Sequence[ModelJob],
   `MemoryStore` without one; kinds `store` does not keep are held in
   memory, `model_store.TieredStore`) and the models are then rebuilt from it
   exactly as a later cached run would: the numbers do not depend on the
-  executor or on the order in which jobs finish.
+  executor or on the order in which jobs finish. `desc` names the jobs on
+  the progress bar (`wemem_tf.progress`).
   """
   if executor is None or not executor.remote:
     return [_train_stages(dataset, j.split, j.seed, j.recipe, store,
-                          every_iteration) for j in jobs]
+                          every_iteration)
+            for j in progress.track(jobs, desc, unit="model")]
   if store is None:
     store = model_store.MemoryStore()
   elif store.kinds is not None:  # its other kinds live in memory meanwhile
@@ -421,7 +425,7 @@ def train_models(dataset: datasets.Dataset, jobs: Sequence[ModelJob],
     pending.append((index, (job, every_iteration, known)))
   seconds = {}
   results = executor.map(train_remotely, [args for _, args in pending],
-                         shared=dataset)
+                         shared=dataset, desc=desc)
   for (index, _), (entries, secs) in zip(pending, results):
     for (kind, key), (weights, facts) in entries.items():
       store.put(kind, key, weights, facts)

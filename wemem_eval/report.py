@@ -22,6 +22,12 @@ report.json schema (documented in README):
        # a calibration value
        "best_attack_attacker_side": {same keys as "best_attack", "kind":
                                      ATTACKER_SIDE},
+       # the gap attack's reach from labels alone (docs/method.md §7)
+       "label_only_bound": {"balanced_accuracy": float, "source":
+                            "gap attack" | "victim train and test
+                            accuracies"},
+       # best attack − bound; null where that best attack is null
+       "excess_leakage": {"victim_side": float, "attacker_side": float|null},
        "iterations": [{"iteration", "target_sparsity", "test_accuracy"}],
        "attacks": {attack: {"balanced_accuracy", "auc", "tpr_at_0.1pct_fpr",
                             "tpr_at_1pct_fpr", "advantage", "seconds",
@@ -65,6 +71,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 from matplotlib import figure as mpl_figure
 import numpy as np
 
+from attacks import gap as gap_lib
 from attacks import metrics as metrics_lib
 from attacks import plotting
 from attacks import privacy_report
@@ -148,10 +155,35 @@ def attacker_side_best(rows: Dict[str, Dict[str, Any]]) -> Dict[str, Any]:
   return _summary(rows, best, ATTACKER_SIDE)
 
 
+def label_only_bound(rows: Dict[str, Dict[str, Any]], train_accuracy: float,
+                     test_accuracy: float) -> Dict[str, Any]:
+  """The configuration's label-only bound (docs/method.md §7): the gap
+  attack's balanced accuracy on the victim when it ran (its value on the
+  audited, possibly pooled, records), else `gap.label_only_bound` of the
+  victim's train and test accuracies."""
+  if "gap" in rows:
+    return {"balanced_accuracy": rows["gap"]["balanced_accuracy"],
+            "source": "gap attack"}
+  return {"balanced_accuracy": gap_lib.label_only_bound(train_accuracy,
+                                                        test_accuracy),
+          "source": "victim train and test accuracies"}
+
+
+def excess_leakage(entry: Dict[str, Any]) -> Dict[str, Optional[float]]:
+  """Each best attack's balanced accuracy minus the label-only bound."""
+  bound = entry["label_only_bound"]["balanced_accuracy"]
+  out = {}
+  for side, key in (("victim_side", "best_attack"),
+                    ("attacker_side", "best_attack_attacker_side")):
+    value = (entry.get(key) or {}).get("balanced_accuracy")
+    out[side] = None if value is None else value - bound
+  return out
+
+
 def _entry(attacks_json: Dict[str, Any], step: Dict[str, Any]) -> Dict[str, Any]:
   victim = attacks_json["models"]["victim"]
   rows = {r["attack"]: attack_row(r) for r in attacks_json["attacks"]}
-  return {
+  entry = {
       "kind": step.get("kind"),
       "test_accuracy": attacks_json["victim_test_accuracy"],
       "train_accuracy": attacks_json["victim_train_accuracy"],
@@ -159,9 +191,14 @@ def _entry(attacks_json: Dict[str, Any], step: Dict[str, Any]) -> Dict[str, Any]
       "defense_report": victim.get("defense_report", {}),
       "best_attack": victim_side_best(rows),
       "best_attack_attacker_side": attacker_side_best(rows),
+      "label_only_bound": label_only_bound(
+          rows, attacks_json["victim_train_accuracy"],
+          attacks_json["victim_test_accuracy"]),
       "iterations": victim.get("iterations", []),
       "attacks": rows,
   }
+  entry["excess_leakage"] = excess_leakage(entry)
+  return entry
 
 
 def _load_iterations(run_dir: str, label: str) -> Optional[Dict[str, Any]]:
@@ -250,16 +287,25 @@ def _headline(entries: Dict[str, Any]) -> List[str]:
            "of the victim balanced accuracy; picked on the victim's labels, "
            "so biased upward (the optimistic worst case). *Attacker-side*: "
            "the attack with the highest balanced accuracy on the attacker's "
-           "own calibration data, as the attacker would pick it.", "",
+           "own calibration data, as the attacker would pick it. *Bound*: "
+           "the label-only bound (1 + member acc − non-member acc) / 2 that "
+           "the gap attack reaches from labels alone; *excess*: each best "
+           "attack minus the bound (victim-side / attacker-side), the "
+           "leakage a defense could still remove.", "",
            "| configuration | test acc | victim-side max | bal. acc | AUC | "
-           "attacker-side | bal. acc | AUC | defense time (s) |",
-           "|---|---|---|---|---|---|---|---|---|"]
+           "attacker-side | bal. acc | AUC | bound | excess | "
+           "defense time (s) |",
+           "|---|---|---|---|---|---|---|---|---|---|---|"]
   for label, e in entries.items():
     seconds = e["defense_seconds"]
+    bound = (e.get("label_only_bound") or {}).get("balanced_accuracy")
+    excess = e.get("excess_leakage") or {}
     lines.append(
         f"| {label} | {_pct(e['test_accuracy'])} | "
         f"{_best_cells(e['best_attack'])} | "
-        f"{_best_cells(e['best_attack_attacker_side'])} | "
+        f"{_best_cells(e['best_attack_attacker_side'])} | {_pct(bound)} | "
+        f"{_pct(excess.get('victim_side'))} / "
+        f"{_pct(excess.get('attacker_side'))} | "
         f"{'—' if seconds is None else f'{seconds:.1f}'} |")
   return lines
 
@@ -332,10 +378,17 @@ def _plot_privacy_utility(report, path):
   for label, e in report["defenses"].items():
     x = 100 * e["best_attack"]["balanced_accuracy"]
     y = 100 * e["test_accuracy"]
-    ax.scatter([x], [y], s=40)
+    points = ax.scatter([x], [y], s=40)
+    bound = (e.get("label_only_bound") or {}).get("balanced_accuracy")
+    if bound is not None:  # hollow: how far a defense could still go
+      color = points.get_facecolor()[0]
+      ax.plot([100 * bound, x], [y, y], color=color, lw=0.8, alpha=0.6)
+      ax.scatter([100 * bound], [y], s=40, facecolors="none",
+                 edgecolors=[color])
     ax.annotate(label, (x, y), textcoords="offset points", xytext=(4, 4),
                 fontsize=8)
-  ax.set_xlabel("strongest adaptive attack, balanced accuracy (%)")
+  ax.set_xlabel("strongest adaptive attack, balanced accuracy (%); "
+                "hollow: label-only bound")
   ax.set_ylabel("victim test accuracy (%)")
   ax.set_title(f"privacy–utility, {report['dataset']}")
   ax.grid(alpha=0.3)

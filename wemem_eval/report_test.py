@@ -125,6 +125,32 @@ def test_report_carries_both_best_attacks_and_intervals(tmp_path):
           in text)
   assert "| base | 300 | 200 | 0.5 |" in text
   assert "n/a" in text
+  # The label-only bound is the gap attack's balanced accuracy; the excess
+  # is each best attack above it.
+  bound = entry["label_only_bound"]
+  assert bound == {"balanced_accuracy":
+                   entry["attacks"]["gap"]["balanced_accuracy"],
+                   "source": "gap attack"}
+  assert entry["excess_leakage"] == {
+      "victim_side": victim_side["balanced_accuracy"]
+                     - bound["balanced_accuracy"],
+      "attacker_side": attacker_side["balanced_accuracy"]
+                       - bound["balanced_accuracy"]}
+  assert entry["excess_leakage"]["victim_side"] >= 0
+  assert f"| {100 * bound['balanced_accuracy']:.1f} | " in text
+
+
+def test_without_the_gap_attack_the_bound_comes_from_the_accuracies(
+    tmp_path):
+  rng = np.random.default_rng(2)
+  no_gap = {k: v for k, v in ATTACKS.items() if k != "gap"}
+  run_dir = _write_run(tmp_path / "run", {"base": _rows(rng, no_gap)})
+  entry = report_lib.write_report(run_dir, ["base"])["defenses"]["base"]
+  # attacks.json of _write_run: train accuracy 0.9, test accuracy 0.6.
+  assert math.isclose(entry["label_only_bound"]["balanced_accuracy"], 0.65)
+  assert entry["label_only_bound"]["source"].startswith("victim train")
+  assert math.isclose(entry["excess_leakage"]["victim_side"],
+                      entry["best_attack"]["balanced_accuracy"] - 0.65)
 
 
 def test_old_attacks_json_goes_through_the_estimability_rule(tmp_path):
@@ -144,5 +170,6 @@ def test_old_attacks_json_goes_through_the_estimability_rule(tmp_path):
   assert entry["best_attack_attacker_side"]["attack"] == "conf"
   assert entry["best_attack"]["intervals"] is None
   text = report_lib.markdown(report_lib.collect(run_dir, ["base"]))
-  assert "| base | 60.0 | conf | 70.0 | 75.0 | conf | 70.0 | 75.0 | 2.0 |" \
-      in text
+  # No gap attack: the bound (1 + 0.9 − 0.6) / 2 from the accuracies.
+  assert ("| base | 60.0 | conf | 70.0 | 75.0 | conf | 70.0 | 75.0 | 65.0 | "
+          "5.0 / 5.0 | 2.0 |") in text

@@ -340,7 +340,9 @@ def write_configuration_summaries(folder: str, entry: Dict[str, Any],
   `victim/{train,test}_accuracy`, `victim/defense_seconds`,
   `attack/<attack>/<metric>` for `TENSORBOARD_METRICS` (null TPRs, not
   estimable, are skipped), `best_attack/{balanced_accuracy,auc}` (the
-  victim-side maximum) and `best_attack_attacker_side/...`; with attacks
+  victim-side maximum), `best_attack_attacker_side/...`,
+  `label_only_bound/balanced_accuracy` and
+  `excess_leakage/{victim_side,attacker_side}`; with attacks
   after each iteration ("attack_per_iteration"),
   `attack_per_iteration/best_balanced_accuracy` and
   `attack_per_iteration/best_auc` at step = iteration.
@@ -359,6 +361,10 @@ def write_configuration_summaries(folder: str, entry: Dict[str, Any],
     best = entry.get(key) or {}
     scalars.update({f"{key}/{m}": best.get(m)
                     for m in ("balanced_accuracy", "auc")})
+  scalars["label_only_bound/balanced_accuracy"] = (
+      entry.get("label_only_bound") or {}).get("balanced_accuracy")
+  scalars.update({f"excess_leakage/{side}": value for side, value in (
+      entry.get("excess_leakage") or {}).items()})
   with summaries_lib.IterationSummaries(folder) as writer:
     writer.write_scalars(scalars, 0)
     if history:
@@ -423,6 +429,10 @@ def write_experiment_summaries(folder: str,
            "best_attack": report_lib.victim_side_best(rows) if rows else {},
            "best_attack_attacker_side": (
                report_lib.attacker_side_best(rows) if rows else {}),
+           "label_only_bound": report_lib.label_only_bound(
+               rows, victim.train_accuracy, victim.test_accuracy),
            "attack_per_iteration": attack_per_iteration or []}
+  if rows:
+    entry["excess_leakage"] = report_lib.excess_leakage(entry)
   write_configuration_summaries(
       folder, entry, victim.facts.get("prune", {}).get("history", []))

@@ -143,6 +143,11 @@ def test_tensorboard_per_configuration_written_once(tmp_path):
         0: pytest.approx(entry["test_accuracy"])}
     assert scalars["best_attack/balanced_accuracy"][0] == pytest.approx(
         entry["best_attack"]["balanced_accuracy"])
+    # With the gap attack run, the bound is its balanced accuracy.
+    assert scalars["label_only_bound/balanced_accuracy"][0] == pytest.approx(
+        entry["attacks"]["gap"]["balanced_accuracy"])
+    assert scalars["excess_leakage/victim_side"][0] == pytest.approx(
+        entry["excess_leakage"]["victim_side"])
   base = summaries.read_scalars(str(tb / "base"))
   assert set(base["iteration/test_accuracy"]) == {0, 1}
   assert set(base["prune_low_magnitude_fc1/mask:0/sparsity"]) == {0, 1}

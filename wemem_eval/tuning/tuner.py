@@ -42,6 +42,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import keras_tuner as kt
 from keras_tuner.engine import base_tuner
+from keras_tuner.src.distribute import utils as dist_utils
 import numpy as np
 import tensorflow as tf
 from tensorboard.plugins.hparams import api as hparams_api
@@ -55,6 +56,7 @@ from wemem_eval import model_training
 from wemem_eval.tuning import objective as objective_lib
 from wemem_tf import defenses as defenses_lib
 from wemem_tf import io_utils
+from wemem_tf import progress
 from wemem_tf._keras import keras
 from wemem_tf.data import datasets
 from wemem_tf.data import splits as splits_lib
@@ -439,6 +441,11 @@ def hparam_domains(hyperparameters: kt.HyperParameters
   return out
 
 
+_FINISHED = (kt.engine.trial.TrialStatus.COMPLETED,
+             kt.engine.trial.TrialStatus.FAILED,
+             kt.engine.trial.TrialStatus.INVALID)
+
+
 class DefenseTuner(base_tuner.BaseTuner):
   """A KerasTuner tuner whose trials prune with defense settings.
 
@@ -470,6 +477,34 @@ class DefenseTuner(base_tuner.BaseTuner):
     super().__init__(oracle, hypermodel=DefenseHyperModel(space),
                      directory=directory, project_name=project_name,
                      overwrite=overwrite)
+
+  def search(self, *fit_args, **fit_kwargs) -> None:
+    """KerasTuner's search, with a progress bar over the trials
+    (`wemem_tf.progress`; while it is shown, KerasTuner's own per-trial
+    display is off unless `verbose` is given). In KerasTuner's distributed
+    mode (a chief oracle and workers) there is no bar: the chief serves
+    the trials and each worker only sees its own."""
+    if dist_utils.has_chief_oracle():
+      return super().search(*fit_args, **fit_kwargs)
+    done = sum(t.status in _FINISHED for t in self.oracle.trials.values())
+    with progress.bar(self.oracle.max_trials, "tuning trials", unit="trial",
+                      initial=done) as bar:
+      if bar.shown:
+        fit_kwargs.setdefault("verbose", 0)
+      self._bar = bar
+      try:
+        super().search(*fit_args, **fit_kwargs)
+      finally:
+        self._bar = progress.Bar()
+
+  def on_trial_end(self, trial) -> None:
+    super().on_trial_end(trial)
+    bar = getattr(self, "_bar", None)
+    if bar is not None:
+      bar.update(1)
+      best = self.oracle.get_best_trials(1)
+      if best and best[0].score is not None:
+        bar.set_postfix(f"best {best[0].score:.4f}")
 
   def run_trial(self, trial, *args, **kwargs) -> Dict[str, float]:
     del args

@@ -7,6 +7,7 @@ one test runs real trials end to end on a tiny digits configuration.
 
 import dataclasses
 import glob
+import io
 import json
 import os
 import socket
@@ -29,6 +30,7 @@ from wemem_eval.tuning import objective as objective_lib
 from wemem_eval.tuning import tuner as tuner_lib
 from wemem_tf import defenses as defenses_lib
 from wemem_tf import memorization
+from wemem_tf import progress
 from wemem_tf._keras import keras
 from wemem_tf.data import datasets
 from wemem_tf.pruning import iterative
@@ -338,7 +340,11 @@ def test_an_interrupted_search_resumes_without_redoing_trials(tmp_path):
     return known_evaluate(setup, choice)
 
   tuner = _tuner(tmp_path, 5, counting, methods=("rsw",))
-  tuner.search()
+  with progress.drawn_to(io.StringIO()) as stream:
+    tuner.search()
+  # The bar starts at the two finished trials and counts the other three.
+  assert "tuning trials" in stream.getvalue()
+  assert "2/5" in stream.getvalue() and "5/5" in stream.getvalue()
   rows = tuner_lib.trial_rows(tuner)
   assert [r.status for r in rows] == ["COMPLETED"] * 5
   # Two trials were done before the interruption; the interrupted one and

@@ -59,6 +59,7 @@ import numpy as np
 import tensorflow as tf
 
 from wemem_tf._keras import keras
+from wemem_tf import progress as progress_lib
 from wemem_tf.memorization import native
 from wemem_tf.training import loop as loop_lib
 
@@ -668,18 +669,11 @@ def chunk_sizes(total: int, max_chunk: int) -> List[int]:
   return [base + 1] * extra + [base] * (count - extra)
 
 
-def _progress_bar(progress, total: int, desc: str):
-  if not progress:
-    return None
-  from tqdm import auto as tqdm_auto  # pylint: disable=g-import-not-at-top
-  return tqdm_auto.tqdm(total=total, desc=desc, unit="epoch", leave=False)
-
-
 def train_vectorized(spec: MLPSpec, x: np.ndarray, y: np.ndarray,
                      membership: np.ndarray, epochs: int,
                      config: loop_lib.TrainConfig, seed: int,
                      chunk_size: int = 64, first_layer: str = "auto",
-                     record_dynamics: bool = False, progress=False,
+                     record_dynamics: bool = False, progress: bool = True,
                      executor=None) -> MemberPredictions:
   """Trains K plain-MLP members in chunks of one compiled graph each.
 
@@ -696,7 +690,8 @@ def train_vectorized(spec: MLPSpec, x: np.ndarray, y: np.ndarray,
     first_layer: see `MLPEnsemble`.
     record_dynamics: also return the mean true-label probability over
       epochs (costs one evaluation pass per epoch).
-    progress: show a tqdm bar (True) or not.
+    progress: False: no progress bar (True: as `wemem_tf.progress`'s
+      display setting says).
     executor: a remote executor (`wemem_eval.executor.RayExecutor`) trains
       each chunk as one task; chunks depend only on (seed, chunk number),
       so the predictions are the same as here.
@@ -724,17 +719,14 @@ def train_vectorized(spec: MLPSpec, x: np.ndarray, y: np.ndarray,
   if executor is not None and executor.remote:
     # Each chunk on a worker (its own ensemble); results in chunk order.
     parts = executor.map(_train_chunk_remote, [(job, c) for c in chunks],
-                         shared=(x, y, csr))
+                         shared=(x, y, csr), desc="memorization chunks")
     traces = sum(p[-1] for p in parts)
   else:
     ensembles = {}
-    bar = _progress_bar(progress, len(sizes) * epochs, "memorization models")
-    try:
+    with progress_lib.bar(len(sizes) * epochs, f"memorization ({k} models)",
+                          unit="epoch", enabled=progress) as bar:
       parts = [_train_chunk(job, x, y, csr, ensembles, chunk, bar)
                for chunk in chunks]
-    finally:
-      if bar is not None:
-        bar.close()
     traces = sum(e.trace_count for e in ensembles.values())
   correct = np.concatenate([p[0] for p in parts])
   true_prob = np.concatenate([p[1] for p in parts])
@@ -760,7 +752,7 @@ class _ChunkJob:
 
 
 def _train_chunk(job: _ChunkJob, x, y, csr, ensembles: dict,
-                 chunk: Tuple[int, int, int], bar=None):
+                 chunk: Tuple[int, int, int], bar: progress_lib.Bar):
   """Trains members [start, start + size) of `job` (chunk number `chunk`);
   returns (correct, true_prob, dynamics or None, mode). `ensembles` caches
   one compiled ensemble per chunk size (reset per chunk)."""
@@ -784,9 +776,8 @@ def _train_chunk(job: _ChunkJob, x, y, csr, ensembles: dict,
     losses = ens.train_epoch(order, weight)
     if job.record_dynamics:
       dynamics += _softmax_true_prob(ens.pool_logits(), y) / job.epochs
-    if bar is not None:
-      bar.update(1)
-      bar.set_postfix(loss=f"{float(np.mean(losses)):.3f}")
+    bar.update(1)
+    bar.set_postfix(f"loss {float(np.mean(losses)):.3f}")
   logits = ens.pool_logits()
   return (logits.argmax(-1) == y, _softmax_true_prob(logits, y), dynamics,
           ens.mode)
@@ -796,7 +787,7 @@ def _train_chunk_remote(shared, job: _ChunkJob, chunk: Tuple[int, int, int]):
   """`_train_chunk` as a task of a remote executor; adds the trace count."""
   x, y, csr = shared
   ensembles = {}
-  out = _train_chunk(job, x, y, csr, ensembles, chunk)
+  out = _train_chunk(job, x, y, csr, ensembles, chunk, progress_lib.Bar())
   return out + (sum(e.trace_count for e in ensembles.values()),)
 
 
@@ -809,7 +800,7 @@ def train_sequential(model_fn: ModelFn, input_shape: Tuple[int, ...],
                      num_classes: int, x: np.ndarray, y: np.ndarray,
                      membership: np.ndarray, epochs: int,
                      config: loop_lib.TrainConfig, seed: int,
-                     record_dynamics: bool = False, progress=False
+                     record_dynamics: bool = False, progress: bool = True
                      ) -> MemberPredictions:
   """Trains K members one by one with ONE model object and ONE TrainingLoop.
 
@@ -828,8 +819,8 @@ def train_sequential(model_fn: ModelFn, input_shape: Tuple[int, ...],
   correct = np.zeros((k, n), bool)
   true_prob = np.zeros((k, n), np.float32)
   dynamics = np.zeros((k, n), np.float32) if record_dynamics else None
-  bar = _progress_bar(progress, k * epochs, "memorization models")
-  try:
+  with progress_lib.bar(k * epochs, f"memorization ({k} models)",
+                        unit="epoch", enabled=progress) as bar:
     for c in range(k):
       member_seed = int(np.random.default_rng([seed, 4, c]).integers(2**31))
       keras.utils.set_random_seed(member_seed)
@@ -847,14 +838,10 @@ def train_sequential(model_fn: ModelFn, input_shape: Tuple[int, ...],
                                                                config, rng))
         if record_dynamics:
           dynamics[c] += _softmax_true_prob(loop.logits(x), y) / epochs
-        if bar is not None:
-          bar.update(1)
-          bar.set_postfix(loss=f"{loss:.3f}")
+        bar.update(1)
+        bar.set_postfix(f"loss {loss:.3f}")
       logits = loop.logits(x)
       correct[c] = logits.argmax(-1) == y
       true_prob[c] = _softmax_true_prob(logits, y)
-  finally:
-    if bar is not None:
-      bar.close()
   return MemberPredictions(correct, true_prob, dynamics, "sequential", "",
                            time.perf_counter() - start, loop.trace_count)

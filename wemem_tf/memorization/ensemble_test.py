@@ -1,6 +1,7 @@
 """Tests of the vectorized MLP ensemble and its native kernels."""
 
 import os
+import io
 
 import numpy as np
 import pytest
@@ -8,6 +9,7 @@ import tensorflow as tf
 
 import wemem_tf
 from wemem_tf import keras
+from wemem_tf import progress
 from wemem_tf.memorization import ensemble
 from wemem_tf.memorization import native
 from wemem_tf.training import loop as loop_lib
@@ -172,10 +174,14 @@ def test_train_vectorized_traces_once_across_chunks_and_epochs():
   membership = np.zeros((6, 80), bool)
   for c in range(6):
     membership[c, np.random.default_rng(c).permutation(80)[:50]] = True
-  out = ensemble.train_vectorized(
-      spec, x, y, membership, epochs=3,
-      config=loop_lib.TrainConfig(batch_size=16), seed=0, chunk_size=2)
+  with progress.drawn_to(io.StringIO()) as stream:
+    out = ensemble.train_vectorized(
+        spec, x, y, membership, epochs=3,
+        config=loop_lib.TrainConfig(batch_size=16), seed=0, chunk_size=2)
   assert out.correct.shape == (6, 80) and out.trace_count == 1
+  # One bar over the chunks' epochs: 3 chunks x 3 epochs.
+  assert "memorization (6 models)" in stream.getvalue()
+  assert "9/9" in stream.getvalue()
   assert out.true_prob.min() >= 0 and out.true_prob.max() <= 1
   with pytest.raises(ValueError, match="same number"):
     bad = membership.copy()

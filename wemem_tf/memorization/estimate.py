@@ -131,7 +131,8 @@ def train_members(model_fn: ModelFnLike, x: np.ndarray, y: np.ndarray,
                   config: loop_lib.TrainConfig, seed: int,
                   method: str = "auto", first_layer: str = "auto",
                   chunk_size: int = 64, record_dynamics: bool = False,
-                  progress=False, executor=None) -> ensemble.MemberPredictions:
+                  progress: bool = True,
+                  executor=None) -> ensemble.MemberPredictions:
   """Trains one model per membership row; vectorized for plain MLPs (whose
   chunks a remote `executor` trains as tasks; others train here)."""
   builder, _ = resolve_model_fn(model_fn)
@@ -163,7 +164,7 @@ def estimate(model_fn: ModelFnLike, x: np.ndarray, y: np.ndarray,
              learning_rate: float = 1e-3, weight_decay: float = 5e-4,
              num_classes: Optional[int] = None, method: str = "auto",
              first_layer: str = "auto", chunk_size: int = 64,
-             progress=False, executor=None) -> scores_lib.MemScores:
+             progress: bool = True, executor=None) -> scores_lib.MemScores:
   """Estimates Feldman & Zhang memorization scores of (x, y).
 
   Args:
@@ -191,7 +192,7 @@ def estimate(model_fn: ModelFnLike, x: np.ndarray, y: np.ndarray,
     first_layer: the vectorized first layer ("auto", "native", "sparse",
       "dense"; see `ensemble.MLPEnsemble`).
     chunk_size: models trained together by the vectorized method.
-    progress: show a tqdm progress bar.
+    progress: False: no progress bar (True: as `wemem_tf.progress` says).
     executor: where the vectorized method's chunks train: here (None, the
       local executor) or as tasks of a remote one (`wemem_eval.executor`);
       the scores are the same.

@@ -39,7 +39,7 @@ def learning_speed_proxy(model_fn: estimate_lib.ModelFnLike, x: np.ndarray,
                          weight_decay: float = 5e-4,
                          num_classes: Optional[int] = None,
                          method: str = "auto", first_layer: str = "auto",
-                         progress=False) -> scores_lib.MemScores:
+                         progress: bool = True) -> scores_lib.MemScores:
   """Learning-speed proxy: 1 - mean true-label probability over training.
 
   Args:

@@ -104,7 +104,8 @@ def pretrain(model: keras.Model, train: Arrays, dev: Arrays, seed: int,
   prune_lib.check_model(model)
   keras.utils.set_random_seed(seed)
   loop = loop_lib.TrainingLoop(model, config)
-  return loop_lib.fit_with_early_stopping(loop, train, dev, seed)
+  return loop_lib.fit_with_early_stopping(loop, train, dev, seed,
+                                         progress_desc="pre-training")
 
 
 class PruningRounds:
@@ -237,7 +238,8 @@ class IterativePruner:
           patience=self.config.patience,
           plan_fn=lambda epoch, rng, k=iteration: run.epoch_plan(
               k, epoch, rng),
-          restore_best=self.config.restore_best_weights)
+          restore_best=self.config.restore_best_weights,
+          progress_desc=f"pruning iteration {iteration}")
       best_weights = fit.best_weights
       if not self.config.restore_best_weights:
         last_weights = self.model.get_weights()

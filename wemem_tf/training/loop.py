@@ -18,6 +18,7 @@ import tensorflow as tf
 from wemem_tf._keras import keras
 from wemem_tf.data import datasets
 from wemem_tf.models import evaluate
+from wemem_tf import progress
 
 
 @dataclasses.dataclass(frozen=True)
@@ -386,7 +387,8 @@ def fit_with_early_stopping(loop: TrainingLoop, train: Tuple[np.ndarray, np.ndar
                             max_epochs: Optional[int] = None,
                             patience: Optional[int] = None,
                             plan_fn: Optional[PlanFn] = None,
-                            restore_best: bool = True) -> FitResult:
+                            restore_best: bool = True,
+                            progress_desc: Optional[str] = None) -> FitResult:
   """Trains up to `max_epochs`, stopping after `patience` epochs without a
   better dev accuracy; restores the best weights when `restore_best`.
 
@@ -399,6 +401,8 @@ def fit_with_early_stopping(loop: TrainingLoop, train: Tuple[np.ndarray, np.ndar
     plan_fn: (epoch, rng) -> EpochPlan; default: shuffle all records. An
       empty plan (no batch) ends training: there is nothing left to visit.
     restore_best: set the model to the best epoch's weights at the end.
+    progress_desc: names the epochs' progress bar (`wemem_tf.progress`);
+      None: no bar.
   """
   config = loop.config
   max_epochs = config.max_epochs if max_epochs is None else max_epochs
@@ -414,14 +418,18 @@ def fit_with_early_stopping(loop: TrainingLoop, train: Tuple[np.ndarray, np.ndar
   start = time.perf_counter()
   best = BestCheckpoint(loop.model, patience)
   losses, accs = [], []
-  for epoch in range(max_epochs):
-    plan = plan_fn(epoch, rng)
-    if plan.num_batches == 0:
-      break
-    losses.append(loop.train_epoch(x, y, plan))
-    accs.append(loop.accuracy(*dev))
-    if best.update(epoch, accs[-1], loop.model):
-      break
+  with progress.bar(max_epochs, progress_desc or "", unit="epoch",
+                    enabled=progress_desc is not None) as bar:
+    for epoch in range(max_epochs):
+      plan = plan_fn(epoch, rng)
+      if plan.num_batches == 0:
+        break
+      losses.append(loop.train_epoch(x, y, plan))
+      accs.append(loop.accuracy(*dev))
+      bar.update(1)
+      bar.set_postfix(f"loss {losses[-1]:.3f}, dev acc {accs[-1]:.3f}")
+      if best.update(epoch, accs[-1], loop.model):
+        break
   if restore_best:
     loop.model.set_weights(best.weights)
   best_epoch, best_acc, best_weights = best.epoch, best.accuracy, best.weights
