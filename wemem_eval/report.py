@@ -387,8 +387,8 @@ def _plot_privacy_utility(report, path):
                  edgecolors=[color])
     ax.annotate(label, (x, y), textcoords="offset points", xytext=(4, 4),
                 fontsize=8)
-  ax.set_xlabel("strongest adaptive attack, balanced accuracy (%); "
-                "hollow: label-only bound")
+  ax.set_xlabel("strongest adaptive attack, balanced accuracy (%)\n"
+                "(hollow: the label-only bound)")
   ax.set_ylabel("victim test accuracy (%)")
   ax.set_title(f"privacy–utility, {report['dataset']}")
   ax.grid(alpha=0.3)
