@@ -97,6 +97,7 @@ def _cli(run_dir, **kwargs):
 
 def test_kill_9_then_rerun_equals_an_uninterrupted_run(tmp_path):
   interrupted = tmp_path / "interrupted"
+  fresh = _cli(tmp_path / "fresh")  # beside the others: its own directory
   proc = _cli(interrupted)
   marker = interrupted / "experiments" / "unpruned" / "step.json"
   deadline = time.time() + 600
@@ -110,7 +111,6 @@ def test_kill_9_then_rerun_equals_an_uninterrupted_run(tmp_path):
   out = resumed.communicate(timeout=900)[0]
   assert resumed.returncode == 0, out[-3000:]
   assert "[1/3] unpruned    cached" in out
-  fresh = _cli(tmp_path / "fresh")
   out = fresh.communicate(timeout=900)[0]
   assert fresh.returncode == 0, out[-3000:]
   reports = [json.loads((d / "report.json").read_text())
