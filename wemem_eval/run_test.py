@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -27,10 +28,23 @@ TINY = dict(
     memscore_epochs=3, attack_options=base.AttackOptions(max_epochs=2))
 
 
-def test_run_writes_report_and_second_run_reuses_everything(tmp_path):
-  config = run_lib.RunConfig(**TINY)
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+  """One finished TINY run: (its directory, report, log lines). Tests that
+  run again copy the directory first."""
+  run_dir = tmp_path_factory.mktemp("tiny_run")
   logs = []
-  report = run_lib.run(config, str(tmp_path), log=logs.append)
+  report = run_lib.run(run_lib.RunConfig(**TINY), str(run_dir),
+                       log=logs.append)
+  return run_dir, report, logs
+
+
+def test_run_writes_report_and_second_run_reuses_everything(tiny_run,
+                                                            tmp_path):
+  config = run_lib.RunConfig(**TINY)
+  source, report, logs = tiny_run
+  shutil.copytree(source, tmp_path, dirs_exist_ok=True)
+  logs = list(logs)
   assert set(report["defenses"]) == {"unpruned", "base", "rsw"}
   for label, entry in report["defenses"].items():
     assert 0 < entry["test_accuracy"] <= 1
@@ -62,9 +76,8 @@ def test_run_writes_report_and_second_run_reuses_everything(tmp_path):
   assert report_lib.without_timings(again) == report_lib.without_timings(report)
 
 
-def test_changed_settings_redo_only_what_they_affect(tmp_path):
-  config = run_lib.RunConfig(**TINY)
-  run_lib.run(config, str(tmp_path), log=lambda _: None)
+def test_changed_settings_redo_only_what_they_affect(tiny_run, tmp_path):
+  shutil.copytree(tiny_run[0], tmp_path, dirs_exist_ok=True)
   changed = run_lib.RunConfig(**{**TINY, "defense_settings": {
       "rsw": {"width": 5}}})
   logs = []
