@@ -24,15 +24,6 @@ KEYS = (("best_attack_balanced_accuracy", "victim-side best attack"),
         ("test_accuracy", "test accuracy"))
 
 
-def _cell(diff: Dict) -> str:
-  if diff["mean"] is None:
-    return "—"
-  if diff["interval"] is None:
-    return f"{100 * diff['mean']:+.1f} (no interval)"
-  low, high = diff["interval"]
-  return f"{100 * diff['mean']:+.1f} [{100 * low:+.1f}, {100 * high:+.1f}]"
-
-
 def _load(specs: List[str]) -> Tuple[Dict[str, Dict], List[int]]:
   named, seeds = {}, None
   for i, spec in enumerate(specs):
@@ -59,7 +50,7 @@ def main(argv: List[str]) -> None:
     left, _, right = pair.partition(":")
     right, _, source = right.partition("@")
     a, b = named[""]["defenses"][left], named[source]["defenses"][right]
-    cells = [_cell(aggregate.paired_difference(a[k]["values"],
+    cells = [aggregate.format_difference(aggregate.paired_difference(a[k]["values"],
                                                b[k]["values"], seeds))
              for k, _ in KEYS]
     label = f"{left} − {right}" + (f" ({source})" if source else "")

@@ -179,7 +179,7 @@ def _pm(stats: Dict[str, Any], scale: float = 100.0, digits: int = 1) -> str:
   return f"{scale * stats['mean']:.{digits}f} ± {scale * stats['std']:.{digits}f}"
 
 
-def _difference(diff: Dict[str, Any]) -> str:
+def format_difference(diff: Dict[str, Any]) -> str:
   """A mean difference and its interval in percentage points."""
   if diff["mean"] is None:
     return "—"
@@ -208,7 +208,7 @@ def _paired_tables(summary: Dict[str, Any]) -> List[str]:
               "|---|---|---|---|---|"]
     for label, diffs in rows.items():
       lines.append(f"| {label} | " + " | ".join(
-          _difference(diffs[key]) for key in PAIRED_METRICS) + " |")
+          format_difference(diffs[key]) for key in PAIRED_METRICS) + " |")
   return lines
 
 

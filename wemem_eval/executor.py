@@ -140,13 +140,15 @@ class RayExecutor:
     refs = [task.remote(fn, self.cpus_per_model, shared_ref, *args)
             for args in items]
     try:
+      results = {}
       with progress.bar(len(refs), desc, unit="task") as bar:
         waiting = list(refs)
         while waiting:
           done, waiting = ray.wait(waiting, num_returns=1)
-          ray.get(done)  # a failed task raises now, not after the others
+          # Fetched once, as it finishes: a failed task raises now.
+          results.update(zip(done, ray.get(done)))
           bar.update(len(done))
-      return ray.get(refs)
+      return [results[ref] for ref in refs]
     except ray.exceptions.RayTaskError as e:
       for ref in refs:
         try:

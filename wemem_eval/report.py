@@ -180,25 +180,35 @@ def excess_leakage(entry: Dict[str, Any]) -> Dict[str, Optional[float]]:
   return out
 
 
+def leakage_summary(rows: Dict[str, Dict[str, Any]], train_accuracy: float,
+                    test_accuracy: float) -> Dict[str, Any]:
+  """A configuration's "best_attack", "best_attack_attacker_side",
+  "label_only_bound" and "excess_leakage" entries from its attack rows
+  (no attack: empty best attacks and no excess)."""
+  out = {"best_attack": {}, "best_attack_attacker_side": {},
+         "label_only_bound": label_only_bound(rows, train_accuracy,
+                                              test_accuracy)}
+  if rows:
+    out.update(best_attack=victim_side_best(rows),
+               best_attack_attacker_side=attacker_side_best(rows))
+    out["excess_leakage"] = excess_leakage(out)
+  return out
+
+
 def _entry(attacks_json: Dict[str, Any], step: Dict[str, Any]) -> Dict[str, Any]:
   victim = attacks_json["models"]["victim"]
   rows = {r["attack"]: attack_row(r) for r in attacks_json["attacks"]}
-  entry = {
+  return {
       "kind": step.get("kind"),
       "test_accuracy": attacks_json["victim_test_accuracy"],
       "train_accuracy": attacks_json["victim_train_accuracy"],
       "defense_seconds": victim.get("defense_seconds"),
       "defense_report": victim.get("defense_report", {}),
-      "best_attack": victim_side_best(rows),
-      "best_attack_attacker_side": attacker_side_best(rows),
-      "label_only_bound": label_only_bound(
-          rows, attacks_json["victim_train_accuracy"],
-          attacks_json["victim_test_accuracy"]),
+      **leakage_summary(rows, attacks_json["victim_train_accuracy"],
+                        attacks_json["victim_test_accuracy"]),
       "iterations": victim.get("iterations", []),
       "attacks": rows,
   }
-  entry["excess_leakage"] = excess_leakage(entry)
-  return entry
 
 
 def _load_iterations(run_dir: str, label: str) -> Optional[Dict[str, Any]]:

@@ -426,13 +426,8 @@ def write_experiment_summaries(folder: str,
            "defense_report": victim.facts.get("prune", {}).get(
                "defense_report", {}),
            "attacks": rows,
-           "best_attack": report_lib.victim_side_best(rows) if rows else {},
-           "best_attack_attacker_side": (
-               report_lib.attacker_side_best(rows) if rows else {}),
-           "label_only_bound": report_lib.label_only_bound(
-               rows, victim.train_accuracy, victim.test_accuracy),
+           **report_lib.leakage_summary(rows, victim.train_accuracy,
+                                        victim.test_accuracy),
            "attack_per_iteration": attack_per_iteration or []}
-  if rows:
-    entry["excess_leakage"] = report_lib.excess_leakage(entry)
   write_configuration_summaries(
       folder, entry, victim.facts.get("prune", {}).get("history", []))
