@@ -49,6 +49,15 @@ def main(argv: List[str]) -> None:
   for pair in argv[split + 1:]:
     left, _, right = pair.partition(":")
     right, _, source = right.partition("@")
+    if source not in named:
+      raise SystemExit(f"{pair}: no aggregate named {source!r}; name one "
+                       "as PATH:NAME before --.")
+    missing = [c for c, agg in ((left, named[""]), (right, named[source]))
+               if c not in agg["defenses"]]
+    if not right or missing:
+      raise SystemExit(f"{pair}: write pairs as x:y[@NAME] with "
+                       f"configurations the aggregates hold; missing "
+                       f"{missing or ['y']}.")
     a, b = named[""]["defenses"][left], named[source]["defenses"][right]
     cells = [aggregate.format_difference(aggregate.paired_difference(a[k]["values"],
                                                b[k]["values"], seeds))

@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from tools import paired_configurations
 
 
@@ -31,3 +33,11 @@ def test_pairs_within_and_across_aggregates(tmp_path, capsys):
   assert lines[2].endswith("| +5.0 [+5.0, +5.0] |")
   # swmr − dp (paper): −0.10, −0.08, −0.06 → mean −8.0.
   assert lines[3].startswith("| swmr − dp (paper) | -8.0 [")
+
+
+def test_unknown_pairs_get_a_message(tmp_path):
+  ours = _agg(tmp_path / "a.json", [0, 1], swmr=([0.7, 0.7], [0.6, 0.6]))
+  for pair, message in (("swmr:hamp", "missing \\['hamp'\\]"),
+                        ("swmr:swmr@paper", "no aggregate named 'paper'")):
+    with pytest.raises(SystemExit, match=message):
+      paired_configurations.main(["x", ours, "--", pair])
