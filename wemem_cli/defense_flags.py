@@ -134,14 +134,19 @@ def scores_for(dataset: wemem_tf.data.Dataset, seed: int,
 
 
 def build_defense(name: str, dataset_name: str, scores_fn=None,
-                  settings: Optional[dict] = None) -> defenses_lib.Defense:
-  """A configured defense from `name` and the setting flags (or `settings`)."""
+                  settings: Optional[dict] = None,
+                  records_per_class: Optional[float] = None
+                  ) -> defenses_lib.Defense:
+  """A configured defense from `name` and the setting flags (or `settings`);
+  `records_per_class` (the victim's) scales a preset window made for
+  another size of the dataset."""
   if name not in DEFENSE_NAMES:
     raise ValueError(f"unknown defense {name!r}; choose one of "
                      f"{list(DEFENSE_NAMES)}.")
   settings = defense_settings(name) if settings is None else dict(settings)
   return defenses_lib.build(name, dataset_name, scores_fn,
-                            baseline=BASELINE_SETTINGS.value, **settings)
+                            baseline=BASELINE_SETTINGS.value,
+                            records_per_class=records_per_class, **settings)
 
 
 def attacker_defense_from_flags(defense, dataset: wemem_tf.data.Dataset,
@@ -167,4 +172,6 @@ def defense_from_flags(dataset: wemem_tf.data.Dataset, seed: int,
   return build_defense(
       DEFENSE.value, dataset.name,
       lambda: scores_for(dataset, seed, architecture, cache_dir,
-                         MEMSCORES.value))
+                         MEMSCORES.value),
+      records_per_class=(flag_utils.victim_splits(dataset, seed).victim.train
+                         .size / dataset.num_classes))

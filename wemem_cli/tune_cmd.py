@@ -181,6 +181,8 @@ def main(argv) -> int:
   dataset = flag_utils.load_dataset()
   space = tuner_lib.SearchSpace.for_dataset(
       dataset.name, methods=tuple(TUNE_METHODS.value),
+      records_per_class=(flag_utils.victim_splits(dataset, cf.SEED.value)
+                         .victim.train.size / dataset.num_classes),
       **tuner_lib.parse_ranges(TUNE_RANGES.value))
   output_dir = flag_utils.output_dir()
   cache_dir = cf.CACHE_DIR.value or output_dir

@@ -185,13 +185,15 @@ class Progress:
 
 def build_steps(config: RunConfig, dataset: datasets.Dataset,
                 scores_fn: Callable[[], Any],
-                attacker_scores_fn: Optional[Callable[[], Any]] = None
-                ) -> List[Step]:
+                attacker_scores_fn: Optional[Callable[[], Any]] = None,
+                records_per_class: Optional[float] = None) -> List[Step]:
   """The configurations of the run, in order.
 
   `scores_fn` gives the defender's memorization scores (its training pool),
   `attacker_scores_fn` an adaptive attacker's own (every record it may
-  train on; default: `scores_fn`'s).
+  train on; default: `scores_fn`'s). `records_per_class`, the victim's
+  training records per class, scales a preset window made for another size
+  of the dataset (`wemem_tf.defenses.from_preset`).
   """
   base_recipe = model_training.ModelRecipe(
       architecture=config.arch(), pruning_config=config.pruning,
@@ -207,6 +209,7 @@ def build_steps(config: RunConfig, dataset: datasets.Dataset,
   for name in config.defenses:
     defense = None if name == "none" else defenses_lib.build(
         name, dataset.name, scores_fn, baseline=config.baseline_settings,
+        records_per_class=records_per_class,
         **config.defense_settings.get(name, {}))
     attacker = (model_training.attacker_variant(defense, attacker_scores_fn)
                 if attacker_scores_fn is not None else None)
@@ -262,7 +265,8 @@ def _run(config, dataset, run_dir, log, command, cache_dir, executor,
   attacker_scores_fn = functools.cache(lambda: estimate(None))
   store = model_store.ModelStore(os.path.join(cache_dir, "models"))
   steps = build_steps(config, dataset, scores_fn,
-                      attacker_scores_fn if config.adaptive else None)
+                      attacker_scores_fn if config.adaptive else None,
+                      splits.victim.train.size / dataset.num_classes)
   progress = Progress(len(steps), log)
   log(f"wemem run: {dataset.name} ({len(dataset)} records), seed "
       f"{config.seed}, {len(steps)} configurations, {len(config.attacks)} "

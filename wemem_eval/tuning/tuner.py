@@ -124,13 +124,23 @@ def _check_space(self) -> None:
       raise ValueError(f"{name}_step must be >= 1.")
 
 
-def _for_dataset(cls, dataset_name: str, **overrides) -> "SearchSpace":
+def _for_dataset(cls, dataset_name: str,
+                 records_per_class: Optional[float] = None,
+                 **overrides) -> "SearchSpace":
   """Defaults scaled to the dataset's class sizes (the authors' settings
   lie inside): per-class windows of tens of records for the tabular sets,
-  hundreds for CIFAR-10."""
-  if dataset_name in ("cifar10", "cifar10_subset"):
-    overrides = {"stride": (10, 200), "width": (100, 2000),
-                 "width_step": 100, **overrides}
+  hundreds for CIFAR-10 (its 2,250 victim records per class), scaled like
+  its preset to `records_per_class` (the victim's; e.g. the 5,000-image
+  subset's 180: stride 1..16, width 8..160 in steps of 8)."""
+  reference = defenses_lib.PRESET_RECORDS_PER_CLASS.get(dataset_name)
+  if reference is not None:
+    scale = 1.0 if records_per_class is None else records_per_class / reference
+
+    def records(n):
+      return max(1, int(round(n * scale)))
+    overrides = {"stride": (records(10), records(200)),
+                 "width": (records(100), records(2000)),
+                 "width_step": records(100), **overrides}
   return cls(**overrides)
 
 
@@ -200,10 +210,15 @@ class DefenseChoice:
 
   def build(self, dataset_name: str,
             scores_fn: Optional[Callable[[], Any]] = None,
-            baseline: str = "ours") -> defenses_lib.Defense:
-    """The defense: `baseline` settings ("ours"/"paper"), then `settings`."""
+            baseline: str = "ours",
+            records_per_class: Optional[float] = None
+            ) -> defenses_lib.Defense:
+    """The defense: `baseline` settings ("ours"/"paper"), the preset
+    scaled to `records_per_class` (`defenses.build`), then `settings`."""
     return defenses_lib.build(self.name, dataset_name, scores_fn,
-                              baseline=baseline, **dict(self.settings))
+                              baseline=baseline,
+                              records_per_class=records_per_class,
+                              **dict(self.settings))
 
   def to_json(self) -> Dict[str, Any]:
     return {"name": self.name, "settings": dict(self.settings)}
@@ -325,6 +340,11 @@ class TuningSetup:
   protocol_splits: Optional[splits_lib.Splits] = None
   baseline_settings: str = "ours"
 
+  @property
+  def records_per_class(self) -> float:
+    """The protocol victim's training records per class (mean)."""
+    return self.splits.victim.train.size / self.dataset.num_classes
+
   def __post_init__(self):
     self.attacks = tuple(registry.parse_attack_names(self.attacks))
     if self.rehearsals_per_trial < 1:
@@ -360,26 +380,11 @@ class TuningSetup:
         self.num_reference_models = self.num_reference_models or count
 
 
-def scaled_defense(defense: defenses_lib.Defense, scale: float
-                   ) -> defenses_lib.Defense:
-  """`defense` for a training set `scale` times as large: a sliding
-  window's stride and width (records per class) are multiplied by `scale`
-  (fractional windows, `wemem_tf.defenses.window`); other settings are
-  shares or strengths and stay."""
-  if not scale > 0:
-    raise ValueError(f"scale is a ratio of training-set sizes and must be "
-                     f"> 0, got {scale}.")
-  if scale == 1.0 or not getattr(defense, "windowed", False):
-    return defense
-  return dataclasses.replace(defense, stride=defense.stride * scale,
-                             width=max(1.0, defense.width * scale))
-
-
 def evaluate_choice(setup: TuningSetup, choice: DefenseChoice
                     ) -> objective_lib.TrialMetrics:
   """Prunes with `choice` and measures dev accuracy and rehearsed attacks."""
   defense = choice.build(setup.dataset.name, setup.scores_fn,
-                         setup.baseline_settings)
+                         setup.baseline_settings, setup.records_per_class)
   recipe = dataclasses.replace(setup.recipe, defense=defense)
   ((victim,),) = model_training.train_models(
       setup.dataset, [model_training.victim_job(setup.splits, recipe,
@@ -388,7 +393,7 @@ def evaluate_choice(setup: TuningSetup, choice: DefenseChoice
   dev_accuracy = evaluate.accuracy(
       victim.query.logits, *setup.dataset.take(setup.splits.victim.dev))
   rehearsed = dataclasses.replace(
-      recipe, defense=scaled_defense(defense, setup.scale))
+      recipe, defense=defenses_lib.scaled_window(defense, setup.scale))
   config = experiment.ExperimentConfig(
       recipe=rehearsed, attacks=setup.attacks, num_shadows=setup.num_shadows,
       num_reference_models=setup.num_reference_models,
@@ -708,14 +713,22 @@ def _settings_text(choice: Optional[Dict[str, Any]]) -> str:
   return f"{choice['name']} " + " ".join(parts)
 
 
-def preset_choices(dataset_name: str,
-                   methods: Sequence[str]) -> List[DefenseChoice]:
-  """The authors' settings (wemem PRESETS) of `methods` for the dataset."""
+def preset_choices(dataset_name: str, methods: Sequence[str],
+                   records_per_class: Optional[float] = None
+                   ) -> List[DefenseChoice]:
+  """The authors' settings (wemem PRESETS) of `methods` for the dataset,
+  their windows scaled to `records_per_class` as `wemem.from_preset`
+  does."""
   from wemem_tf.defenses import wemem  # pylint: disable=g-import-not-at-top
   presets = wemem.PRESETS.get(dataset_name, {})
-  return [DefenseChoice(m, {k: getattr(v, "value", v)
-                            for k, v in presets[m].items()})
-          for m in methods if m in presets]
+  choices = []
+  for m in methods:
+    if m in presets:
+      defense = wemem.from_preset(m, dataset_name, None, records_per_class)
+      choices.append(DefenseChoice(m, {
+          k: getattr(getattr(defense, k), "value", getattr(defense, k))
+          for k in presets[m]}))
+  return choices
 
 
 def evaluate_presets(setup: TuningSetup, methods: Sequence[str],
@@ -732,7 +745,8 @@ def evaluate_presets(setup: TuningSetup, methods: Sequence[str],
     with open(path) as f:
       done = {r["trial_id"]: r for r in json.load(f)}
   rows = []
-  for choice in preset_choices(setup.dataset.name, methods):
+  for choice in preset_choices(setup.dataset.name, methods,
+                               setup.records_per_class):
     label = f"preset:{choice.name}"
     if label not in done:
       start = time.perf_counter()

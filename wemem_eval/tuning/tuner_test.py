@@ -63,15 +63,15 @@ def test_scaled_rehearsal_and_scaled_windows():
        rehearsal.shadow_pool]), victim).size
   rsw = defenses_lib.build("rsw", "location", None, order="l2h", stride=2,
                            width=15)
-  half = tuner_lib.scaled_defense(rsw, 0.5)
+  half = defenses_lib.scaled_window(rsw, 0.5)
   assert (half.stride, half.width, half.order) == (1.0, 7.5, rsw.order)
   assert (rsw.stride, rsw.width) == (2, 15)  # the original is unchanged
-  assert tuner_lib.scaled_defense(rsw, 1.0) is rsw
+  assert defenses_lib.scaled_window(rsw, 1.0) is rsw
   rmr = defenses_lib.build("rmr", "location", None, lambda_mem=0.1, tau=0.5)
-  assert tuner_lib.scaled_defense(rmr, 0.5) is rmr  # nothing per class
+  assert defenses_lib.scaled_window(rmr, 0.5) is rmr  # nothing per class
   for bad in (0.0, -0.5, float("nan")):
     with pytest.raises(ValueError, match="scale"):
-      tuner_lib.scaled_defense(rsw, bad)
+      defenses_lib.scaled_window(rsw, bad)
   with pytest.raises(ValueError, match="rehearsal_kind"):
     _setup(rehearsal_kind="mirror")
 
@@ -132,6 +132,14 @@ def test_search_space_is_conditional_on_the_method():
   with pytest.raises(ValueError, match="width"):
     tuner_lib.SearchSpace(width=(10, 5))
   assert tuner_lib.SearchSpace.for_dataset("cifar10").width == (100, 2000)
+  # The 5,000-image subset (180 victim records per class): scaled by 0.08,
+  # like its presets, which stay inside.
+  subset = tuner_lib.SearchSpace.for_dataset("cifar10", records_per_class=180)
+  assert (subset.stride, subset.width, subset.width_step) == (
+      (1, 16), (8, 160), 8)
+  for choice in tuner_lib.preset_choices("cifar10", ("rsw", "swmr"), 180):
+    assert subset.stride[0] <= choice.settings["stride"] <= subset.stride[1]
+    assert subset.width[0] <= choice.settings["width"] <= subset.width[1]
 
 
 def test_range_overrides_narrow_the_space():

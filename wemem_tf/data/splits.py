@@ -351,7 +351,7 @@ def scaled_rehearsal_splits(splits: Splits, config: SplitConfig = SplitConfig(),
   non-member shares) is the real protocol's, which a full-size target on
   the shadows' side cannot have (`rehearsal_splits`). Defenses that count
   records per class scale their settings to it
-  (wemem_eval.tuning.tuner.scaled_defense).
+  (wemem_tf.defenses.scaled_window).
   No victim train, dev or test record appears in the result.
 
   Args:

@@ -28,9 +28,11 @@ from wemem_tf.defenses.settings import Setting
 from wemem_tf.defenses.settings import Tune
 from wemem_tf.defenses.window import Order
 from wemem_tf.defenses.wemem import from_preset
+from wemem_tf.defenses.wemem import PRESET_RECORDS_PER_CLASS
 from wemem_tf.defenses.wemem import PRESETS
 from wemem_tf.defenses.wemem import RandomWindow
 from wemem_tf.defenses.wemem import RMR
 from wemem_tf.defenses.wemem import RSW
+from wemem_tf.defenses.wemem import scaled_window
 from wemem_tf.defenses.wemem import SWMR
 from wemem_tf.defenses.wemem import WeMem

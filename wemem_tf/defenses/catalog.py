@@ -89,14 +89,17 @@ def baseline_settings(name: str, which: str = "ours") -> Dict[str, Any]:
 
 def build(name: str, dataset_name: Optional[str] = None,
           scores_fn: Optional[Callable[[], Any]] = None,
-          baseline: str = "ours", **settings) -> defense_lib.Defense:
+          baseline: str = "ours", records_per_class: Optional[float] = None,
+          **settings) -> defense_lib.Defense:
   """A configured defense by name.
 
   WeMem methods start from the authors' preset for `dataset_name` when one
   exists (location, cifar10), else from the class defaults; the existing
   defenses from their `baseline` settings ("ours" or "paper"); `settings`
   override. `scores_fn` is called only when the method needs memorization
-  scores (every WeMem method but "random").
+  scores (every WeMem method but "random"). `records_per_class` (the
+  victim's training records per class) scales a preset's window made for
+  another size of the dataset (`wemem.from_preset`; the CIFAR-10 subset).
   """
   settings = {**baseline_settings(name, baseline), **settings}
   if name in WEMEM_METHODS:
@@ -104,7 +107,8 @@ def build(name: str, dataset_name: Optional[str] = None,
     scores = (scores_fn() if name != "random" and scores_fn is not None
               else None)
     if dataset_name in wemem.PRESETS:
-      return wemem.from_preset(name, dataset_name, scores, **settings)
+      return wemem.from_preset(name, dataset_name, scores, records_per_class,
+                               **settings)
     return get_defense(name, scores=scores, **settings)
   return get_defense(name, **settings)
 

@@ -349,12 +349,50 @@ PRESETS: Dict[str, Dict[str, Dict[str, Any]]] = {
     },
 }
 
+# The victim's training records per class a preset's window was set for,
+# where the dataset may come in another size (docs/method.md §5 "Windows on
+# a smaller dataset"): CIFAR-10's 50,000 training images give the victim
+# 22,500 members under the protocol (docs/method.md §2), 2,250 per class.
+# Location's preset is for Location itself and is never scaled.
+PRESET_RECORDS_PER_CLASS: Dict[str, float] = {"cifar10": 2250.0}
+
 METHODS = {"rsw": RSW, "rmr": RMR, "swmr": SWMR, "random": RandomWindow}
 
 
+def scaled_window(defense: defense_lib.Defense, scale: float
+                  ) -> defense_lib.Defense:
+  """`defense` for classes `scale` times as large: a sliding window's stride
+  and width (records per class) are multiplied by `scale` (fractional
+  windows allowed, `window.bounds`; width at least 1); every other setting
+  is a share or a strength and stays. Defenses without a window come back
+  unchanged."""
+  if (isinstance(scale, bool) or not isinstance(scale, (int, float, np.number))
+      or not (scale > 0 and math.isfinite(scale))):
+    raise ValueError(f"scale is a ratio of records per class and must be "
+                     f"a finite number > 0, got {scale!r}.")
+  if scale == 1.0 or not getattr(defense, "windowed", False):
+    return defense
+  return dataclasses.replace(defense, stride=defense.stride * scale,
+                             width=max(1.0, defense.width * scale))
+
+
 def from_preset(method: str, dataset: str, scores: Any = None,
+                records_per_class: Optional[float] = None,
                 **overrides) -> WeMem:
-  """The authors' setting of `method` for `dataset`, with overrides."""
+  """The authors' setting of `method` for `dataset`, with overrides.
+
+  Args:
+    method: "rsw", "rmr", "swmr" or "random".
+    dataset: a `PRESETS` key.
+    scores: memorization scores of the model's training records.
+    records_per_class: the victim's training records per class (mean) on
+      the data at hand; for a preset in `PRESET_RECORDS_PER_CLASS` (CIFAR-10)
+      its window's stride and width are scaled by records_per_class /
+      the preset's own (e.g. the 5,000-image subset's 180 per class:
+      × 0.08). None, or a preset made for its dataset (Location): as is.
+    **overrides: settings that replace the preset's; given windows are
+      records per class and are not scaled.
+  """
   if method not in METHODS:
     raise ValueError(f"unknown WeMem method {method!r}; choose one of "
                      f"{sorted(METHODS)}.")
@@ -362,5 +400,8 @@ def from_preset(method: str, dataset: str, scores: Any = None,
     raise ValueError(f"no preset for dataset {dataset!r}; presets exist for "
                      f"{sorted(PRESETS)}. Configure {method.upper()}(...) "
                      "directly.")
-  settings = {**PRESETS[dataset][method], **overrides}
-  return METHODS[method](scores=scores, **settings)
+  preset = METHODS[method](scores=scores, **PRESETS[dataset][method])
+  reference = PRESET_RECORDS_PER_CLASS.get(dataset)
+  if records_per_class is not None and reference is not None:
+    preset = scaled_window(preset, records_per_class / reference)
+  return dataclasses.replace(preset, **overrides) if overrides else preset

@@ -220,6 +220,33 @@ def test_presets_are_the_authors_settings(digits):
     wemem.from_preset("rsw", "texas100", scores)
 
 
+def test_cifar10_presets_scale_to_the_subsets_classes(digits):
+  _, _, scores = digits
+  # The 5,000-image subset's victim trains on 180 records per class, the
+  # preset was set for 2,250: every window is 0.08 times as large, so the
+  # share of a class each epoch visits and the epochs per record stay.
+  rsw = wemem.from_preset("rsw", "cifar10", scores, records_per_class=180)
+  swmr = wemem.from_preset("swmr", "cifar10", scores, records_per_class=180)
+  assert (rsw.stride, rsw.width) == (4, 40)
+  assert (swmr.stride, swmr.width, swmr.tau, swmr.lambda_mem) == (
+      8, 40, 0.5, 0.1)
+  assert swmr.width / swmr.stride == 500 / 100
+  # Full CIFAR-10 (2,250 per class) keeps the authors' numbers; a given
+  # window is records per class and is not scaled; Location never scales.
+  full = wemem.from_preset("rsw", "cifar10", scores, records_per_class=2250)
+  assert (full.stride, full.width) == (50, 500)
+  given = wemem.from_preset("rsw", "cifar10", scores, records_per_class=180,
+                            width=60)
+  assert (given.stride, given.width) == (4, 60)
+  loc = wemem.from_preset("swmr", "location", scores, records_per_class=20)
+  assert (loc.stride, loc.width) == (1, 15)
+  assert wemem.from_preset("rmr", "cifar10", scores,
+                           records_per_class=180).tau == 0.5
+  for bad in (0, -1.0, float("nan"), float("inf"), True, "2"):
+    with pytest.raises(ValueError, match="scale"):
+      wemem.scaled_window(rsw, bad)
+
+
 def _settings_only(defense):
   """The frozen defense holds its declared fields and nothing else."""
   return set(vars(defense)) == {f.name for f in dataclasses.fields(defense)}
