@@ -40,6 +40,12 @@ MEMSCORE_MODELS = flags.DEFINE_integer(
     "memscore_models", 128, "Models of the on-the-fly memorization estimate.")
 MEMSCORE_EPOCHS = flags.DEFINE_integer(
     "memscore_epochs", 30, "Epochs per model of the on-the-fly estimate.")
+MEMSCORE_DESIGN = flags.DEFINE_enum(
+    "memscore_design", "random", list(memorization.DESIGNS),
+    "Memorization models' training sets: random (each a random subset; "
+    "with few models some records are never left out and get no score) or "
+    "balanced (each record in the same number of models; models train one "
+    "at a time).")
 
 
 def _define(spec: settings_lib.Setting, users) -> flags.FlagHolder:
@@ -115,7 +121,7 @@ def _estimate(dataset, seed, architecture, cache_dir, indices, whose,
   return memorization.cached_estimate(
       dataset, cache_dir, seed, architecture,
       num_models=MEMSCORE_MODELS.value, epochs=MEMSCORE_EPOCHS.value,
-      executor=executor, indices=indices)
+      executor=executor, indices=indices, design=MEMSCORE_DESIGN.value)
 
 
 def scores_for(dataset: wemem_tf.data.Dataset, seed: int,

@@ -17,6 +17,7 @@ from absl import logging
 
 import wemem_tf  # pylint: disable=unused-import  (Keras 2 before TensorFlow)
 from wemem_cli import common_flags as cf
+from wemem_cli import defense_flags
 from wemem_cli import executor_flags
 from wemem_cli import flag_utils
 from wemem_tf import data as data_lib
@@ -53,7 +54,7 @@ def main(argv) -> None:
         epochs=EPOCHS.value, seed=seed, batch_size=cf.BATCH_SIZE.value,
         learning_rate=cf.LEARNING_RATE.value,
         weight_decay=cf.WEIGHT_DECAY.value, method=METHOD.value,
-        chunk_size=CHUNK_SIZE.value,
+        chunk_size=CHUNK_SIZE.value, design=defense_flags.MEMSCORE_DESIGN.value,
         executor=executor)
   scores.save(OUTPUT.value)
   summary = scores.summary()

@@ -28,3 +28,18 @@ def test_memscore_writes_npz_for_digits(tmp_path, capsys):
   assert scores.num_models == 4 and scores.epochs == 1 and scores.seed == 3
   np.testing.assert_array_equal(scores.included + scores.excluded, 4)
   assert '"output"' in capsys.readouterr().out
+
+
+def test_memscore_balanced_design_scores_every_record(tmp_path):
+  """--memscore_design=balanced: each record in 3 of the 4 models."""
+  out = str(tmp_path / "scores.npz")
+  with flagsaver.flagsaver():
+    flags.FLAGS(["wemem", "--dataset=digits", "--num_models=4", "--epochs=1",
+                 f"--output={out}", "--seed=3", "--noprogress",
+                 "--memscore_design=balanced"])
+    memscore_cmd.main(["memscore"])
+  scores = memorization.MemScores.load(out)
+  np.testing.assert_array_equal(scores.included, 3)  # round(0.7 * 4)
+  np.testing.assert_array_equal(scores.excluded, 1)
+  assert np.all(np.isfinite(scores.score))
+  assert scores.details["design"] == "balanced"

@@ -64,6 +64,7 @@ def config_from_flags(seed=None) -> run_lib.RunConfig:
       adaptive=attack_cmd.ADAPTIVE.value,
       memscore_models=defense_flags.MEMSCORE_MODELS.value,
       memscore_epochs=defense_flags.MEMSCORE_EPOCHS.value,
+      memscore_design=defense_flags.MEMSCORE_DESIGN.value,
       attack_options=attack_cmd.attack_options(),
       split=flag_utils.split_config(),
       num_targets=attack_cmd.NUM_TARGETS.value)

@@ -78,6 +78,8 @@ class RunConfig:
       (0.5: random halves; None: matched to the victim's training size).
     adaptive: attacker's models trained with the victim's defense.
     memscore_models, memscore_epochs: the memorization estimate's size.
+    memscore_design: its membership design ("random" or "balanced", see
+      `memorization.sample_membership`).
     attack_options: attack settings.
     split: the data protocol's fractions and stratification.
     num_targets: victims attacked and pooled per configuration
@@ -102,6 +104,7 @@ class RunConfig:
   adaptive: bool = True
   memscore_models: int = 128
   memscore_epochs: int = 30
+  memscore_design: str = "random"
   attack_options: base.AttackOptions = base.AttackOptions()
   split: splits_lib.SplitConfig = splits_lib.SplitConfig()
   num_targets: int = 1
@@ -119,6 +122,10 @@ class RunConfig:
       raise ValueError(f"baseline_settings must be one of "
                        f"{list(defenses_lib.BASELINE_SETTINGS)}, got "
                        f"{self.baseline_settings!r}.")
+    if self.memscore_design not in memorization.DESIGNS:
+      raise ValueError(f"memscore_design must be one of "
+                       f"{list(memorization.DESIGNS)}, got "
+                       f"{self.memscore_design!r}.")
     if not self.defenses and not self.baselines:
       raise ValueError("nothing to run: give at least one defense or baseline.")
     object.__setattr__(self, "attacks",
@@ -260,7 +267,8 @@ def _run(config, dataset, run_dir, log, command, cache_dir, executor,
     return memorization.cached_estimate(
         dataset, os.path.join(cache_dir, "memscores"), config.seed,
         config.arch(), num_models=config.memscore_models,
-        epochs=config.memscore_epochs, executor=executor, indices=indices)
+        epochs=config.memscore_epochs, executor=executor, indices=indices,
+        design=config.memscore_design)
   scores_fn = functools.cache(lambda: estimate(splits.pool))
   attacker_scores_fn = functools.cache(lambda: estimate(None))
   store = model_store.ModelStore(os.path.join(cache_dir, "models"))

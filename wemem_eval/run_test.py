@@ -93,6 +93,8 @@ def test_bad_run_configs_are_refused():
     run_lib.RunConfig(baselines=("two_shot",))
   with pytest.raises(ValueError, match="nothing to run"):
     run_lib.RunConfig(defenses=(), baselines=())
+  with pytest.raises(ValueError, match="memscore_design must be one of"):
+    run_lib.RunConfig(memscore_design="latin")
 
 
 _CLI = [sys.executable, "-m", "wemem_cli.main", "run", "--seed=2",

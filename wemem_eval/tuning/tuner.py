@@ -129,7 +129,7 @@ def _for_dataset(cls, dataset_name: str,
                  **overrides) -> "SearchSpace":
   """Defaults scaled to the dataset's class sizes (the authors' settings
   lie inside): per-class windows of tens of records for the tabular sets,
-  hundreds for CIFAR-10 (its 2,250 victim records per class), scaled like
+  hundreds for CIFAR-10 and MNIST (2,250 victim records per class), scaled like
   its preset to `records_per_class` (the victim's; e.g. the 5,000-image
   subset's 180: stride 1..16, width 8..160 in steps of 8)."""
   reference = defenses_lib.PRESET_RECORDS_PER_CLASS.get(dataset_name)

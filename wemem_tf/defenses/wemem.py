@@ -54,7 +54,8 @@ def align_scores(scores: Any, index: np.ndarray) -> np.ndarray:
   if bad:
     raise ValueError(f"{bad} training records have NaN/inf memorization "
                      "scores (never left out or never included in the "
-                     "estimate); estimate with more models or drop them.")
+                     "estimate); estimate with more models or the balanced design "
+                     "(--memscore_design=balanced), or drop them.")
   return aligned
 
 
@@ -348,13 +349,17 @@ PRESETS: Dict[str, Dict[str, Dict[str, Any]]] = {
         "random": dict(stride=50, width=500),
     },
 }
+# MNIST is not in the paper: it takes the image presets of CIFAR-10 (same
+# number of classes), scaled to its class sizes by the same rule.
+PRESETS["mnist"] = PRESETS["cifar10"]
 
 # The victim's training records per class a preset's window was set for,
 # where the dataset may come in another size (docs/method.md §5 "Windows on
 # a smaller dataset"): CIFAR-10's 50,000 training images give the victim
 # 22,500 members under the protocol (docs/method.md §2), 2,250 per class.
 # Location's preset is for Location itself and is never scaled.
-PRESET_RECORDS_PER_CLASS: Dict[str, float] = {"cifar10": 2250.0}
+PRESET_RECORDS_PER_CLASS: Dict[str, float] = {"cifar10": 2250.0,
+                                               "mnist": 2250.0}
 
 METHODS = {"rsw": RSW, "rmr": RMR, "swmr": SWMR, "random": RandomWindow}
 

@@ -245,6 +245,9 @@ def test_cifar10_presets_scale_to_the_subsets_classes(digits):
   for bad in (0, -1.0, float("nan"), float("inf"), True, "2"):
     with pytest.raises(ValueError, match="scale"):
       wemem.scaled_window(rsw, bad)
+  # MNIST (not in the paper) takes the CIFAR-10 image presets, scaled alike.
+  mnist = wemem.from_preset("swmr", "mnist", scores, records_per_class=180)
+  assert (mnist.stride, mnist.width, mnist.tau) == (8, 40, 0.5)
 
 
 def _settings_only(defense):

@@ -14,6 +14,7 @@ from wemem_tf.memorization.ensemble import MLPSpec
 from wemem_tf.memorization.estimate import cached_estimate
 from wemem_tf.memorization.estimate import estimate
 from wemem_tf.memorization.estimate import estimate_dataset
+from wemem_tf.memorization.estimate import DESIGNS
 from wemem_tf.memorization.estimate import sample_membership
 from wemem_tf.memorization.estimate import scores_from_predictions
 from wemem_tf.memorization.proxy import learning_speed_proxy

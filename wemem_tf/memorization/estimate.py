@@ -44,10 +44,36 @@ def resolve_model_fn(model_fn: ModelFnLike
   return arch_lib.builder(arch), arch.name
 
 
+DESIGNS = ("random", "balanced")
+
+
 def sample_membership(num_records: int, num_models: int,
-                      subset_fraction: float, seed: int) -> np.ndarray:
-  """bool (num_models, num_records): each row holds exactly
-  round(subset_fraction * num_records) records, drawn uniformly."""
+                      subset_fraction: float, seed: int,
+                      design: str = "random") -> np.ndarray:
+  """bool (num_models, num_records): which records each model trains on.
+
+  Args:
+    num_records, num_models: n and K.
+    subset_fraction: p in (0, 1).
+    seed: seeds the draw.
+    design: "random": each model trains on exactly round(p n) records drawn
+      uniformly, so a record is left out of Binomial(K, 1 - p) models and
+      of none with probability p^K (no score; `expected_nan_fraction`).
+      "balanced": each record is in exactly k = round(p K) models, drawn
+      uniformly per record (LiRA's design), so every record is included
+      and left out whenever 1 <= k <= K - 1; the models' training sets
+      then differ in size (about p n each).
+  """
+  if design not in DESIGNS:
+    raise ValueError(f"design must be one of {DESIGNS}, got {design!r}.")
+  if design == "balanced":
+    k = int(round(subset_fraction * num_models))
+    rng = np.random.default_rng([int(seed), 2])
+    keys = rng.random((num_records, num_models))
+    chosen = np.argpartition(keys, k - 1, axis=1)[:, :k]
+    membership = np.zeros((num_records, num_models), bool)
+    np.put_along_axis(membership, chosen, True, axis=1)
+    return membership.T.copy()
   size = int(round(subset_fraction * num_records))
   rng = np.random.default_rng([int(seed), 1])
   keys = rng.random((num_models, num_records))
@@ -76,13 +102,15 @@ def scores_from_predictions(correct: np.ndarray, membership: np.ndarray
     warnings.warn(
         f"memorization: {never_out} records were never left out and "
         f"{never_in} never included by the {membership.shape[0]} models; "
-        "their scores are NaN (unknown). Use more models or a subset "
-        "fraction further from 0 and 1.", RuntimeWarning, stacklevel=3)
+        "their scores are NaN (unknown). Use more models, design='balanced' "
+        "or a subset fraction further from 0 and 1.", RuntimeWarning,
+        stacklevel=3)
   return score, included, excluded
 
 
 def _validate(x, y, num_classes, num_models, subset_fraction, epochs,
-              batch_size, record_index, method, chunk_size):
+              batch_size, record_index, method, chunk_size,
+              design="random"):
   x = np.asarray(x)
   y = np.asarray(y)
   if x.ndim < 2:
@@ -109,6 +137,21 @@ def _validate(x, y, num_classes, num_models, subset_fraction, epochs,
     raise ValueError(f"subset_fraction {subset_fraction} of {len(x)} records "
                      f"gives subsets of {size}; each model needs at least one "
                      "record in and one out.")
+  if design not in DESIGNS:
+    raise ValueError(f"design must be one of {', '.join(DESIGNS)}, got "
+                     f"{design!r}.")
+  if design == "balanced" and not (
+      1 <= round(subset_fraction * num_models) <= num_models - 1):
+    raise ValueError(f"design 'balanced' puts each record in round("
+                     f"{subset_fraction} * {num_models}) = "
+                     f"{round(subset_fraction * num_models)} of the "
+                     f"{num_models} models; it must be between 1 and "
+                     f"{num_models - 1}: use more models.")
+  if design == "balanced" and method == "vectorized":
+    raise ValueError("design 'balanced' gives the models training sets of "
+                     "different sizes, which the vectorized ensemble cannot "
+                     "train; use method='sequential' (or 'auto'), or design"
+                     " 'random'.")
   if int(epochs) != epochs or epochs < 1:
     raise ValueError(f"epochs must be an integer >= 1, got {epochs}.")
   if int(batch_size) != batch_size or batch_size < 1:
@@ -164,7 +207,8 @@ def estimate(model_fn: ModelFnLike, x: np.ndarray, y: np.ndarray,
              learning_rate: float = 1e-3, weight_decay: float = 5e-4,
              num_classes: Optional[int] = None, method: str = "auto",
              first_layer: str = "auto", chunk_size: int = 64,
-             progress: bool = True, executor=None) -> scores_lib.MemScores:
+             progress: bool = True, executor=None,
+             design: str = "random") -> scores_lib.MemScores:
   """Estimates Feldman & Zhang memorization scores of (x, y).
 
   Args:
@@ -175,8 +219,8 @@ def estimate(model_fn: ModelFnLike, x: np.ndarray, y: np.ndarray,
       `Architecture`.
     x: float features (n, ...); y: int labels (n,).
     num_models: K >= 2 models to train.
-    subset_fraction: p in (0, 1): each model trains on round(p * n) records
-      drawn uniformly without replacement.
+    subset_fraction: p in (0, 1): the share of the records each model
+      trains on (see `design`).
     epochs: training epochs per model.
     seed: seeds subsets, initialization, dropout and record order.
     record_index: int64 (n,) dataset indices of the records (default
@@ -196,6 +240,10 @@ def estimate(model_fn: ModelFnLike, x: np.ndarray, y: np.ndarray,
     executor: where the vectorized method's chunks train: here (None, the
       local executor) or as tasks of a remote one (`wemem_eval.executor`);
       the scores are the same.
+    design: "random" (each model trains on round(p * n) records drawn
+      uniformly) or "balanced" (each record in exactly round(p * K) models,
+      so every record gets a score; models train one at a time); see
+      `sample_membership`.
 
   Returns:
     `MemScores` in the order of the records given; NaN (with a warning) for
@@ -209,13 +257,15 @@ def estimate(model_fn: ModelFnLike, x: np.ndarray, y: np.ndarray,
   """
   x, y, num_classes, record_index = _validate(
       x, y, num_classes, num_models, subset_fraction, epochs, batch_size,
-      record_index, method, chunk_size)
+      record_index, method, chunk_size, design)
   arch = arch_lib.resolve_architecture(model_fn)
   if fingerprint is None:
     fingerprint = data_lib.fingerprint_arrays("memorization-arrays", x, y)
   start = time.perf_counter()
   membership = sample_membership(len(x), int(num_models), subset_fraction,
-                                 seed)
+                                 seed, design)
+  if design == "balanced" and method == "auto":
+    method = "sequential"  # unequal training sets: one model at a time
   config = loop_lib.TrainConfig(learning_rate=learning_rate,
                                 weight_decay=weight_decay,
                                 batch_size=int(batch_size))
@@ -235,7 +285,7 @@ def estimate(model_fn: ModelFnLike, x: np.ndarray, y: np.ndarray,
       "architecture": arch.name, "batch_size": int(batch_size),
       "path": path, "seconds_per_model": round(seconds_per_model, 4),
       "learning_rate": learning_rate, "weight_decay": weight_decay,
-      "first_layer": predictions.first_layer,
+      "first_layer": predictions.first_layer, "design": design,
       "fused_epoch": predictions.fused_epoch,
       "train_seconds": round(predictions.seconds, 3),
       "total_seconds": round(time.perf_counter() - start, 3),
@@ -280,8 +330,8 @@ def cached_estimate(dataset: data_lib.Dataset, cache_dir: str, seed: int = 0,
                     num_models: int = 128, epochs: int = 30,
                     subset_fraction: float = 0.7,
                     executor=None,
-                    indices: Optional[np.ndarray] = None
-                    ) -> scores_lib.MemScores:
+                    indices: Optional[np.ndarray] = None,
+                    design: str = "random") -> scores_lib.MemScores:
   """Scores over the records `indices` of `dataset` (None: every record),
   estimated once per settings.
 
@@ -308,6 +358,8 @@ def cached_estimate(dataset: data_lib.Dataset, cache_dir: str, seed: int = 0,
            int(epochs), float(subset_fraction)]
   if len(indices) != len(dataset):  # every record: the key stays as it was
     parts.append(data_lib.fingerprint_arrays("scored", indices))
+  if design != "random":  # the random design's keys stay as they were
+    parts.append(design)
   key = hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:16]
   path = os.path.join(cache_dir, f"memscores-{key}.npz")
   if os.path.isfile(path):
@@ -315,6 +367,6 @@ def cached_estimate(dataset: data_lib.Dataset, cache_dir: str, seed: int = 0,
   scores = estimate_dataset(dataset, indices,
                             arch, num_models=num_models, epochs=epochs,
                             subset_fraction=subset_fraction, seed=seed,
-                            executor=executor)
+                            executor=executor, design=design)
   scores.save(path)
   return scores

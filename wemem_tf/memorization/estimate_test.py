@@ -50,6 +50,11 @@ def _tiny_cnn(input_shape, num_classes):
     ({"num_classes": 2}, "labels must lie in \\[0, 2\\)"),
     ({"record_index": np.arange(5)}, "record_index has 5 entries for 40"),
     ({"record_index": np.zeros(40, np.int64)}, "duplicate"),
+    ({"design": "latin"}, "design must be one of random, balanced"),
+    ({"design": "balanced", "num_models": 3, "subset_fraction": 0.1},
+     "it must be between 1 and 2: use more models"),
+    ({"design": "balanced", "method": "vectorized"},
+     "cannot train; use method='sequential'"),
 ])
 def test_bad_arguments_raise_value_error(kwargs, message):
   x, y = _toy()
@@ -79,6 +84,39 @@ def test_sample_membership_has_fixed_size_rows():
   np.testing.assert_array_equal(m, memorization.sample_membership(50, 7, 0.7,
                                                                   seed=3))
   assert not np.array_equal(m, memorization.sample_membership(50, 7, 0.7, 4))
+
+
+def test_balanced_membership_puts_every_record_in_and_out():
+  """16 models on 70% subsets: the random design leaves ~0.7^16 of the
+  records never out; the balanced one puts each in exactly 11 models."""
+  n, k = 3000, 16
+  random = memorization.sample_membership(n, k, 0.7, seed=0)
+  assert (random.sum(0) == k).sum() > 0  # some records are never left out
+  m = memorization.sample_membership(n, k, 0.7, seed=0, design="balanced")
+  assert m.shape == (k, n) and m.dtype == bool
+  np.testing.assert_array_equal(m.sum(0), 11)
+  # Each model trains on about p n records (hypergeometric around 11/16 n).
+  assert np.all(np.abs(m.sum(1) - n * 11 / k) < 5 * np.sqrt(n * 0.25))
+  # Per record, every model is equally likely to include it.
+  assert np.all(np.abs(m.mean(1) - 11 / k) < 0.05)
+  np.testing.assert_array_equal(m, memorization.sample_membership(
+      n, k, 0.7, seed=0, design="balanced"))
+  assert not np.array_equal(m, memorization.sample_membership(
+      n, k, 0.7, seed=1, design="balanced"))
+
+
+def test_balanced_design_scores_every_record_with_few_models():
+  x, y = _toy(n=30)
+  with warnings.catch_warnings():
+    warnings.simplefilter("error", RuntimeWarning)  # no "never left out"
+    s = memorization.estimate("column_fc", x, y, num_models=4,
+                              subset_fraction=0.5, epochs=1, seed=0,
+                              design="balanced")
+  assert np.all(np.isfinite(s.score))
+  np.testing.assert_array_equal(s.included, 2)
+  np.testing.assert_array_equal(s.excluded, 2)
+  # Unequal training sets: the models train one at a time.
+  assert s.method == "sequential" and s.details["design"] == "balanced"
 
 
 def test_scores_from_predictions_known_answer():
@@ -225,3 +263,8 @@ def test_cached_estimate_scores_the_given_records_only(tmp_path):
                                        num_models=4, epochs=1,
                                        indices=pool[:-1])
   assert len(other) == len(pool) - 1 and len(list(tmp_path.iterdir())) == 2
+  balanced = memorization.cached_estimate(ds, str(tmp_path), 0, "column_fc",
+                                          num_models=4, epochs=1, indices=pool,
+                                          design="balanced")
+  assert balanced.details["design"] == "balanced"
+  assert len(list(tmp_path.iterdir())) == 3  # a design is its own entry
