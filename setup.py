@@ -40,8 +40,7 @@ setuptools.setup(
     extras_require={
         "gpu": [f"tensorflow[and-cuda]=={TF_VERSION}"],
         "ray": RAY_REQUIRES,
-        "test": ["pytest>=7", "pytest-xdist>=3", "hypothesis>=6.80",
-                 "pytest-timeout>=2",
+        "test": ["pytest>=7", "hypothesis>=6.80", "pytest-timeout>=2",
                  *RAY_REQUIRES],
     },
     entry_points={"console_scripts": ["wemem = wemem_cli.main:run"]},
