@@ -66,21 +66,23 @@ def sample_membership(num_records: int, num_models: int,
   """
   if design not in DESIGNS:
     raise ValueError(f"design must be one of {DESIGNS}, got {design!r}.")
-  if design == "balanced":
+  if design == "balanced":  # per record (row), k of the K models
     k = int(round(subset_fraction * num_models))
-    rng = np.random.default_rng([int(seed), 2])
-    keys = rng.random((num_records, num_models))
-    chosen = np.argpartition(keys, k - 1, axis=1)[:, :k]
-    membership = np.zeros((num_records, num_models), bool)
-    np.put_along_axis(membership, chosen, True, axis=1)
-    return membership.T.copy()
+    keys = np.random.default_rng([int(seed), 2]).random(
+        (num_records, num_models))
+    return _smallest_per_row(keys, k).T.copy()
   size = int(round(subset_fraction * num_records))
-  rng = np.random.default_rng([int(seed), 1])
-  keys = rng.random((num_models, num_records))
-  chosen = np.argpartition(keys, size - 1, axis=1)[:, :size]
-  membership = np.zeros((num_models, num_records), bool)
-  np.put_along_axis(membership, chosen, True, axis=1)
-  return membership
+  keys = np.random.default_rng([int(seed), 1]).random(
+      (num_models, num_records))
+  return _smallest_per_row(keys, size)
+
+
+def _smallest_per_row(keys: np.ndarray, count: int) -> np.ndarray:
+  """bool of keys' shape: True at the `count` smallest keys of each row."""
+  chosen = np.argpartition(keys, count - 1, axis=1)[:, :count]
+  mask = np.zeros(keys.shape, bool)
+  np.put_along_axis(mask, chosen, True, axis=1)
+  return mask
 
 
 def scores_from_predictions(correct: np.ndarray, membership: np.ndarray
