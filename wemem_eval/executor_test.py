@@ -72,6 +72,7 @@ def _run_locally_with_one_thread(run_dir) -> dict:
     return json.load(f)
 
 
+@pytest.mark.slow  # about two minutes; the next test is its cheap part
 def test_ray_run_equals_local_run_even_when_a_worker_is_killed(
     ray_executor, tmp_path, monkeypatch):
   local = _run_locally_with_one_thread(tmp_path / "local")
@@ -96,6 +97,39 @@ def test_ray_run_equals_local_run_even_when_a_worker_is_killed(
       a = np.load(tmp_path / "local" / "models" / name)
       b = np.load(tmp_path / "ray" / "models" / name)
       assert all(np.array_equal(a[k], b[k]) for k in a.files), name
+
+
+def _untimed(facts):
+  """Training facts without their wall times (any key ending "seconds")."""
+  if isinstance(facts, dict):
+    return {k: _untimed(v) for k, v in facts.items()
+            if not k.endswith("seconds")}
+  if isinstance(facts, list):
+    return [_untimed(v) for v in facts]
+  return facts
+
+
+def test_a_killed_workers_task_is_retried_to_the_same_weights(
+    ray_executor, tmp_path, monkeypatch):
+  dataset = wemem_tf.data.load_dataset("digits")
+  split = splits_lib.ModelSplit(np.arange(300), np.arange(300, 400),
+                                np.arange(400, 500))
+  items = [(model_training.ModelJob(split, 0, tuner_test.TINY_RECIPE),
+            False, {})]
+  [(plain, _)] = ray_executor.map(model_training.train_remotely, items,
+                                  shared=dataset)
+  marker = tmp_path / "kill-once"
+  marker.write_text("")
+  monkeypatch.setenv(executor_lib.KILL_ONCE_ENV, str(marker))
+  ray_executor.shutdown()  # restart so the workers see the variable
+  [(retried, _)] = ray_executor.map(model_training.train_remotely, items,
+                                    shared=dataset)
+  assert not marker.exists()  # the first try's worker was killed
+  assert sorted(retried) == sorted(plain) and len(plain) == 2
+  for key, (weights, facts) in plain.items():
+    assert _untimed(retried[key][1]) == _untimed(facts)
+    assert all(np.array_equal(a, b)
+               for a, b in zip(weights, retried[key][0])), key
 
 
 def test_ray_tasks_count_on_the_drivers_bar_in_submission_order(
