@@ -13,7 +13,9 @@ rehearses the adaptive attacks on data the victim's evaluation never sees
 wemem_eval/tuning/objective.py).
 Writes into --output_dir: manifest.json, the KerasTuner project (tuner/),
 trials.json + trials.md (every trial, failed ones with their error), best.json and best.cfg (a flagfile for `wemem run` /
-`wemem prune`). The same command resumes an interrupted search; --overwrite
+`wemem prune`); with --objective=pareto also frontier.json, frontier.md,
+frontier.png and a flagfile per front point in frontier/
+(wemem_eval/tuning/frontier.py). The same command resumes an interrupted search; --overwrite
 starts afresh. Distributed: start one process with KERASTUNER_TUNER_ID=chief
 and workers with KERASTUNER_TUNER_ID=tuner0, tuner1, ... (all with the same
 KERASTUNER_ORACLE_IP / KERASTUNER_ORACLE_PORT, flags and --output_dir on a
@@ -39,6 +41,7 @@ from wemem_cli import executor_flags
 from wemem_cli import flag_utils
 from wemem_eval import model_store
 from wemem_eval import model_training
+from wemem_eval.tuning import frontier as frontier_lib
 from wemem_eval.tuning import objective as objective_lib
 from wemem_eval.tuning import tuner as tuner_lib
 from wemem_tf import io_utils
@@ -50,7 +53,10 @@ OBJECTIVE = flags.DEFINE_enum(
     "objective", "constrained", [k.value for k in objective_lib.ObjectiveKind],
     "constrained: maximize dev accuracy subject to the strongest attack's "
     "balanced accuracy <= --attack_target; weighted: dev accuracy - "
-    "--objective_weight x (attack accuracy - 0.5).")
+    "--objective_weight x (attack accuracy - 0.5); pareto: the front of "
+    "non-dominated (dev accuracy, attack accuracy) trials per defense and "
+    "overall (frontier.json/.md/.png, a flagfile per point in frontier/; "
+    "the oracle is steered by the weighted score).")
 ATTACK_TARGET = flags.DEFINE_float(
     "attack_target", 0.7, "Highest acceptable balanced accuracy of the "
     "strongest rehearsed attack (constrained objective).")
@@ -73,7 +79,9 @@ PRESETS = flags.DEFINE_boolean(
 CONFIRM_TOP_K = flags.DEFINE_integer(
     "confirm_top_k", 3, "After the search, re-measure this many best trials "
     "(and the presets, with --tune_presets) on other rehearsals and "
-    "choose the best by the mean (0: keep the search's best as is).")
+    "choose the best by the mean (0: keep the search's best as is). With "
+    "--objective=pareto, any value > 0 re-measures every point on a front "
+    "instead, and the fronts are drawn from the means.")
 CONFIRM_REPEATS = flags.DEFINE_integer(
     "confirm_repeats", 2, "Further blocks of --rehearsals_per_trial "
     "rehearsals each confirmed candidate "
@@ -137,6 +145,21 @@ def setup_from_flags(dataset, cache_dir: str,
       baseline_settings=defense_flags.BASELINE_SETTINGS.value)
 
 
+def _write_flagfile(path: str, header, row, dataset_name: str) -> None:
+  """A flagfile for `wemem run` with the row's defense settings."""
+  lines = list(header) + [
+      f"--dataset={dataset_name}",
+      f"--baseline_settings={defense_flags.BASELINE_SETTINGS.value}",
+  ] + defense_flags.flag_lines(row.choice["name"], row.choice["settings"])
+  io_utils.atomic_write_bytes(path, ("\n".join(lines) + "\n").encode())
+
+
+def _measured_text(row) -> str:
+  return (f"dev accuracy {100 * row.metrics['dev_accuracy']:.1f}%, "
+          f"strongest rehearsed attack "
+          f"{100 * row.metrics['attack_accuracy']:.1f}%")
+
+
 def write_best(rows, objective, output_dir: str, dataset_name: str) -> str:
   """best.json and best.cfg for the best completed trial; returns a line."""
   best = tuner_lib.best_row(rows)
@@ -148,21 +171,15 @@ def write_best(rows, objective, output_dir: str, dataset_name: str) -> str:
           if best.status == "CONFIRMED" else "trials")
   header = [f"# wemem tune: best of {len(rows)} {what} ({best.trial_id}, "
             f"score {best.score:.4f}; {objective.describe()}).",
-            f"# dev accuracy {100 * best.metrics['dev_accuracy']:.1f}%, "
-            f"strongest rehearsed attack "
-            f"{100 * best.metrics['attack_accuracy']:.1f}%.",
+            f"# {_measured_text(best)}.",
             "# Use after the base flagfile: wemem run --flagfile=<base.cfg> "
             "--flagfile=best.cfg"]
   if feasible is False:
     who = "confirmed candidate" if best.status == "CONFIRMED" else "trial"
     header.append(f"# WARNING: no {who} met the attack target "
                   f"{objective.attack_target:g}; this is the closest.")
-  lines = header + [
-      f"--dataset={dataset_name}",
-      f"--baseline_settings={defense_flags.BASELINE_SETTINGS.value}",
-  ] + defense_flags.flag_lines(name, settings)
-  io_utils.atomic_write_bytes(os.path.join(output_dir, "best.cfg"),
-                              ("\n".join(lines) + "\n").encode())
+  _write_flagfile(os.path.join(output_dir, "best.cfg"), header, best,
+                  dataset_name)
   io_utils.atomic_write_json(os.path.join(output_dir, "best.json"), {
       "trial_id": best.trial_id, "status": best.status,
       "defense": best.choice,
@@ -172,6 +189,37 @@ def write_best(rows, objective, output_dir: str, dataset_name: str) -> str:
           f"{100 * best.metrics['dev_accuracy']:.1f}%, strongest attack "
           f"{100 * best.metrics['attack_accuracy']:.1f}%"
           + (" (target not met)" if feasible is False else ""))
+
+
+def front_candidates(rows):
+  """Every row on some front (each family's and the overall one), in
+  trial order: what a pareto search confirms."""
+  on_front = {r.trial_id for front in frontier_lib.fronts(rows).values()
+              for r in front}
+  return [r for r in rows if r.trial_id in on_front]
+
+
+def write_frontier(rows, output_dir: str, dataset_name: str,
+                   source: str) -> str:
+  """frontier.json/.md/.png and a flagfile per front point
+  (frontier/<trial>.cfg); returns a line."""
+  points = front_candidates(rows)
+  flagfiles = {}
+  for row in points:
+    relative = os.path.join("frontier",
+                            row.trial_id.replace(":", "_") + ".cfg")
+    path = os.path.join(output_dir, relative)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    _write_flagfile(path, [
+        f"# wemem tune --objective=pareto: front point {row.trial_id} "
+        f"({row.status}): {_measured_text(row)}.",
+        "# Use after the base flagfile: wemem run --flagfile=<base.cfg> "
+        f"--flagfile={relative}"], row, dataset_name)
+    flagfiles[row.trial_id] = relative
+  paths = frontier_lib.write(rows, output_dir, source, flagfiles)
+  overall = len(frontier_lib.fronts(rows).get(frontier_lib.ALL, []))
+  return (f"frontier: {overall} of {len(rows)} {source} on the overall "
+          f"front; wrote {paths['md']}, {paths['json']}, {paths['png']}")
 
 
 def main(argv) -> int:
@@ -195,14 +243,16 @@ def main(argv) -> int:
 
 
 def _search(objective, dataset, space, output_dir: str,
-            setup: tuner_lib.TuningSetup) -> int:
-  """Runs (or resumes) the search, confirms, writes the tables."""
+            setup: tuner_lib.TuningSetup,
+            evaluate_fn=tuner_lib.evaluate_choice) -> int:
+  """Runs (or resumes) the search, confirms, writes the tables
+  (`evaluate_fn` measures a choice; tests pass known answers)."""
   tuner = tuner_lib.DefenseTuner(
       tuner_lib.make_oracle(ORACLE.value, MAX_TRIALS.value, cf.SEED.value,
                             MAX_FAILED.value),
       setup, objective, space, directory=output_dir,
       project_name="tuner", overwrite=OVERWRITE.value,
-      tensorboard_dir=cf.TENSORBOARD_DIR.value)
+      evaluate_fn=evaluate_fn, tensorboard_dir=cf.TENSORBOARD_DIR.value)
   tuner.search()
   if tuner._is_worker():  # pylint: disable=protected-access
     print("worker done; the chief writes the trials table.")
@@ -212,18 +262,26 @@ def _search(objective, dataset, space, output_dir: str,
   if PRESETS.value:
     presets = tuner_lib.evaluate_presets(
         setup, space.methods, objective,
-        os.path.join(output_dir, "presets.json"))
+        os.path.join(output_dir, "presets.json"), evaluate_fn)
+  pareto = objective.kind is objective_lib.ObjectiveKind.PARETO
   confirmed = []
   if CONFIRM_TOP_K.value > 0 and CONFIRM_REPEATS.value > 0:
+    candidates = (front_candidates(list(rows) + list(presets)) if pareto
+                  else tuner_lib.top_rows(rows, CONFIRM_TOP_K.value)
+                  + list(presets))
     confirmed = tuner_lib.confirm(
-        setup, tuner_lib.top_rows(rows, CONFIRM_TOP_K.value) + list(presets),
-        CONFIRM_REPEATS.value, objective,
-        os.path.join(output_dir, "confirm.json"))
+        setup, candidates, CONFIRM_REPEATS.value, objective,
+        os.path.join(output_dir, "confirm.json"), evaluate_fn)
   paths = tuner_lib.write_trials(rows, objective, output_dir, presets,
                                  confirmed)
   with open(paths["md"]) as f:
     print(f.read())
   print(write_best(confirmed or rows, objective, output_dir, dataset.name))
+  if pareto:
+    print(write_frontier(
+        confirmed or list(rows) + list(presets), output_dir, dataset.name,
+        "confirmed front points (mean over rehearsals)" if confirmed
+        else "trials"))
   print(f"wrote {paths['md']}, {paths['json']}, "
         f"{os.path.join(output_dir, 'best.cfg')}")
   return 0

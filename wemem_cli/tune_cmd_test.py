@@ -4,7 +4,17 @@ import json
 import subprocess
 import sys
 
+from absl import flags
+from absl.testing import flagsaver
+
+import wemem_tf
 from wemem_cli import cli_testing
+from wemem_cli import tune_cmd
+from wemem_eval.tuning import objective as objective_lib
+from wemem_eval.tuning import tuner as tuner_lib
+from wemem_eval.tuning import tuner_test
+
+FLAGS = flags.FLAGS
 
 
 def _wemem(*args, timeout=600):
@@ -69,3 +79,35 @@ def test_tune_rejects_bad_settings(tmp_path, capsys):
                                f"--output_dir={tmp_path}", flag) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err, err
+
+
+def test_pareto_search_confirms_its_front_and_writes_a_flagfile_per_point(
+    tmp_path):
+  """Known answers (a wider window: more dev accuracy, more leakage), so
+  the whole front is known; the search's code path is the command's."""
+  if not FLAGS.is_parsed():
+    FLAGS(["wemem"])
+  space = tuner_lib.SearchSpace.for_dataset("digits", methods=("rsw",))
+  objective = objective_lib.TuningObjective("pareto")
+  out = tmp_path / "tune"
+  with flagsaver.flagsaver(oracle="random", max_trials=4, seed=3,
+                           confirm_top_k=1, confirm_repeats=1):
+    assert tune_cmd._search(objective, wemem_tf.data.load_dataset("digits"),
+                            space, str(out), tuner_test._setup(),
+                            tuner_test.known_evaluate) == 0
+  trials = json.loads((out / "trials.json").read_text())
+  done = [t for t in trials["trials"] if t["status"] == "COMPLETED"]
+  # Every completed trial is on the front here, so every one is confirmed.
+  assert len(trials["confirmed"]) == len(done) >= 2
+  saved = json.loads((out / "frontier.json").read_text())
+  assert saved["source"].startswith("confirmed front points")
+  front = saved["fronts"]["all"]
+  assert len(front) == len(done)
+  attacks = [p["attack_accuracy"] for p in front]
+  assert attacks == sorted(attacks)
+  for point in front:
+    cfg = (out / point["flagfile"]).read_text()
+    width = point["defense"]["settings"]["width"]
+    assert "--defense=rsw" in cfg and f"--window_width={width}" in cfg
+  assert (out / "frontier.md").read_text().count("| CONFIRMED |") >= 2
+  assert (out / "frontier.png").read_bytes()[:4] == b"\x89PNG"

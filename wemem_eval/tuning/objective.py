@@ -21,6 +21,10 @@ maximize, both in accuracy units (fractions):
   still guided towards the feasible region.
 * `weighted` (weight w): score = a − w · (m − 0.5): utility minus w times
   the attack's advantage over guessing.
+* `pareto` (weight w): no single winner; the search reports the front of
+  non-dominated (a, m) pairs (`frontier.py`). The oracle still needs one
+  number to steer by: the weighted score with weight w. Use the random
+  oracle (or several weights) to spread the trials along the front.
 """
 
 import dataclasses
@@ -34,6 +38,7 @@ import numpy as np
 class ObjectiveKind(enum.Enum):
   CONSTRAINED = "constrained"
   WEIGHTED = "weighted"
+  PARETO = "pareto"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,11 +46,11 @@ class TuningObjective:
   """How a trial's (dev accuracy, attack accuracy) become one score.
 
   Attributes:
-    kind: constrained or weighted (see the module docstring).
+    kind: constrained, weighted or pareto (see the module docstring).
     attack_target: constrained form's highest acceptable balanced accuracy
       of the strongest attack, in (0.5, 1].
     weight: weighted form's price of one point of attack accuracy in points
-      of dev accuracy, >= 0.
+      of dev accuracy, >= 0 (the pareto form steers its oracle by it).
   """
   kind: ObjectiveKind = ObjectiveKind.CONSTRAINED
   attack_target: float = 0.7
@@ -70,19 +75,22 @@ class TuningObjective:
                         ("attack_accuracy", attack_accuracy)):
       if not 0.0 <= value <= 1.0 or math.isnan(value):
         raise ValueError(f"{name} must lie in [0, 1], got {value}.")
-    if self.kind is ObjectiveKind.WEIGHTED:
+    if self.kind is not ObjectiveKind.CONSTRAINED:
       return dev_accuracy - self.weight * (attack_accuracy - 0.5)
     if attack_accuracy <= self.attack_target:
       return dev_accuracy
     return -(attack_accuracy - self.attack_target)
 
   def feasible(self, attack_accuracy: float) -> Optional[bool]:
-    """Whether the constraint holds (None for the weighted form)."""
-    if self.kind is ObjectiveKind.WEIGHTED:
+    """Whether the constraint holds (None for the other forms)."""
+    if self.kind is not ObjectiveKind.CONSTRAINED:
       return None
     return attack_accuracy <= self.attack_target
 
   def describe(self) -> str:
+    if self.kind is ObjectiveKind.PARETO:
+      return ("the front of (dev accuracy, attack accuracy); trials steered "
+              f"by dev accuracy - {self.weight:g} x (attack accuracy - 0.5)")
     if self.kind is ObjectiveKind.WEIGHTED:
       return f"dev accuracy - {self.weight:g} x (attack accuracy - 0.5)"
     return (f"dev accuracy, subject to attack accuracy <= "
