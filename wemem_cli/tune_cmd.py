@@ -191,21 +191,12 @@ def write_best(rows, objective, output_dir: str, dataset_name: str) -> str:
           + (" (target not met)" if feasible is False else ""))
 
 
-def front_candidates(rows):
-  """Every row on some front (each family's and the overall one), in
-  trial order: what a pareto search confirms."""
-  on_front = {r.trial_id for front in frontier_lib.fronts(rows).values()
-              for r in front}
-  return [r for r in rows if r.trial_id in on_front]
-
-
 def write_frontier(rows, output_dir: str, dataset_name: str,
                    source: str) -> str:
   """frontier.json/.md/.png and a flagfile per front point
   (frontier/<trial>.cfg); returns a line."""
-  points = front_candidates(rows)
   flagfiles = {}
-  for row in points:
+  for row in frontier_lib.on_any_front(rows):
     relative = os.path.join("frontier",
                             row.trial_id.replace(":", "_") + ".cfg")
     path = os.path.join(output_dir, relative)
@@ -217,7 +208,7 @@ def write_frontier(rows, output_dir: str, dataset_name: str,
         f"--flagfile={relative}"], row, dataset_name)
     flagfiles[row.trial_id] = relative
   paths = frontier_lib.write(rows, output_dir, source, flagfiles)
-  overall = len(frontier_lib.fronts(rows).get(frontier_lib.ALL, []))
+  overall = len(paths["points"].get(frontier_lib.ALL, []))
   return (f"frontier: {overall} of {len(rows)} {source} on the overall "
           f"front; wrote {paths['md']}, {paths['json']}, {paths['png']}")
 
@@ -266,7 +257,8 @@ def _search(objective, dataset, space, output_dir: str,
   pareto = objective.kind is objective_lib.ObjectiveKind.PARETO
   confirmed = []
   if CONFIRM_TOP_K.value > 0 and CONFIRM_REPEATS.value > 0:
-    candidates = (front_candidates(list(rows) + list(presets)) if pareto
+    candidates = (frontier_lib.on_any_front(list(rows) + list(presets))
+                  if pareto
                   else tuner_lib.top_rows(rows, CONFIRM_TOP_K.value)
                   + list(presets))
     confirmed = tuner_lib.confirm(

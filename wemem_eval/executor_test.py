@@ -99,16 +99,6 @@ def test_ray_run_equals_local_run_even_when_a_worker_is_killed(
       assert all(np.array_equal(a[k], b[k]) for k in a.files), name
 
 
-def _untimed(facts):
-  """Training facts without their wall times (any key ending "seconds")."""
-  if isinstance(facts, dict):
-    return {k: _untimed(v) for k, v in facts.items()
-            if not k.endswith("seconds")}
-  if isinstance(facts, list):
-    return [_untimed(v) for v in facts]
-  return facts
-
-
 def test_a_killed_workers_task_is_retried_to_the_same_weights(
     ray_executor, tmp_path, monkeypatch):
   dataset = wemem_tf.data.load_dataset("digits")
@@ -127,7 +117,8 @@ def test_a_killed_workers_task_is_retried_to_the_same_weights(
   assert not marker.exists()  # the first try's worker was killed
   assert sorted(retried) == sorted(plain) and len(plain) == 2
   for key, (weights, facts) in plain.items():
-    assert _untimed(retried[key][1]) == _untimed(facts)
+    assert (report_lib.without_timings(retried[key][1])
+            == report_lib.without_timings(facts))
     assert all(np.array_equal(a, b)
                for a, b in zip(weights, retried[key][0])), key
 

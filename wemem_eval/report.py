@@ -84,7 +84,6 @@ OPTIONAL_METRICS = ("calibration_balanced_accuracy", "tpr_at_zero_fpr",
                     "num_members", "num_non_members", "fpr_resolution",
                     "not_estimable", "intervals", "confidence",
                     "bootstrap_resamples")
-TIMING_KEYS = ("seconds", "defense_seconds")
 VICTIM_SIDE = "max over attacks on the victim (optimistic)"
 ATTACKER_SIDE = ("highest balanced accuracy on the attacker's calibration "
                  "data, reported on the victim")
@@ -249,10 +248,13 @@ def collect(run_dir: str, labels: Sequence[str]) -> Dict[str, Any]:
 
 
 def without_timings(report: Any) -> Any:
-  """The report with every wall-time field removed (for comparisons)."""
+  """The report (or any nested dict/list, e.g. training facts) with every
+  wall-time field ("seconds", "*_seconds") and run_dir removed (for
+  comparisons)."""
   if isinstance(report, dict):
     return {k: without_timings(v) for k, v in report.items()
-            if k not in TIMING_KEYS and k != "run_dir"}
+            if k != "seconds" and not k.endswith("_seconds")
+            and k != "run_dir"}
   if isinstance(report, list):
     return [without_timings(v) for v in report]
   return report

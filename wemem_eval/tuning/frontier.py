@@ -22,6 +22,7 @@ from matplotlib import figure as mpl_figure
 import numpy as np
 
 from attacks import plotting
+from wemem_eval.tuning import tuner as tuner_lib
 from wemem_tf import io_utils
 
 ALL = "all"
@@ -60,6 +61,13 @@ def family(row) -> str:
   return row.choice["name"]
 
 
+def _measured(rows: Sequence[Any]) -> List[Any]:
+  """The rows with a measurement (completed or confirmed, with a defense,
+  dev and attack accuracy)."""
+  return [r for r in rows if r.status in _MEASURED and r.choice
+          and "dev_accuracy" in r.metrics and "attack_accuracy" in r.metrics]
+
+
 def fronts(rows: Sequence[Any]) -> Dict[str, List[Any]]:
   """The front of every family and of all measured rows together.
 
@@ -71,9 +79,7 @@ def fronts(rows: Sequence[Any]) -> Dict[str, List[Any]]:
     {family or ALL: its front's rows, by increasing attack accuracy (then
     decreasing dev accuracy)}; ALL first.
   """
-  measured = [r for r in rows if r.status in _MEASURED and r.choice
-              and "dev_accuracy" in r.metrics
-              and "attack_accuracy" in r.metrics]
+  measured = _measured(rows)
   out = {}
   groups = {ALL: measured}
   for r in measured:
@@ -87,6 +93,13 @@ def fronts(rows: Sequence[Any]) -> Dict[str, List[Any]]:
                        key=lambda r: (r.metrics["attack_accuracy"],
                                       -r.metrics["dev_accuracy"]))
   return out
+
+
+def on_any_front(rows: Sequence[Any]) -> List[Any]:
+  """Every row on some front (a family's or the overall one), in the
+  order given: what a pareto search confirms."""
+  on_front = {r.trial_id for front in fronts(rows).values() for r in front}
+  return [r for r in rows if r.trial_id in on_front]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -128,12 +141,6 @@ def front_points(rows: Sequence[Any],
           for name, front in fronts(rows).items()}
 
 
-def _settings_text(defense: Mapping[str, Any]) -> str:
-  parts = [f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
-           for k, v in defense["settings"].items() if v is not None]
-  return " ".join(parts)
-
-
 def markdown(points: Mapping[str, Sequence[FrontPoint]], source: str,
              num_rows: int) -> str:
   """frontier.md: the overall front, then each family's."""
@@ -148,7 +155,7 @@ def markdown(points: Mapping[str, Sequence[FrontPoint]], source: str,
               "status | flagfile |", "|---|---|---|---|---|---|---|"]
     for p in front:
       lines.append(f"| {p.trial_id} | {p.defense['name']} | "
-                   f"{_settings_text(p.defense)} | "
+                   f"{tuner_lib.settings_text(p.defense['settings'])} | "
                    f"{100 * p.dev_accuracy:.1f} | "
                    f"{100 * p.attack_accuracy:.1f} | {p.status} | "
                    f"{p.flagfile or ''} |")
@@ -164,15 +171,13 @@ def plot(rows: Sequence[Any], points: Mapping[str, Sequence[FrontPoint]],
   ax = fig.add_subplot(1, 1, 1)
   families = [n for n in points if n != ALL]
   colors = colormaps["tab10"]
+  measured = _measured(rows)
   for i, name in enumerate(families):
     color = colors(i % 10)
-    xs = [100 * r.metrics["attack_accuracy"] for r in rows
-          if r.status in _MEASURED and r.choice and family(r) == name
-          and "attack_accuracy" in r.metrics]
-    ys = [100 * r.metrics["dev_accuracy"] for r in rows
-          if r.status in _MEASURED and r.choice and family(r) == name
-          and "dev_accuracy" in r.metrics]
-    ax.scatter(xs, ys, color=color, alpha=0.35, s=18)
+    mine = [r for r in measured if family(r) == name]
+    ax.scatter([100 * r.metrics["attack_accuracy"] for r in mine],
+               [100 * r.metrics["dev_accuracy"] for r in mine],
+               color=color, alpha=0.35, s=18)
     front = points[name]
     ax.step([100 * p.attack_accuracy for p in front],
             [100 * p.dev_accuracy for p in front], where="post",
@@ -192,7 +197,8 @@ def plot(rows: Sequence[Any], points: Mapping[str, Sequence[FrontPoint]],
 
 
 def write(rows: Sequence[Any], output_dir: str, source: str,
-          flagfiles: Optional[Mapping[str, str]] = None) -> Dict[str, str]:
+          flagfiles: Optional[Mapping[str, str]] = None
+          ) -> Dict[str, Any]:
   """Writes frontier.json, frontier.md and frontier.png into `output_dir`.
 
   Args:
@@ -203,7 +209,8 @@ def write(rows: Sequence[Any], output_dir: str, source: str,
     flagfiles: {trial_id: flagfile path relative to output_dir}.
 
   Returns:
-    {"json", "md", "png"}: the paths written.
+    {"json", "md", "png"}: the paths written, and "points": the fronts
+    (`front_points`).
   """
   points = front_points(rows, flagfiles)
   paths = {kind: os.path.join(output_dir, f"frontier.{kind}")
@@ -215,4 +222,4 @@ def write(rows: Sequence[Any], output_dir: str, source: str,
   io_utils.atomic_write_bytes(
       paths["md"], markdown(points, source, len(rows)).encode())
   plot(rows, points, paths["png"])
-  return paths
+  return {**paths, "points": points}

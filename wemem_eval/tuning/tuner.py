@@ -702,15 +702,17 @@ def best_row(rows: Sequence[TrialRow]) -> Optional[TrialRow]:
   return min(done, key=_rank) if done else None
 
 
+def settings_text(settings: Mapping[str, Any]) -> str:
+  """A defense's settings as "k=v k=v" (floats to 3 digits, None left
+  out), as the trials and frontier tables show them."""
+  return " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
+                  for k, v in settings.items() if v is not None)
+
+
 def _settings_text(choice: Optional[Dict[str, Any]]) -> str:
   if not choice:
     return ""
-  parts = []
-  for k, v in choice["settings"].items():
-    if v is None:
-      continue
-    parts.append(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}")
-  return f"{choice['name']} " + " ".join(parts)
+  return f"{choice['name']} " + settings_text(choice["settings"])
 
 
 def preset_choices(dataset_name: str, methods: Sequence[str],
