@@ -36,8 +36,10 @@ def digest(*parts: Any) -> str:
   return h.hexdigest()[:16]
 
 
-def defense_digest(defense) -> str:
-  """Identifies a defense's settings, including its scores' content."""
+def defense_digest(defense, training_only: bool = False) -> str:
+  """Identifies a defense's settings, including its scores' content; with
+  `training_only`, just what determines the trained weights (a serving-only
+  setting such as output modification does not: such models are shared)."""
   if defense is None or isinstance(defense, str):
     return digest(defense or "none")
   scores = getattr(defense, "scores", None)
@@ -47,7 +49,8 @@ def defense_digest(defense) -> str:
     index = getattr(scores, "index", None)
     score_part = digest(np.asarray(values, np.float64),
                         *(() if index is None else (np.asarray(index),)))
-  return digest(defense.name, defense.config(), score_part)
+  settings = defense.training_config() if training_only else defense.config()
+  return digest(defense.name, settings, score_part)
 
 
 # A stored model: its weights (`model.get_weights()` order) and its facts.
@@ -141,7 +144,8 @@ class ModelStore:
   def pruned_key(pretrained_key: str, seed: int, pruning_config,
                  defense) -> str:
     return digest("pruned", pretrained_key, int(seed),
-                  dataclasses.asdict(pruning_config), defense_digest(defense))
+                  dataclasses.asdict(pruning_config),
+                  defense_digest(defense, training_only=True))
 
 
 

@@ -2,6 +2,7 @@
 exactly as before architectures could come from code or files; code is
 keyed by itself; recipes and run configs stay JSON-reportable."""
 
+import dataclasses
 import json
 import types
 
@@ -13,6 +14,7 @@ from wemem_eval import model_training
 from wemem_eval import run as run_lib
 from wemem_tf import io_utils
 from wemem_tf.data import splits as splits_lib
+from wemem_tf.defenses import wemem
 from wemem_tf.models import architecture as arch_lib
 from wemem_tf.models.testdata import user_models
 from wemem_tf.training import loop as loop_lib
@@ -88,3 +90,28 @@ def test_tiered_store_writes_kept_kinds_and_holds_the_rest(tmp_path):
     for w, g in zip(weights, got):
       np.testing.assert_array_equal(w, g)
   assert list(tiered.new_entries()) == [("pruned", "b")]
+
+
+# defense_digest of each WeMem method's defaults with scores linspace(0, 1,
+# 10), computed at 56709de, before the serving-only `modify_output` setting
+# existed: stores and finished steps written then must still be found.
+WEMEM_PINNED = {"rsw": "05cd817edb5dfb2f", "rmr": "594f50a769563cda",
+                "swmr": "333582d43d7a9d06", "random": "8fefab59ad97b7c0"}
+
+
+@pytest.mark.parametrize("name", sorted(WEMEM_PINNED))
+def test_wemem_keys_are_unchanged_and_output_modification_shares_models(
+    name):
+  cls = wemem.METHODS[name]
+  scores = None if name == "random" else np.linspace(0, 1, 10)
+  plain = cls(scores=scores)
+  served = dataclasses.replace(plain, modify_output=True)
+  assert model_store.defense_digest(plain) == WEMEM_PINNED[name]
+  # What is served is part of a configuration's key, not of its models'.
+  assert model_store.defense_digest(served) != WEMEM_PINNED[name]
+  assert (model_store.defense_digest(served, training_only=True)
+          == model_store.defense_digest(plain, training_only=True))
+  assert "modify_output" not in plain.config()
+  assert served.config()["modify_output"] is True
+  assert "modify_output" not in served.training_config()
+  assert served.get_config()["modify_output"] is True

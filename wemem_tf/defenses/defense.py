@@ -172,9 +172,29 @@ class Defense:
     return {f.name: settings_lib.json_value(getattr(self, f.name))
             for f in dataclasses.fields(self) if "setting" in f.metadata}
 
+  def _serving_only(self):
+    """The dataclass fields of serving-only settings."""
+    return [f for f in dataclasses.fields(self)
+            if "setting" in f.metadata and f.metadata["setting"].serving_only]
+
   def config(self) -> Dict[str, Any]:
-    """Alias of `get_config` (the settings in reports and cache keys)."""
-    return self.get_config()
+    """The settings that identify a configuration's results (cache keys):
+    `get_config` without serving-only settings at their default, so that
+    adding one keeps every earlier key."""
+    out = self.get_config()
+    for f in self._serving_only():
+      if getattr(self, f.name) == f.default:
+        del out[f.name]
+    return out
+
+  def training_config(self) -> Dict[str, Any]:
+    """The settings that determine the trained weights: `get_config`
+    without serving-only settings (models trained with this defense are
+    shared whatever it serves)."""
+    out = self.get_config()
+    for f in self._serving_only():
+      del out[f.name]
+    return out
 
   @classmethod
   def from_config(cls, config: Dict[str, Any], **data) -> "Defense":

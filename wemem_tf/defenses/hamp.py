@@ -17,21 +17,10 @@ by Enforcing Less Confident Prediction." HAMP has three parts, all here:
    entropy weight instead, α' = α · C, so `alpha` means the same as the
    `--alpha` of their scripts (the objective differs from theirs by the
    constant factor C only).
-3. **Output modification at inference** (`inference_model`). For each query
-   x, a random input r is drawn from the feature domain; the served scores
-   are the model's scores on r, rearranged so that their ranking over the
-   classes equals the ranking of the model's scores on x. The predicted
-   label (top-1) is unchanged while the confidence values carry no
-   information about x. The served model outputs these rearranged *logits*
-   (softmax of them = the rearranged probabilities). The random inputs are
-   uniform bits when every training feature is 0 or 1 (the authors'
-   Location/Purchase/Texas setting), otherwise uniform in each feature's
-   training range [min, max] (`random_inputs` overrides the choice). A fresh
-   r is drawn per query, so repeated queries get different scores, as in the
-   authors' evaluation. The draws come from the served model's own
-   generator, seeded with the model's seed: the same queries in the same
-   order get the same answers in any process (e.g. on a Ray worker or the
-   driver), whatever else drew random numbers before.
+3. **Output modification at inference** (`inference_model`): the served
+   scores are the model's scores on a random input, ranked like its scores
+   on the query (`output_modification.py`, which also says how the random
+   inputs are drawn; `random_inputs` overrides the choice).
 
 Defaults: γ = 0.5 and α = 0.001, the authors' Location settings (their
 CIFAR-10 run uses γ = 0.5, α = 0.005; Texas γ = 0.6, α = 0.01). L2
@@ -42,15 +31,13 @@ import dataclasses
 import math
 from typing import Any, ClassVar, Dict
 
-import numpy as np
 import tensorflow as tf
 
 from wemem_tf._keras import keras
 from wemem_tf.defenses import defense as defense_lib
+from wemem_tf.defenses import output_modification
 from wemem_tf.defenses import settings as settings_lib
 from wemem_tf.training import loop as loop_lib
-
-RANDOM_INPUTS = ("auto", "bits", "uniform")
 
 
 def soft_label_entropy(p_true: float, num_classes: int) -> float:
@@ -112,53 +99,6 @@ class HAMPStep(loop_lib.TrainStep):
     return self.descend(model, objective, weight_decay)
 
 
-def rearrange_like(scores: tf.Tensor, template: tf.Tensor) -> tf.Tensor:
-  """`template`'s values per row, permuted to rank like `scores`' values.
-
-  Row i of the result holds the values of template[i], placed so that the
-  k-th smallest goes to the class where scores[i] has its k-th smallest.
-  """
-  ranks = tf.argsort(tf.argsort(scores, axis=-1, stable=True), axis=-1,
-                     stable=True)
-  return tf.gather(tf.sort(template, axis=-1), ranks, batch_dims=1)
-
-
-class HAMPOutputModification(keras.layers.Layer):
-  """Serves `model`'s scores on random inputs, ranked like its scores on x.
-
-  Args:
-    model: a logit-output model.
-    low, high: float arrays of the input's shape (without batch): each random
-      feature is drawn uniformly from [low, high], or, with `bits`, is low or
-      high with probability 1/2 each.
-    bits: draw two-valued features instead of uniform ones.
-    seed: seeds this layer's own random stream (a fresh draw per query,
-      independent of TensorFlow's global random state).
-  """
-
-  def __init__(self, model: keras.Model, low: np.ndarray, high: np.ndarray,
-               bits: bool, seed: int = 0, **kwargs):
-    super().__init__(**kwargs)
-    self.model = model
-    self.low = tf.constant(np.asarray(low, np.float32))
-    self.high = tf.constant(np.asarray(high, np.float32))
-    self.bits = bool(bits)
-    self.generator = tf.random.Generator.from_seed(int(seed))
-
-  def call(self, inputs):
-    logits = self.model(inputs, training=False)
-    shape = tf.shape(inputs)
-    u = self.generator.uniform(shape, dtype=tf.float32)
-    if self.bits:
-      u = tf.cast(u < 0.5, tf.float32)
-    random_inputs = self.low + u * (self.high - self.low)
-    random_logits = self.model(random_inputs, training=False)
-    return rearrange_like(logits, random_logits)
-
-  def compute_output_shape(self, input_shape):
-    return self.model.compute_output_shape(input_shape)
-
-
 class HAMPRun(defense_lib.DefenseRun):
   """HAMP on one model's records: the soft labels' top-1 probability and
   the feature domain of the inference-time random inputs."""
@@ -167,16 +107,8 @@ class HAMPRun(defense_lib.DefenseRun):
     super().__init__(defense, records, tuning)
     self.p_true = top1_probability(records.num_classes,
                                    defense.entropy_threshold)
-    x = np.asarray(records.x, np.float32)
-    if defense.random_inputs == "auto":
-      self.bits = bool(np.all((x == 0) | (x == 1)))
-    else:
-      self.bits = defense.random_inputs == "bits"
-    if self.bits:
-      self.low = np.zeros(x.shape[1:], np.float32)
-      self.high = np.ones(x.shape[1:], np.float32)
-    else:
-      self.low, self.high = x.min(axis=0), x.max(axis=0)
+    self.domain = output_modification.RandomInputDomain.of(
+        records.x, defense.random_inputs)
 
   def train_step(self) -> loop_lib.TrainStep:
     return HAMPStep(self.defense.entropy_threshold, self.defense.alpha)
@@ -186,16 +118,12 @@ class HAMPRun(defense_lib.DefenseRun):
     shares `model`'s weights and outputs logits)."""
     if not self.defense.modify_output:
       return model
-    inputs = keras.Input(model.input_shape[1:])
-    outputs = HAMPOutputModification(model, self.low, self.high, self.bits,
-                                     seed=self.seed,
-                                     name="hamp_output_modification")(inputs)
-    return keras.Model(inputs, outputs, name=f"{model.name}_hamp")
+    return output_modification.serve(model, self.domain, self.seed, "hamp")
 
   def report(self) -> Dict[str, Any]:
     out = super().report()
     out["soft_label_top1"] = self.p_true
-    out["random_inputs_drawn"] = "bits" if self.bits else "uniform"
+    out["random_inputs_drawn"] = "bits" if self.domain.bits else "uniform"
     return out
 
 
@@ -225,10 +153,10 @@ class HAMP(defense_lib.Defense):
   random_inputs: str = settings_lib.setting(
       "auto", "hamp_random_inputs", "How HAMP draws its inference-time "
       "random inputs: auto, bits or uniform.", kind="choice",
-      choices=RANDOM_INPUTS)
+      choices=output_modification.RANDOM_INPUTS)
   modify_output: bool = settings_lib.setting(
       True, "hamp_modify_output", "HAMP's output modification at inference.",
-      kind="bool")
+      kind="bool", serving_only=True)
 
   name: ClassVar[str] = "hamp"
   display_name: ClassVar[str] = "HAMP"

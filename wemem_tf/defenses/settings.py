@@ -70,6 +70,9 @@ class Setting:
     tune: how the tuner searches it (None: not tuned).
     flag_type: the flag's type when it differs from the kind ("int" for
       window sizes, which are integers on the command line).
+    serving_only: the setting changes only what the trained model serves
+      (output modification), not training: trained models are shared
+      across its values (`Defense.training_config`).
   """
   flag: str
   help: str
@@ -82,6 +85,7 @@ class Setting:
   optional: bool = False
   tune: Optional[Tune] = None
   flag_type: Optional[str] = None
+  serving_only: bool = False
 
   def __post_init__(self):
     if self.kind not in KINDS:

@@ -27,6 +27,7 @@ from typing import Any, ClassVar, Dict, Optional, Tuple
 import numpy as np
 
 from wemem_tf.defenses import defense as defense_lib
+from wemem_tf.defenses import output_modification
 from wemem_tf.defenses import risky as risky_lib
 from wemem_tf.defenses import settings as settings_lib
 from wemem_tf.defenses import window as window_lib
@@ -88,6 +89,10 @@ SHARED_OPTIMIZER = settings_lib.Setting(
     flag="risky_shared_optimizer", kind="bool",
     help="P3 with one Adam for all batches instead of a second one for "
     "risky batches.")
+MODIFY_OUTPUT = settings_lib.Setting(
+    flag="output_modification", kind="bool", serving_only=True,
+    help="Serve the model behind HAMP's output modification (an extension "
+    "beyond the paper: score attacks see only the labels).")
 SHUFFLE = settings_lib.Setting(
     flag="window_shuffle", kind="bool",
     help="Shuffle the window's records into batches (the authors' loader "
@@ -113,6 +118,12 @@ class WeMem(defense_lib.Defense):
       authors' second optimizer for risky batches.
     shuffle_within_epoch: shuffle the window's records into batches (the
       authors' data loader shuffles); False keeps window order.
+    modify_output: serve the trained model behind output modification
+      (`output_modification.py`: scores of a random input, ranked like the
+      query's), which leaves predicted labels, and so accuracy, unchanged.
+      Not in the paper: an extension (docs/method.md §8) that combines the
+      primitives with HAMP's serving-time part. Training is unchanged, so
+      the same trained models serve either way.
   """
   scores: Any = dataclasses.field(default=None, compare=False, repr=False)
   order: Optional[Order] = settings_lib.field(ORDER, None)
@@ -123,6 +134,7 @@ class WeMem(defense_lib.Defense):
   tau_share: Optional[float] = settings_lib.field(TAU_SHARE, None)
   shared_optimizer: bool = settings_lib.field(SHARED_OPTIMIZER, False)
   shuffle_within_epoch: bool = settings_lib.field(SHUFFLE, True)
+  modify_output: bool = settings_lib.field(MODIFY_OUTPUT, False)
 
   name: ClassVar[str] = "wemem"
   display_name: ClassVar[str] = "WeMem"
@@ -148,6 +160,10 @@ class WeMem(defense_lib.Defense):
   def needs_scores(self) -> bool:
     return self.regularized or self.order in (Order.HIGH_TO_LOW,
                                               Order.LOW_TO_HIGH)
+
+  @property
+  def modifies_output(self) -> bool:
+    return self.modify_output
 
   def check_ready(self):
     if self.needs_scores and self.scores is None:
@@ -228,6 +244,13 @@ class WeMemRun(defense_lib.DefenseRun):
     return loop_lib.batched_plan(positions, self.train_config.batch_size,
                                  self.train_config.weight_decay)
 
+  def inference_model(self, model):
+    """`model` behind output modification when `modify_output` is set."""
+    if not self.defense.modify_output:
+      return model
+    domain = output_modification.RandomInputDomain.of(self.records.x)
+    return output_modification.serve(model, domain, self.seed, "om")
+
   def train_step(self):
     if self.defense.regularized:
       return risky_lib.RiskyMemoryStep(self.defense.shared_optimizer)
@@ -260,7 +283,8 @@ class RSW(WeMem):
   order: Optional[Order] = settings_lib.field(ORDER, Order.LOW_TO_HIGH)
   name: ClassVar[str] = "rsw"
   display_name: ClassVar[str] = "RSW"
-  EXPOSED: ClassVar[Tuple[str, ...]] = ("order", "stride", "width")
+  EXPOSED: ClassVar[Tuple[str, ...]] = ("order", "stride", "width",
+                                        "modify_output")
 
   def __post_init__(self):
     if self.order is None or self.lambda_mem is not None:
@@ -278,7 +302,8 @@ class RMR(WeMem):
   lambda_mem: Optional[float] = settings_lib.field(LAMBDA_MEM, 0.1)
   name: ClassVar[str] = "rmr"
   display_name: ClassVar[str] = "RMR"
-  EXPOSED: ClassVar[Tuple[str, ...]] = ("tau", "tau_share", "lambda_mem")
+  EXPOSED: ClassVar[Tuple[str, ...]] = ("tau", "tau_share", "lambda_mem",
+                                        "modify_output")
 
   def __post_init__(self):
     if self.order is not None:
@@ -301,7 +326,8 @@ class SWMR(WeMem):
   name: ClassVar[str] = "swmr"
   display_name: ClassVar[str] = "SWMR"
   EXPOSED: ClassVar[Tuple[str, ...]] = ("order", "stride", "width", "tau",
-                                        "tau_share", "lambda_mem")
+                                        "tau_share", "lambda_mem",
+                                        "modify_output")
 
   def __post_init__(self):
     if self.order is None or self.lambda_mem is None:
@@ -322,7 +348,7 @@ class RandomWindow(WeMem):
   order: Optional[Order] = settings_lib.field(ORDER, Order.RANDOM)
   name: ClassVar[str] = "random"
   display_name: ClassVar[str] = "random window"
-  EXPOSED: ClassVar[Tuple[str, ...]] = ("stride", "width")
+  EXPOSED: ClassVar[Tuple[str, ...]] = ("stride", "width", "modify_output")
 
   def __post_init__(self):
     if self.order is not Order.RANDOM and self.order != "random":

@@ -344,3 +344,24 @@ def test_a_window_covering_every_record_warns_that_it_does_nothing(digits):
   with warnings.catch_warnings():
     warnings.simplefilter("error")
     _bind(wemem.RSW(scores=scores, width=15), ds, split)
+
+
+def test_output_modification_serves_the_labels_and_not_the_scores(digits):
+  ds, split, scores = digits
+  model = zoo.column_fc(ds.input_shape, ds.num_classes)
+  plain = _bind(wemem.SWMR(scores=scores), ds, split)
+  assert not plain.modifies_output
+  assert plain.inference_model(model) is model
+  run = _bind(wemem.SWMR(scores=scores, modify_output=True), ds, split)
+  assert run.modifies_output and run.report()["modify_output"] is True
+  served = run.inference_model(model)
+  x, _ = ds.take(split.test)
+  answers, logits = served(x).numpy(), model(x).numpy()
+  np.testing.assert_array_equal(np.argmax(answers, -1),
+                                np.argmax(logits, -1))
+  # Each row holds the scores of a random input, not the query's.
+  assert not np.allclose(np.sort(answers, -1), np.sort(logits, -1))
+  # The same setting for every WeMem method; the paper's defaults keep it off.
+  for cls in wemem.METHODS.values():
+    assert not cls().modify_output
+    assert "modify_output" in cls.EXPOSED
