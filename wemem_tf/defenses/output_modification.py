@@ -3,9 +3,11 @@
 For each query x, a random input r is drawn from the feature domain; the
 served scores are the model's scores on r, rearranged so that their ranking
 over the classes equals the ranking of the model's scores on x. The
-predicted label (top-1) is unchanged while the confidence values carry no
-information about x, so every score-based membership attack is reduced to
-what the labels reveal: at best the label-only bound (docs/method.md §8).
+predicted label (top-1) is unchanged, and the served values depend on x only
+through that ranking of the classes: the confidence levels a score attack
+reads come from r. What is left to an attacker is the ranking, nearly what a
+label-only attack has; the label-only bound (docs/method.md §7) is what the
+gap attack reaches from the top-1 alone.
 
 The random inputs are uniform bits when every training feature is 0 or 1
 (the authors' Location/Purchase/Texas setting), otherwise uniform in each
@@ -16,7 +18,7 @@ same queries in the same order get the same answers in any process (a Ray
 worker or the driver), whatever else drew random numbers before.
 
 HAMP (`hamp.py`) serves its models this way; the WeMem defenses can too
-(`WeMem.modify_output`, an extension beyond the paper, docs/method.md §8).
+(`WeMem.modify_output`, an extension beyond the paper, docs/method.md §5).
 """
 
 import dataclasses

@@ -92,7 +92,8 @@ SHARED_OPTIMIZER = settings_lib.Setting(
 MODIFY_OUTPUT = settings_lib.Setting(
     flag="output_modification", kind="bool", serving_only=True,
     help="Serve the model behind HAMP's output modification (an extension "
-    "beyond the paper: score attacks see only the labels).")
+    "beyond the paper: the served confidences are a random input's, only "
+    "the class ranking is the query's).")
 SHUFFLE = settings_lib.Setting(
     flag="window_shuffle", kind="bool",
     help="Shuffle the window's records into batches (the authors' loader "
@@ -121,7 +122,7 @@ class WeMem(defense_lib.Defense):
     modify_output: serve the trained model behind output modification
       (`output_modification.py`: scores of a random input, ranked like the
       query's), which leaves predicted labels, and so accuracy, unchanged.
-      Not in the paper: an extension (docs/method.md §8) that combines the
+      Not in the paper: an extension (docs/method.md §5) that combines the
       primitives with HAMP's serving-time part. Training is unchanged, so
       the same trained models serve either way.
   """
