@@ -284,6 +284,19 @@ def _served(dataset, split, seed, recipe, pruned):
   return run.inference_model(pruned)
 
 
+def _as_served(prune_facts: Dict[str, Any], recipe: ModelRecipe
+               ) -> Dict[str, Any]:
+  """The pruning facts with the defense report's serving-only settings
+  (output modification) those of `recipe`'s defense: a trained model is
+  shared by every value of them, and its stored report holds the values of
+  the run that trained it."""
+  serving = defense_catalog.resolve(recipe.defense).serving_config()
+  if not serving or "defense_report" not in prune_facts:
+    return prune_facts
+  return {**prune_facts,
+          "defense_report": {**prune_facts["defense_report"], **serving}}
+
+
 def _stored(store: Optional[model_store.ModelStore], kind: str, key: str,
             build: Callable[[], ModelAndFacts],
             architecture: Callable[[], keras.Model]) -> ModelAndFacts:
@@ -353,7 +366,7 @@ def _train_stages(dataset: datasets.Dataset, split: splits_lib.ModelSplit,
   for model, prune_facts in stages:
     facts = {"pretrain": pre_facts}
     if prune_facts is not None:
-      facts["prune"] = prune_facts
+      facts["prune"] = _as_served(prune_facts, recipe)
       model = _served(dataset, split, seed, recipe, model)
     query = inputs_lib.ModelQuery(model)
     accuracy = lambda ids, q=query: evaluate.accuracy(q.logits,

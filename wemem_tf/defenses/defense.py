@@ -187,6 +187,12 @@ class Defense:
         del out[f.name]
     return out
 
+  def serving_config(self) -> Dict[str, Any]:
+    """The serving-only settings alone (what a shared trained model's own
+    report cannot know)."""
+    return {f.name: settings_lib.json_value(getattr(self, f.name))
+            for f in self._serving_only()}
+
   def training_config(self) -> Dict[str, Any]:
     """The settings that determine the trained weights: `get_config`
     without serving-only settings (models trained with this defense are
