@@ -1,8 +1,9 @@
 """Run manifests: what a run directory was produced from.
 
 A manifest records the seed, the settings (flags), the versions of the
-packages that shape results, the data fingerprint and the git commit, so a
-result can be traced and reproduced.
+packages that shape results, the data fingerprint, the git commit and the
+machine (CPU model and the instruction sets that pick TensorFlow's float
+kernels), so a result can be traced and reproduced.
 
 Run directories are transactions: `check_reuse` refuses one that holds
 another seed's or dataset's run, `RunLock` keeps two commands out of one
@@ -39,6 +40,33 @@ def package_versions() -> Dict[str, Optional[str]]:
   return versions
 
 
+# CPU features that change which float kernels TensorFlow (Eigen, oneDNN)
+# runs, and so the last bits of every sum: the same code, seed and flags
+# give bit-identical models on one machine, not across these.
+_ISA_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni",
+              "avx_vnni", "amx_bf16", "amx_int8")
+
+
+def machine(cpuinfo: str = "/proc/cpuinfo") -> Dict[str, Any]:
+  """The machine's CPU model, float-relevant ISA flags and core count."""
+  model, flags = platform.processor() or None, set()
+  try:
+    with open(cpuinfo, encoding="utf-8") as f:
+      for line in f:
+        key, _, value = line.partition(":")
+        if key.strip() == "model name" and value.strip():
+          model = value.strip()
+        elif key.strip() == "flags":
+          flags = set(value.split())
+        if model and flags:
+          break
+  except OSError:
+    pass
+  return {"cpu": model, "isa": [f for f in _ISA_FLAGS if f in flags],
+          "cpus": os.cpu_count(), "system": platform.system(),
+          "onednn_opts": os.environ.get("TF_ENABLE_ONEDNN_OPTS")}
+
+
 def git_commit() -> Optional[str]:
   """The commit of the source tree wemem_tf runs from, if it is a checkout."""
   here = os.path.dirname(os.path.abspath(__file__))
@@ -64,6 +92,7 @@ def build_manifest(seed: int, settings: Dict[str, Any],
       "data_fingerprint": data_fingerprint,
       "packages": package_versions(),
       "python": platform.python_version(),
+      "machine": machine(),
       "git_commit": git_commit(),
       "created": datetime.datetime.now(datetime.timezone.utc).isoformat(),
   }
