@@ -1,7 +1,7 @@
 """The privacy–utility frontier of evaluated configurations (issue 19).
 
   python tools/evaluated_frontier.py --output=DIR/frontier \
-      [--exclude=unpruned,one_shot] A/aggregate.json[:TAG] B/aggregate.json:TAG ...
+      [--exclude=unpruned,one_shot] A/aggregate.json[:TAG[:CONFIGS]] ...
 
 Every configuration of every multi-seed aggregate (`wemem report --runs`)
 becomes one point: its mean test accuracy and mean best attack over seeds
@@ -9,8 +9,9 @@ becomes one point: its mean test accuracy and mean best attack over seeds
 the label-only bound and the excess leakage. A TAG names the aggregate's
 points: `ppb` from `B/aggregate.json:α16` is `ppb@α16`, another strength of
 the `ppb` family; a TAG starting with `+` makes a variant family instead
-(`swmr` from `C/aggregate.json:+om` is `swmr+om`). Aggregates must share
-their seeds, so the pairs below are paired by seed.
+(`swmr` from `C/aggregate.json:+om` is `swmr+om`). CONFIGS, a comma list,
+keeps only those configurations of that aggregate (`A/aggregate.json::ppb,hamp`).
+Aggregates must share their seeds, so the pairs below are paired by seed.
 
 Writes DIR/frontier.md, .json and .png: every point with mean ± std, whether
 it is on the front (no point has at least its test accuracy and at most its
@@ -68,10 +69,12 @@ def _values(entry, key) -> Tuple[float, ...]:
 
 def load_points(specs: Sequence[str], exclude: Sequence[str] = ()
                 ) -> Tuple[List[Point], List[int]]:
-  """The points of `specs` (PATH[:TAG]) and their common seeds."""
+  """The points of `specs` (PATH[:TAG[:CONFIGS]]) and their common seeds."""
   points, seeds, names = [], None, set()
   for spec in specs:
-    path, _, tag = spec.partition(":")
+    path, _, rest = spec.partition(":")
+    tag, _, only = rest.partition(":")
+    only = {c for c in only.split(",") if c}
     with open(path, encoding="utf-8") as f:
       agg = json.load(f)
     if seeds is not None and agg["seeds"] != seeds:
@@ -79,7 +82,7 @@ def load_points(specs: Sequence[str], exclude: Sequence[str] = ()
                        "aggregate the same seeds.")
     seeds = agg["seeds"]
     for config, entry in agg["defenses"].items():
-      if config in exclude:
+      if config in exclude or (only and config not in only):
         continue
       if tag.startswith("+"):
         name = family = config + tag

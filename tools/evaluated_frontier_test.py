@@ -29,8 +29,11 @@ def test_front_tags_and_dominance(tmp_path):
                 hamp=([0.50, 0.50], [0.70, 0.70], [0.70, 0.70]))
   om = _agg(tmp_path / "c.json", [0, 1],
             swmr=([0.63, 0.63], [0.68, 0.66], [0.66, 0.66]))
-  points, seeds = ef.load_points([main, strong + ":g08", om + ":+om"],
+  points, seeds = ef.load_points([main, strong + ":g08", om + ":+om",
+                                  main + ":again:hamp"],
                                  exclude=("unpruned",))
+  assert points[-1].name == "hamp@again"
+  points = points[:-1]
   assert seeds == [0, 1]
   assert [(p.name, p.family) for p in points] == [
       ("base", "base"), ("hamp", "hamp"), ("hamp@g08", "hamp"),
