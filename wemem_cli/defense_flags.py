@@ -15,6 +15,7 @@ from typing import Dict, Optional
 
 from absl import flags
 from absl import logging
+import numpy as np
 
 import wemem_tf
 from wemem_cli import flag_utils
@@ -137,6 +138,35 @@ def scores_for(dataset: wemem_tf.data.Dataset, seed: int,
   return _estimate(dataset, seed, architecture, cache_dir,
                    flag_utils.victim_splits(dataset, seed).pool,
                    "defender's (training pool)", executor)
+
+
+def rehearsal_records(dataset: wemem_tf.data.Dataset, seed: int
+                      ) -> np.ndarray:
+  """Every record a tuning trial trains a model on: the victim's training
+  records (a trial prunes the victim with its defense) and the shadows'
+  side of the protocol, pool and held-out records (a rehearsal's reference
+  models train on its held-out records too); no victim dev or test
+  record."""
+  splits = flag_utils.victim_splits(dataset, seed)
+  return np.union1d(np.union1d(splits.victim.train, splits.shadow_pool),
+                    wemem_tf.data.splits.shadow_heldout(splits)).astype(
+                        np.int64)
+
+
+def rehearsal_scores_for(dataset: wemem_tf.data.Dataset, seed: int,
+                         architecture: wemem_tf.models.ArchitectureLike,
+                         cache_dir: str, path: Optional[str] = None,
+                         executor=None) -> memorization.MemScores:
+  """Scores for `wemem tune`'s rehearsals: from `path`, else the cached
+  estimate over `rehearsal_records` (the defender's estimate over the pool
+  lacks the shadows' held-out records that rehearsal models train on, and
+  holds victim records no trial may read)."""
+  if path:
+    return memorization.MemScores.load(path, fingerprint=dataset.fingerprint)
+  return _estimate(dataset, seed, architecture, cache_dir,
+                   rehearsal_records(dataset, seed),
+                   "tuning rehearsals' (the shadows' side)",
+                   executor)
 
 
 def build_defense(name: str, dataset_name: str, scores_fn=None,

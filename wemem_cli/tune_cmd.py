@@ -136,7 +136,7 @@ def setup_from_flags(dataset, cache_dir: str,
       rehearsals_per_trial=REHEARSALS_PER_TRIAL.value,
       reference_inclusion=rehearsal_inclusion(),
       options=attack_cmd.attack_options(),
-      scores_fn=lambda: defense_flags.scores_for(
+      scores_fn=lambda: defense_flags.rehearsal_scores_for(
           dataset, seed, arch, os.path.join(cache_dir, "memscores"),
           defense_flags.MEMSCORES.value, executor),
       store=model_store.ModelStore(os.path.join(cache_dir, "models"),
