@@ -145,8 +145,8 @@ class Defense:
   @property
   def modifies_output(self) -> bool:
     """Whether a run's `inference_model` serves something else than the
-    trained model (HAMP's output modification)."""
-    return False
+    trained model: a serving-only setting (output modification) is on."""
+    return any(bool(getattr(self, f.name)) for f in self._serving_only())
 
   def bind(self, records: TrainingRecords,
            train_config: loop_lib.TrainConfig = loop_lib.TrainConfig(),

@@ -163,10 +163,6 @@ class HAMP(defense_lib.Defense):
   RUN: ClassVar[type] = HAMPRun
   EXPOSED: ClassVar = ("entropy_threshold", "alpha", "modify_output")
 
-  @property
-  def modifies_output(self) -> bool:
-    return self.modify_output
-
   def check_records(self, records, train_config):
     if records.num_classes < 2:
       raise ValueError(f"HAMP needs >= 2 classes, got {records.num_classes}.")

@@ -162,10 +162,6 @@ class WeMem(defense_lib.Defense):
     return self.regularized or self.order in (Order.HIGH_TO_LOW,
                                               Order.LOW_TO_HIGH)
 
-  @property
-  def modifies_output(self) -> bool:
-    return self.modify_output
-
   def check_ready(self):
     if self.needs_scores and self.scores is None:
       align_scores(None, np.zeros(0))  # raises with the instructions
