@@ -132,7 +132,7 @@ def config_from_flags(defense=None, architecture=None, attacker_defense=None
       train_config=flag_utils.train_config(),
       defense=defense,
       attacker_defense=attacker_defense if ADAPTIVE.value else None,
-      target=TARGET.value)
+      target=TARGET.value, cohort=common_flags.COHORTS.value)
   return experiment.ExperimentConfig(
       recipe=recipe,
       attacks=tuple(registry.parse_attack_names(ATTACKS.value)),

@@ -60,6 +60,13 @@ LEARNING_RATE = flags.DEFINE_float("learning_rate", 1e-3, "Adam learning rate.")
 WEIGHT_DECAY = flags.DEFINE_float("weight_decay", 5e-4, "L2 weight decay.")
 BATCH_SIZE = flags.DEFINE_integer("batch_size", 128, "Training batch size.")
 NUM_SHADOWS = flags.DEFINE_integer("num_shadows", 5, "Shadow models.")
+COHORTS = flags.DEFINE_boolean(
+    "cohorts", False, "Train plain-MLP models (the victim, shadows and "
+    "reference models) together, many at once in one compiled graph "
+    "(wemem_tf.pruning.cohort); pruning with a defense whose batch update is "
+    "not the plain one (RMR, SWMR, the existing defenses) stays one model "
+    "at a time. Another dropout stream than one at a time: other draws of "
+    "the same models, cached under their own keys.")
 SPLIT = flags.DEFINE_enum(
     "split", "stratified", ["stratified", "unstratified"], "How the data "
     "protocol cuts records (docs/method.md §2): stratified = every cut keeps "

@@ -67,7 +67,8 @@ def config_from_flags(seed=None) -> run_lib.RunConfig:
       memscore_design=defense_flags.MEMSCORE_DESIGN.value,
       attack_options=attack_cmd.attack_options(),
       split=flag_utils.split_config(),
-      num_targets=attack_cmd.NUM_TARGETS.value)
+      num_targets=attack_cmd.NUM_TARGETS.value,
+      cohorts=cf.COHORTS.value)
 
 
 def _seeds():

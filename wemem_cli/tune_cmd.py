@@ -126,7 +126,7 @@ def setup_from_flags(dataset, cache_dir: str,
   arch = flag_utils.architecture(dataset)
   recipe = model_training.ModelRecipe(
       architecture=arch, pruning_config=flag_utils.pruning_config(),
-      train_config=flag_utils.train_config())
+      train_config=flag_utils.train_config(), cohort=cf.COHORTS.value)
   return tuner_lib.TuningSetup(
       dataset, recipe, seed=seed,
       attacks=tuple(registry.parse_attack_names(TUNE_ATTACKS.value)),

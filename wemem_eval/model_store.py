@@ -133,12 +133,16 @@ class ModelStore:
   @staticmethod
   def pretrained_key(dataset: datasets.Dataset, split: splits_lib.ModelSplit,
                      seed: int, architecture: arch_lib.ArchitectureLike,
-                     train_config) -> str:
+                     train_config, cohort: bool = False) -> str:
     """Key of a pre-trained model; the architecture enters by its
-    `Architecture.key` (a zoo name's key is the name itself)."""
+    `Architecture.key` (a zoo name's key is the name itself). A model
+    trained in a cohort (`ModelRecipe.cohort`: another dropout stream) has
+    its own key, and so have the pruned models made from it; keys of models
+    trained one at a time are unchanged."""
     return digest("pretrained", dataset.fingerprint, split_digest(split),
                   int(seed), arch_lib.resolve_architecture(architecture).key,
-                  dataclasses.asdict(train_config))
+                  dataclasses.asdict(train_config),
+                  *(["cohort"] if cohort else []))
 
   @staticmethod
   def pruned_key(pretrained_key: str, seed: int, pruning_config,

@@ -27,6 +27,7 @@ import functools
 import time
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
+from absl import logging
 import numpy as np
 
 from attacks import inputs as inputs_lib
@@ -41,6 +42,7 @@ from wemem_tf.data import splits as splits_lib
 from wemem_tf.models import architecture as arch_lib
 from wemem_tf.models import evaluate
 from wemem_tf.pruning import iterative
+from wemem_tf.pruning import cohort as cohort_lib
 from wemem_tf.pruning import pipeline
 from wemem_tf.pruning import prune as prune_lib
 from wemem_tf.training import loop as loop_lib
@@ -73,6 +75,11 @@ class ModelRecipe:
       scores the attacker estimates over the records it holds
       (`attacker_variant`), while the victim's scores come from the
       defender's training pool.
+    cohort: train models of this recipe together where they can
+      (`wemem_tf.pruning.cohort`: plain MLPs; pruning with defenses whose
+      batch update is the plain one), the others one at a time. Models
+      trained in a cohort draw other dropout masks, so they are another
+      draw than the loop's and are stored under their own keys.
   """
   architecture: arch_lib.ArchitectureLike = "column_fc"
   pruning_config: iterative.PruningConfig = iterative.PruningConfig()
@@ -80,6 +87,7 @@ class ModelRecipe:
   defense: Any = None
   target: str = "pruned"
   attacker_defense: Any = None
+  cohort: bool = False
 
   def __post_init__(self):
     if self.target not in TARGETS:
@@ -311,7 +319,8 @@ def _stage_keys(dataset: datasets.Dataset, split: splits_lib.ModelSplit,
                 every_iteration: bool) -> Tuple[str, List[Tuple[str, str]]]:
   """(pre-training key, [(kind, key)] of the stages) of one model."""
   pre_key = model_store.ModelStore.pretrained_key(
-      dataset, split, seed, recipe.resolved_architecture, recipe.train_config)
+      dataset, split, seed, recipe.resolved_architecture, recipe.train_config,
+      cohort=recipe.cohort)
   if recipe.target == "unpruned":
     return pre_key, [("pretrained", pre_key)]
   key = model_store.ModelStore.pruned_key(pre_key, seed,
@@ -385,6 +394,131 @@ class ModelJob:
   recipe: ModelRecipe
 
 
+COHORT_SIZE = 64  # members per cohort (their weights, moments and best
+# checkpoints stay in memory: about 0.2 GB for 64 ColumnFCs on Location)
+
+
+def _chunks(items: Sequence[Any], size: int) -> List[Sequence[Any]]:
+  return [items[i:i + size] for i in range(0, len(items), size)]
+
+
+def _pretrain_cohorts(dataset: datasets.Dataset,
+                      pending: Sequence[Tuple[ModelJob, str]],
+                      store: model_store.ModelStore) -> None:
+  """Pre-trains the `(job, pre-training key)` pairs in cohorts of one
+  architecture and training config, writing them to `store`."""
+  groups: Dict[str, List[Tuple[ModelJob, str]]] = {}
+  for job, key in pending:
+    recipe = job.recipe
+    group = model_store.digest(recipe.resolved_architecture.key,
+                               dataclasses.asdict(recipe.train_config))
+    groups.setdefault(group, []).append((job, key))
+  for members in groups.values():
+    recipe = members[0][0].recipe
+    for chunk in _chunks(members, COHORT_SIZE):
+      weights, fits, seconds = cohort_lib.pretrain(
+          dataset, [cohort_lib.Member(j.split, j.seed) for j, _ in chunk],
+          recipe.resolved_architecture, recipe.train_config)
+      for (_, key), w, fit in zip(chunk, weights, fits):
+        store.put("pretrained", key, w, {
+            "epochs_run": fit.epochs_run, "best_epoch": fit.best_epoch,
+            "best_dev_accuracy": fit.best_dev_accuracy, "seconds": seconds,
+            "cohort": len(chunk)})
+
+
+def _bound_run(dataset: datasets.Dataset, job: ModelJob):
+  """The job's defense bound to its records, as `IterativePruner` binds it."""
+  x, y = dataset.take(job.split.train)
+  dev_x, dev_y = dataset.take(job.split.dev)
+  config = job.recipe.pruning_config
+  return defense_catalog.resolve(job.recipe.defense).bind(
+      defense_lib.TrainingRecords(x, y, job.split.train, dataset.num_classes,
+                                  dev_x, dev_y),
+      job.recipe.train_config, config.num_iterations,
+      config.epochs_per_iteration, job.seed)
+
+
+def _prune_cohort(dataset: datasets.Dataset,
+                  chunk: Sequence[Tuple[ModelJob, str, List[Tuple[str, str]]]],
+                  store: model_store.ModelStore, model: keras.Model,
+                  runs: Sequence[Any]) -> None:
+  """Prunes one cohort of jobs of one recipe and writes every stage."""
+  recipe = chunk[0][0].recipe
+  every_iteration = len(chunk[0][2]) > 1
+  pretrained = [store.entry("pretrained", key)[0] for _, key, _ in chunk]
+  snapshots = []
+  hook = None
+  if every_iteration:
+    hook = lambda it, cohort, records: snapshots.append(
+        [cohort.get_weights(k) for k in range(len(chunk))])
+  weights, histories = cohort_lib.prune(
+      dataset, [cohort_lib.Member(j.split, j.seed) for j, _, _ in chunk],
+      model, pretrained, runs, recipe.pruning_config, recipe.train_config,
+      on_iteration=hook)
+  snapshots = snapshots[:-1] + [weights]
+  for k, ((_, _, stage_keys), run) in enumerate(zip(chunk, runs)):
+    history = [h.to_json() for h in histories[k]]
+    report = run.report()
+    for i, (kind, key) in enumerate(stage_keys):
+      upto = history[:len(history) - len(stage_keys) + i + 1]
+      store.put(kind, key, snapshots[len(snapshots) - len(stage_keys) + i][k],
+                {"history": upto,
+                 "prune_seconds": float(sum(h["seconds"] for h in upto)),
+                 "defense_report": report, "cohort": len(chunk)})
+
+
+def _train_cohorts(dataset: datasets.Dataset, jobs: Sequence[ModelJob],
+                   store: model_store.ModelStore,
+                   every_iteration: bool) -> None:
+  """Trains the jobs whose recipe asks for cohorts (`ModelRecipe.cohort`)
+  and whose models `store` lacks, many at once, and writes their stages to
+  `store`; what a cohort cannot train (`cohort.unsupported_reason`, logged
+  once per recipe) is left to the one-at-a-time path, which then finds
+  the pre-trained models in `store`."""
+  todo, seen = [], set()
+  for job in jobs:
+    if not job.recipe.cohort:
+      continue
+    pre_key, stage_keys = _stage_keys(dataset, job.split, job.seed,
+                                      job.recipe, every_iteration)
+    keys = (pre_key, tuple(stage_keys))
+    if keys in seen or all(store.has(*k) for k in stage_keys):
+      continue
+    seen.add(keys)
+    todo.append((job, pre_key, stage_keys))
+  if not todo:
+    return
+  model, _ = cohort_lib.initial_weights(todo[0][0].recipe.architecture,
+                                        dataset, 0)
+  reason = cohort_lib.unsupported_reason(model)
+  if reason is not None:
+    logging.info("models train one at a time: %s.", reason)
+    return
+  pretrain = {key: job for job, key, _ in todo
+              if not store.has("pretrained", key)}
+  _pretrain_cohorts(dataset, [(j, k) for k, j in pretrain.items()], store)
+  groups: Dict[str, list] = {}
+  for job, pre_key, stage_keys in todo:
+    if job.recipe.target == "pruned":
+      recipe = job.recipe
+      group = model_store.digest(
+          recipe.resolved_architecture.key,
+          dataclasses.asdict(recipe.train_config),
+          dataclasses.asdict(recipe.pruning_config),
+          model_store.defense_digest(recipe.defense, training_only=True))
+      groups.setdefault(group, []).append((job, pre_key, stage_keys))
+  for members in groups.values():
+    runs = [_bound_run(dataset, job) for job, _, _ in members]
+    reason = cohort_lib.unsupported_reason(
+        model, runs[0], members[0][0].recipe.pruning_config)
+    if reason is not None:
+      logging.info("pruning one model at a time: %s.", reason)
+      continue
+    for lo in range(0, len(members), COHORT_SIZE):
+      _prune_cohort(dataset, members[lo:lo + COHORT_SIZE], store, model,
+                    runs[lo:lo + COHORT_SIZE])
+
+
 def train_remotely(dataset: datasets.Dataset, job: ModelJob,
                    every_iteration: bool,
                    known: Dict[Tuple[str, str], model_store.Entry]
@@ -407,8 +541,10 @@ def train_models(dataset: datasets.Dataset, jobs: Sequence[ModelJob],
   """Trains every job (as `train_model`, or `train_model_iterations` with
   `every_iteration`) and returns each job's stages, in job order.
 
-  Without an executor (or with the local one) the jobs train one after
-  another in this process. A remote executor (`wemem_eval.executor`) trains
+  Jobs whose recipe asks for cohorts (`ModelRecipe.cohort`) train first,
+  many at once in this process (`_train_cohorts`), into `store`; the rest
+  as follows. Without an executor (or with the local one) the jobs train
+  one after another in this process. A remote executor (`wemem_eval.executor`) trains
   the jobs whose models `store` does not hold yet on its workers, each
   through `train_remotely` with the pre-trained model the store already
   has; their weights and facts come back, are written to `store` (a
@@ -418,14 +554,17 @@ def train_models(dataset: datasets.Dataset, jobs: Sequence[ModelJob],
   executor or on the order in which jobs finish. `desc` names the jobs on
   the progress bar (`wemem_tf.progress`).
   """
-  if executor is None or not executor.remote:
+  remote = executor is not None and executor.remote
+  if remote or any(j.recipe.cohort for j in jobs):
+    if store is None:
+      store = model_store.MemoryStore()
+    elif store.kinds is not None:  # its other kinds live in memory meanwhile
+      store = model_store.TieredStore(store)
+    _train_cohorts(dataset, jobs, store, every_iteration)
+  if not remote:
     return [_train_stages(dataset, j.split, j.seed, j.recipe, store,
                           every_iteration)
             for j in progress.track(jobs, desc, unit="model")]
-  if store is None:
-    store = model_store.MemoryStore()
-  elif store.kinds is not None:  # its other kinds live in memory meanwhile
-    store = model_store.TieredStore(store)
   pending, planned = [], set()  # (job index, args); stage keys sent
   for index, job in enumerate(jobs):
     pre_key, stage_keys = _stage_keys(dataset, job.split, job.seed,
@@ -463,7 +602,7 @@ def train_model(dataset: datasets.Dataset, split: splits_lib.ModelSplit,
   unpruned target) and the pruned model are loaded when already on disk and
   saved when built; results are the same either way.
   """
-  return _train_stages(dataset, split, seed, recipe, store, False)[0]
+  return train_models(dataset, [ModelJob(split, seed, recipe)], store)[0][0]
 
 
 def train_model_iterations(dataset: datasets.Dataset,
@@ -486,7 +625,8 @@ def train_model_iterations(dataset: datasets.Dataset,
   if recipe.target != "pruned":
     raise ValueError("per-iteration attacks need target='pruned', got "
                      f"{recipe.target!r}.")
-  return _train_stages(dataset, split, seed, recipe, store, True)
+  return train_models(dataset, [ModelJob(split, seed, recipe)], store,
+                      every_iteration=True)[0]
 
 
 def victim_job(splits: splits_lib.Splits, recipe: ModelRecipe,

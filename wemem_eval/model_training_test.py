@@ -147,3 +147,62 @@ def test_hook_copies_each_checkpoint_and_changes_nothing(digits, restore_best):
     assert wemem_tf.pruning.layer_sparsity(model) == record["layer_sparsity"]
     assert evaluate.accuracy(model, x, y) == pytest.approx(
         record["test_accuracy"], abs=1e-9)
+
+
+def _no_dropout(shape, num_classes):
+  return wemem_tf.models.zoo.column_fc(shape, num_classes, dropout=0.0)
+
+
+@pytest.mark.parametrize("every_iteration", [False, True])
+def test_cohort_recipe_trains_like_one_at_a_time(digits, every_iteration):
+  dataset, splits = digits
+  recipe = model_training.ModelRecipe(
+      architecture=_no_dropout, pruning_config=TINY_PRUNING,
+      train_config=TINY_TRAINING)
+  cohort = dataclasses.replace(recipe, cohort=True)
+  jobs = model_training.shadow_jobs(splits, recipe, False, seed=1)
+  store = model_store.MemoryStore()
+  grouped = model_training.train_models(
+      dataset, [model_training.ModelJob(j.split, j.seed, cohort)
+                for j in jobs], store, every_iteration=every_iteration)
+  kinds = {kind for kind, _ in store.new_entries()}
+  assert kinds == ({"pretrained", "pruned", "pruned-it0"} if every_iteration
+                   else {"pretrained", "pruned"})
+  assert all(facts["cohort"] == len(jobs)
+             for _, facts in store.new_entries().values())
+  alone = model_training.train_models(dataset, jobs,
+                                      every_iteration=every_iteration)
+  for cohort_stages, alone_stages in zip(grouped, alone):
+    assert len(cohort_stages) == len(alone_stages)
+    for a, b in zip(alone_stages, cohort_stages):
+      for wa, wb in zip(a.model.get_weights(), b.model.get_weights()):
+        np.testing.assert_allclose(wa, wb, atol=1e-5)
+      assert b.test_accuracy == a.test_accuracy
+      assert ([h["epochs_run"] for h in b.facts["prune"]["history"]] ==
+              [h["epochs_run"] for h in a.facts["prune"]["history"]])
+  # Cohort models are stored under their own keys.
+  loop_store = model_store.MemoryStore()
+  model_training.train_models(dataset, jobs[:1], loop_store)
+  assert not set(loop_store.new_entries()) & set(store.new_entries())
+
+
+def test_cohort_leaves_unsupported_defenses_to_one_at_a_time(digits,
+                                                             tmp_path):
+  dataset, splits = digits
+  recipe = model_training.ModelRecipe(
+      pruning_config=TINY_PRUNING, train_config=TINY_TRAINING,
+      defense="relaxloss", cohort=True)
+  jobs = model_training.shadow_jobs(splits, recipe, True, seed=2)
+  store = model_store.ModelStore(str(tmp_path))
+  trained = model_training.train_models(dataset, jobs, store)
+  for (model,), job in zip(trained, jobs):
+    assert model.facts["pretrain"]["cohort"] == len(jobs)  # pre-trained together
+    assert "cohort" not in model.facts["prune"]  # pruned one at a time
+    assert model.facts["prune"]["defense_report"]["defense"] == "relaxloss"
+  hits = store.hits
+  again = model_training.train_models(dataset, jobs, store)
+  assert store.misses == len(jobs)  # only the pruned models were built
+  assert store.hits > hits
+  for (a,), (b,) in zip(trained, again):
+    for wa, wb in zip(a.model.get_weights(), b.model.get_weights()):
+      np.testing.assert_array_equal(wa, wb)

@@ -84,6 +84,8 @@ class RunConfig:
     split: the data protocol's fractions and stratification.
     num_targets: victims attacked and pooled per configuration
       (`experiment.ExperimentConfig.num_targets`).
+    cohorts: train the victim, shadows and reference models of each
+      configuration together where they can (`ModelRecipe.cohort`).
   """
   dataset: str = "digits"
   data_dir: Optional[str] = None
@@ -108,6 +110,7 @@ class RunConfig:
   attack_options: base.AttackOptions = base.AttackOptions()
   split: splits_lib.SplitConfig = splits_lib.SplitConfig()
   num_targets: int = 1
+  cohorts: bool = False
 
   def __post_init__(self):
     unknown = [d for d in self.defenses if d != "none"
@@ -166,7 +169,8 @@ class Step:
         config.attacks,
         config.num_shadows, config.num_reference_models,
         config.reference_inclusion, config.adaptive,
-        dataclasses.asdict(config.attack_options))
+        dataclasses.asdict(config.attack_options),
+        *(["cohort"] if self.recipe.cohort else []))
 
 
 class Progress:
@@ -204,7 +208,7 @@ def build_steps(config: RunConfig, dataset: datasets.Dataset,
   """
   base_recipe = model_training.ModelRecipe(
       architecture=config.arch(), pruning_config=config.pruning,
-      train_config=config.training)
+      train_config=config.training, cohort=config.cohorts)
   steps = []
   if "unpruned" in config.baselines:
     steps.append(Step("unpruned", dataclasses.replace(

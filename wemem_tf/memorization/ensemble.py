@@ -634,20 +634,36 @@ def hash_dropout_mask(shape, seed, rate: float) -> tf.Tensor:
   Mix32(Mix32(i ^ k1) + k2) >> 8 >= round(rate * 2^24), with keys k1, k2
   from the int64 `seed` (kernels/dropout.h). The fallback path draws the
   same masks as the native one with it."""
-  seed = tf.cast(seed, tf.int64)
-  low = tf.cast(tf.bitwise.bitwise_and(seed, 0xFFFFFFFF), tf.uint32)
-  high = tf.cast(tf.bitwise.bitwise_and(tf.bitwise.right_shift(seed, 32),
+  return member_dropout_masks(shape, tf.reshape(seed, [1]), rate)[0]
+
+
+def member_dropout_masks(shape, seeds, rate: float) -> tf.Tensor:
+  """`hash_dropout_mask` of many members at once.
+
+  Args:
+    shape: one member's mask shape.
+    seeds: int64 (k,) seeds, one per member.
+    rate: the dropout rate in [0, 1).
+
+  Returns:
+    float32 (k, *shape): member j's mask is `hash_dropout_mask(shape,
+    seeds[j], rate)`, so a member's masks do not depend on the others.
+  """
+  seeds = tf.reshape(tf.cast(seeds, tf.int64), [-1, 1])
+  low = tf.cast(tf.bitwise.bitwise_and(seeds, 0xFFFFFFFF), tf.uint32)
+  high = tf.cast(tf.bitwise.bitwise_and(tf.bitwise.right_shift(seeds, 32),
                                         0xFFFFFFFF), tf.uint32)
   k1 = _mix32(tf.bitwise.bitwise_xor(low, tf.constant(0x9e3779b9,
                                                       tf.uint32)))
   k2 = _mix32(high + k1)
   threshold = tf.constant(int(float(rate) * 16777216.0 + 0.5), tf.uint32)
-  index = tf.reshape(tf.range(tf.reduce_prod(shape), dtype=tf.int64), shape)
+  index = tf.range(tf.reduce_prod(shape), dtype=tf.int64)[tf.newaxis]
   index = tf.cast(tf.bitwise.bitwise_and(index, 0xFFFFFFFF), tf.uint32)
   h = _mix32(_mix32(tf.bitwise.bitwise_xor(index, k1)) + k2)
   keep = tf.bitwise.right_shift(h, 8) >= threshold
   scale = tf.constant(1.0, tf.float32) / (1.0 - tf.constant(rate, tf.float32))
-  return tf.cast(keep, tf.float32) * scale
+  out_shape = tf.concat([tf.shape(seeds)[:1], tf.cast(shape, tf.int32)], 0)
+  return tf.reshape(tf.cast(keep, tf.float32) * scale, out_shape)
 
 
 def _softmax_true_prob(logits: np.ndarray, y: np.ndarray) -> np.ndarray:
