@@ -82,7 +82,8 @@ _KERNELS = "kernels"  # The sources' folder in this package.
 _SOURCE_SUFFIXES = (".cc", ".h")
 # Ops whose outputs (or effects) get no gradient.
 _NO_GRADIENT_OPS = ("WememDropoutMask", "WememAdam", "WememRowSumReluDropout",
-                    "WememRowSumReluDropoutAdam", "WememMlpEpoch")
+                    "WememRowSumReluDropoutAdam", "WememMlpEpoch",
+                    "WememCohortEpoch")
 
 _lock = threading.Lock()
 _module = None

@@ -52,6 +52,7 @@ from wemem_tf._keras import keras
 from wemem_tf.data import datasets
 from wemem_tf.data import splits as splits_lib
 from wemem_tf.memorization import ensemble
+from wemem_tf.memorization import native
 from wemem_tf.models import architecture as arch_lib
 from wemem_tf.pruning import iterative
 from wemem_tf.training import loop as loop_lib
@@ -120,26 +121,23 @@ def _padded_positions(positions: Sequence[np.ndarray]):
   return out, valid
 
 
-def _padded_plans(plans: Sequence[Optional[loop_lib.EpochPlan]],
+def _padded_plans(plans: Sequence[loop_lib.EpochPlan],
                   train_positions: Sequence[np.ndarray]):
-  """One epoch of every member as padded arrays.
+  """One epoch of some members as padded arrays.
 
   Returns:
     (index int32 (k, steps, batch) positions into the shared arrays,
      weight float32 (k, steps, batch) 1 for a real record, 0 for padding,
      decay float32 (k, steps)): member k's step j is its plan's batch j;
-    a member without a plan (None) or with fewer batches has all-zero
-    weights there, which the epoch function treats as no step at all.
+    a member with fewer batches has all-zero weights there, which the
+    epoch function treats as no step at all.
   """
-  live = [p for p in plans if p is not None]
-  steps = max(p.num_batches for p in live)
-  width = max(int(np.diff(p.batch_bounds).max()) for p in live)
+  steps = max(p.num_batches for p in plans)
+  width = max(int(np.diff(p.batch_bounds).max()) for p in plans)
   index = np.zeros((len(plans), steps, width), np.int32)
   weight = np.zeros((len(plans), steps, width), np.float32)
   decay = np.zeros((len(plans), steps), np.float32)
   for k, plan in enumerate(plans):
-    if plan is None:
-      continue
     if np.any(plan.batch_kind != loop_lib.BatchKind.ORDINARY):
       raise ValueError("a cohort trains ordinary batches only; this defense "
                        "plans other kinds (train it one model at a time).")
@@ -171,7 +169,8 @@ class MLPCohort:
   def __init__(self, model: keras.Model,
                initial_weights: Sequence[Sequence[np.ndarray]],
                seeds: Sequence[int],
-               config: loop_lib.TrainConfig = loop_lib.TrainConfig()):
+               config: loop_lib.TrainConfig = loop_lib.TrainConfig(),
+               native_kernels: bool = True):
     reason = unsupported_reason(model)
     if reason is not None:
       raise ValueError(f"MLPCohort: {reason}.")
@@ -200,19 +199,24 @@ class MLPCohort:
     self._v = [tf.Variable(tf.zeros_like(v)) for v in self._variables]
     self._steps = tf.Variable(tf.zeros([self.num_members], tf.float32))
     self.trace_count = 0
-    self._x = self._y = None
+    self._x = self._y = self._cols = self._splits = None
+    self._native = native.load() if native_kernels else None
+    self.mode = None  # "native" or "tensorflow", fixed by set_data
     # Per-instance closures: each cohort traces its own graphs once.
     self._train_epoch = tf.function(
-        lambda *args: self._train_epoch_impl(*args), input_signature=[
+        lambda *args: (self._native_epoch_impl(*args)
+                       if self.mode == "native"
+                       else self._train_epoch_impl(*args)), input_signature=[
+            tf.TensorSpec([None], tf.int32),
             tf.TensorSpec([None, None, None], tf.int32),
             tf.TensorSpec([None, None, None], tf.float32),
             tf.TensorSpec([None, None], tf.float32),
-            tf.TensorSpec([None], tf.float32),
             tf.TensorSpec([None], tf.int64),
             tf.TensorSpec([None], tf.float32)])
     self._correct = tf.function(
-        lambda idx: self._correct_impl(idx),
-        input_signature=[tf.TensorSpec([None, None], tf.int32)])
+        lambda members, idx: self._correct_impl(members, idx),
+        input_signature=[tf.TensorSpec([None], tf.int32),
+                         tf.TensorSpec([None, None], tf.int32)])
 
   # Data and weights ----------------------------------------------------
 
@@ -229,6 +233,11 @@ class MLPCohort:
                        f"architecture takes {self.spec.input_dim}.")
     self._x = tf.constant(x)
     self._y = tf.constant(np.asarray(y, np.int64))
+    csr = ensemble.binary_csr(x) if self._native is not None else None
+    self.mode = "tensorflow" if csr is None else "native"
+    if csr is not None:
+      self._cols = tf.constant(csr[0], tf.int32)
+      self._splits = tf.constant(csr[1], tf.int64)
 
   def get_weights(self, member: int) -> List[np.ndarray]:
     """Member `member`'s weights in Keras' `get_weights()` order, pruned
@@ -275,12 +284,17 @@ class MLPCohort:
 
   # Compiled parts ------------------------------------------------------
 
-  def _forward(self, xb, kernels, training: bool, seeds=None):
-    """Logits (k, b, classes) of every member on its batch xb (k, b, d)."""
+  def _forward(self, xb, kernels, biases, training: bool, seeds=None,
+               first=None):
+    """Logits (k, b, classes) of members with these (masked) kernels and
+    biases (leading member axis) on their batches xb (k, b, d); `first`,
+    when given, is the first layer's product xb @ kernel (xb unused)."""
     h = xb
     last = len(kernels) - 1
-    for l, (kernel, bias) in enumerate(zip(kernels, self.biases)):
-      h = tf.einsum("kbi,kio->kbo", h, kernel) + bias[:, tf.newaxis, :]
+    for l, (kernel, bias) in enumerate(zip(kernels, biases)):
+      product = (first if l == 0 and first is not None
+                 else tf.einsum("kbi,kio->kbo", h, kernel))
+      h = product + bias[:, tf.newaxis, :]
       if l < last:
         h = tf.nn.relu(h)
         rate = self.spec.dropout_rates[l]
@@ -289,76 +303,128 @@ class MLPCohort:
               tf.shape(h)[1:], seeds + l, rate)
     return h
 
-  def _train_epoch_impl(self, index, weight, decay, live, dropout_keys,
+  def _train_epoch_impl(self, members, index, weight, decay, dropout_keys,
                         learning_rate):
-    """One epoch: step j of every member at once; returns each member's
-    summed batch loss and number of steps (k,), (k,)."""
+    """One epoch of the members `members` (int32 (l,)): step j of each at
+    once, on copies of their weights and Adam state gathered once and
+    written back at the end (the other members cost nothing). Returns
+    each one's summed batch loss and number of steps, (l,), (l,)."""
     self.trace_count += 1  # Python side effect: once per trace.
-    k = tf.shape(index)[0]
-    loss_sum = tf.zeros([k])
-    step_count = tf.zeros([k])
+    rows = members[:, tf.newaxis]
+    take = lambda variables: [tf.gather(v, members) for v in variables]
+    masks = take(self.masks)
+    state = (take(self._variables), take(self._m), take(self._v),
+             tf.gather(self._steps, members))
+    num = len(self.kernels)
     lr = learning_rate[0]
+    loss_sum = tf.zeros(tf.shape(members), tf.float32)
+    step_count = tf.zeros(tf.shape(members), tf.float32)
     for j in tf.range(tf.shape(index)[1]):
       idx, w = index[:, j], weight[:, j]
       count = tf.reduce_sum(w, axis=1)
-      stepping = tf.logical_and(count > 0, live > 0)
-      xb = tf.gather(self._x, idx)
-      yb = tf.gather(self._y, idx)
-      masked = [kernel * mask for kernel, mask in zip(self.kernels,
-                                                      self.masks)]
+      stepping = count > 0
+      values, m, v, steps = state
+      # The loop's wrapped layers hold kernel · mask in their variables.
+      masked = [k * mask for k, mask in zip(values[:num], masks)]
+      current = masked + values[num:]
       seeds = dropout_keys + tf.cast(j, tf.int64) * 64
       with tf.GradientTape() as tape:
-        tape.watch(masked)
-        logits = self._forward(xb, masked, True, seeds)
-        ce = tf.nn.sparse_softmax_cross_entropy_with_logits(yb, logits)
+        tape.watch(current)
+        logits = self._forward(tf.gather(self._x, idx), current[:num],
+                               current[num:], True, seeds)
+        ce = tf.nn.sparse_softmax_cross_entropy_with_logits(
+            tf.gather(self._y, idx), logits)
         per_member = tf.reduce_sum(ce * w, axis=1) / tf.maximum(count, 1.0)
         total = tf.reduce_sum(per_member)
-      # The gradient at the masked kernels, as the loop's wrapped layers
-      # (whose variables hold kernel · mask) see it.
-      grads = tape.gradient(total, masked + self.biases)
-      values = masked + [b for b in self.biases]
-      self._adam(grads, values, decay[:, j], stepping, lr)
+      grads = tape.gradient(total, current)
+      state = self._adam(current, grads, m, v, steps, decay[:, j], stepping,
+                         lr)
       loss_sum += tf.where(stepping, per_member, 0.0)
       step_count += tf.cast(stepping, tf.float32)
+    values, m, v, steps = state
+    values = [k * mask for k, mask in zip(values[:num], masks)] + values[num:]
+    for variables, new in ((self._variables, values), (self._m, m),
+                           (self._v, v)):
+      for var, value in zip(variables, new):
+        var.scatter_nd_update(rows, value)
+    self._steps.scatter_nd_update(rows, steps)
     return loss_sum, step_count
 
-  def _adam(self, grads, values, decay, stepping, lr):
-    """Keras' Adam update of the stepping members (others untouched)."""
-    steps = self._steps + tf.cast(stepping, tf.float32)
-    self._steps.assign(steps)
+  def _native_epoch_impl(self, members, index, weight, decay, dropout_keys,
+                         learning_rate):
+    """`_train_epoch_impl` in one native op (`WememCohortEpoch`): the same
+    steps, masks, dropout masks and Adam arithmetic, each member's steps
+    back to back on a CPU thread of its own, the first layer as sums of
+    the weight rows of each record's ones."""
+    self.trace_count += 1  # Python side effect: once per trace.
+    num = len(self.kernels)
+    interleaved = lambda variables: [
+        v.handle for pair in zip(variables[:num], variables[num:])
+        for v in pair]
+    loss_sum, taken = self._native.wemem_cohort_epoch(
+        interleaved(self._variables), interleaved(self._m),
+        interleaved(self._v),
+        [self.masks[l].read_value() for l in self.pruned_layers],
+        self._y, self._cols, self._splits, members, index, weight, decay,
+        learning_rate[0], tf.cast(tf.gather(self._steps, members), tf.int64),
+        dropout_keys, rates=list(self.spec.dropout_rates), beta1=_BETA_1,
+        beta2=_BETA_2, epsilon=_EPSILON)
+    taken = tf.cast(taken, tf.float32)
+    self._steps.scatter_nd_add(members[:, tf.newaxis], taken)
+    return loss_sum, taken
+
+  @staticmethod
+  def _adam(values, grads, ms, vs, steps, decay, stepping, lr):
+    """Keras' Adam step, with `decay · value` added to each gradient, of
+    the stepping members (the others unchanged): (values, m, v, steps)."""
+    steps = steps + tf.cast(stepping, tf.float32)
     t = tf.maximum(steps, 1.0)
     alpha = lr * tf.sqrt(1 - tf.pow(_BETA_2, t)) / (1 - tf.pow(_BETA_1, t))
-    for var, value, grad, m, v in zip(self._variables, values, grads,
-                                      self._m, self._v):
-      shape = [-1] + [1] * (len(var.shape) - 1)
+    out_values, out_m, out_v = [], [], []
+    for value, grad, m, v in zip(values, grads, ms, vs):
+      shape = [-1] + [1] * (len(value.shape) - 1)
       on = tf.reshape(stepping, shape)
       g = grad + tf.reshape(decay, shape) * value
       m_new = m + (g - m) * (1 - _BETA_1)
       v_new = v + (tf.square(g) - v) * (1 - _BETA_2)
       updated = value - (m_new * tf.reshape(alpha, shape)) / (
           tf.sqrt(v_new) + _EPSILON)
-      m.assign(tf.where(on, m_new, m))
-      v.assign(tf.where(on, v_new, v))
-      var.assign(tf.where(on, updated, var))
+      out_m.append(tf.where(on, m_new, m))
+      out_v.append(tf.where(on, v_new, v))
+      out_values.append(tf.where(on, updated, value))
+    return out_values, out_m, out_v, steps
 
-  def _correct_impl(self, idx):
-    """1 where a member's arg-max logit equals the label, (k, n)."""
-    masked = [kernel * mask for kernel, mask in zip(self.kernels,
-                                                    self.masks)]
-    logits = self._forward(tf.gather(self._x, idx), masked, False)
+  def _correct_impl(self, members, idx):
+    """1 where a member's arg-max logit equals the label, (l, n), for the
+    members `members` (int32 (l,)) on their records idx (l, n)."""
+    take = lambda variables: [tf.gather(v, members) for v in variables]
+    masked = [k * m for k, m in zip(take(self.kernels), take(self.masks))]
+    if self.mode == "native":  # the first layer as row sums of its ones
+      first = self._native.wemem_row_sum(masked[0], self._cols, self._splits,
+                                         idx)
+      logits = self._forward(None, masked, take(self.biases), False,
+                             first=first)
+    else:
+      logits = self._forward(tf.gather(self._x, idx), masked,
+                             take(self.biases), False)
     return tf.cast(tf.equal(tf.argmax(logits, axis=-1),
                             tf.gather(self._y, idx)), tf.float32)
 
   # Public training -----------------------------------------------------
 
-  def accuracy(self, positions: Sequence[np.ndarray]) -> np.ndarray:
-    """Each member's accuracy (k,) on its own records (positions into the
-    shared arrays; NaN for a member without records)."""
-    idx, valid = _padded_positions(positions)
+  def accuracy(self, positions: Sequence[np.ndarray],
+               members: Optional[np.ndarray] = None) -> np.ndarray:
+    """Accuracy of each member in `members` (default all; (l,)) on its own
+    records `positions[i]` (positions into the shared arrays); NaN for a
+    member without records."""
+    members = (np.arange(self.num_members) if members is None
+               else np.asarray(members))
+    idx, valid = _padded_positions([positions[i] for i in members])
     chunk = max(1, self.config.eval_batch_size // 4)
-    correct = np.zeros(self.num_members)
+    correct = np.zeros(len(members))
+    chosen = tf.constant(members, tf.int32)
     for lo in range(0, idx.shape[1], chunk):
-      hits = self._correct(tf.constant(idx[:, lo:lo + chunk])).numpy()
+      hits = self._correct(chosen, tf.constant(idx[:, lo:lo + chunk])).numpy()
       correct += (hits * valid[:, lo:lo + chunk]).sum(axis=1)
     counts = valid.sum(axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -388,31 +454,31 @@ class MLPCohort:
       best.assign(var)
     lr = tf.constant([self.config.learning_rate], tf.float32)
     for epoch in range(max_epochs):
-      plans = [plan_fns[k](epoch, rngs[k]) if live[k] else None
-               for k in members]
-      for k in members:
-        if plans[k] is not None and plans[k].num_batches == 0:
-          live[k], plans[k] = False, None
-      if not live.any():
+      plans = {k: plan_fns[k](epoch, rngs[k]) for k in np.flatnonzero(live)}
+      for k, plan in plans.items():
+        if plan.num_batches == 0:  # nothing left to visit: training ends
+          live[k] = False
+      chosen = np.flatnonzero(live)
+      if not len(chosen):
         break
-      index, weight, decay = _padded_plans(plans, train)
+      index, weight, decay = _padded_plans([plans[k] for k in chosen],
+                                           [train[k] for k in chosen])
       keys = np.array([int(np.random.SeedSequence(
-          [int(s), stream, epoch]).generate_state(1, np.uint64)[0]) >> 1
-                       for s in self.seeds], np.int64)
+          [int(self.seeds[k]), stream, epoch]).generate_state(
+              1, np.uint64)[0]) >> 1 for k in chosen], np.int64)
       loss_sum, steps = self._train_epoch(
-          tf.constant(index), tf.constant(weight), tf.constant(decay),
-          tf.constant(live.astype(np.float32)), tf.constant(keys), lr)
-      self._apply_masks()
-      accuracy = self.accuracy(dev)
+          tf.constant(chosen, tf.int32), tf.constant(index),
+          tf.constant(weight), tf.constant(decay), tf.constant(keys), lr)
+      accuracy = self.accuracy(dev, chosen)
       loss = loss_sum.numpy() / np.maximum(steps.numpy(), 1.0)
       improved = np.zeros(self.num_members, bool)
-      for k in np.flatnonzero(live):
+      for i, k in enumerate(chosen):
         fit = fits[k]
         fit.epochs_run += 1
-        fit.train_loss.append(float(loss[k]))
-        fit.dev_accuracy.append(float(accuracy[k]))
-        if accuracy[k] > fit.best_dev_accuracy:
-          fit.best_dev_accuracy, fit.best_epoch = float(accuracy[k]), epoch
+        fit.train_loss.append(float(loss[i]))
+        fit.dev_accuracy.append(float(accuracy[i]))
+        if accuracy[i] > fit.best_dev_accuracy:
+          fit.best_dev_accuracy, fit.best_epoch = float(accuracy[i]), epoch
           improved[k] = True
         elif epoch - fit.best_epoch >= patience:
           live[k] = False

@@ -10,6 +10,7 @@ from wemem_tf.data import splits as splits_lib
 from wemem_tf.defenses import catalog
 from wemem_tf.defenses import defense as defense_lib
 from wemem_tf.memorization import ensemble
+from wemem_tf.memorization import native
 from wemem_tf.models import zoo
 from wemem_tf.pruning import cohort
 from wemem_tf.pruning import iterative
@@ -163,3 +164,51 @@ def test_unsupported_models_and_defenses_say_why(digits):
   with pytest.raises(ValueError, match="changes the batch update"):
     cohort.prune(dataset, members[:1], mlp, [mlp.get_weights()], [run],
                  PRUNING, TRAIN)
+
+
+@pytest.fixture(scope="module")
+def sparse_binary():
+  """A small dataset of sparse binary records (as Location's): the native
+  kernels' case."""
+  rng = np.random.default_rng(0)
+  x = (rng.random((900, 60)) < 0.15).astype(np.float32)
+  y = np.argmax(x @ rng.normal(size=(60, 4)), axis=1).astype(np.int64)
+  dataset = datasets.Dataset("sparse_binary", x, y, 4)
+  splits = splits_lib.splits_for(dataset, seed=0, num_shadows=2)
+  return dataset, [cohort.Member(splits.victim, 21),
+                   cohort.Member(splits.shadows[0], 22),
+                   cohort.Member(splits.shadows[1], 23)]
+
+
+def test_native_epochs_train_as_the_tensorflow_path(sparse_binary):
+  if native.load() is None:
+    pytest.skip(f"native kernels unavailable: {native.unavailable_reason()}")
+  dataset, members = sparse_binary
+  model, _ = cohort.initial_weights(zoo.column_fc, dataset, 0)  # dropout 0.1
+  results = {}
+  for native_kernels in (False, True):
+    weights = [cohort.initial_weights(zoo.column_fc, dataset, m.seed)[1]
+               for m in members]
+    group = cohort.MLPCohort(model, weights, [m.seed for m in members],
+                             TRAIN, native_kernels=native_kernels)
+    group.set_data(dataset.x, dataset.y)
+    assert group.mode == ("native" if native_kernels else "tensorflow")
+    group.prune(2, PRUNING.schedule())  # masks at 60% sparsity
+    fits = group.fit([m.split.train for m in members],
+                     [m.split.dev for m in members],
+                     [lambda e, r, n=len(m.split.train): loop_lib.shuffled_plan(
+                         n, TRAIN, r) for m in members],
+                     [m.seed for m in members], 3, 100, stream=0)
+    results[native_kernels] = fits, [group.get_weights(k)
+                                     for k in range(len(members))]
+  (tf_fits, tf_weights), (native_fits, native_weights) = (results[False],
+                                                          results[True])
+  for a, b in zip(tf_fits, native_fits):
+    # The same batches, dropout masks and Adam steps: the same losses up to
+    # float rounding (which Adam amplifies for weights with ~0 gradients).
+    np.testing.assert_allclose(a.train_loss, b.train_loss, rtol=2e-3)
+    np.testing.assert_allclose(a.dev_accuracy, b.dev_accuracy, atol=0.02)
+  for wa, wb in zip(tf_weights, native_weights):
+    for a, b in zip(wa, wb):
+      np.testing.assert_array_equal(a == 0, b == 0)  # same masks
+      assert np.mean(np.abs(a - b) < 1e-4) > 0.98

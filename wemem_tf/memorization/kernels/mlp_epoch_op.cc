@@ -3,19 +3,10 @@
 // to back, one member a task on TensorFlow's CPU threads. A step does what
 // the per-step graph's ops do (the same dropout masks, Adam step counts and
 // L2 terms); the dense layers' products use Eigen's matrix product.
-#include "adam.h"
-#include "backward.h"
-#include "common.h"
-#include "dropout.h"
-#include "row_sum.h"
+#include "member_step.h"
 
 namespace wemem {
 namespace {
-
-typedef Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>
-    RowMatrix;
-typedef Eigen::Map<RowMatrix> MatrixMap;
-typedef Eigen::Map<const RowMatrix> ConstMatrixMap;
 
 // One epoch of K plain-MLP members, each member's steps back to back (its
 // weights and optimizer state reused from the caches, no synchronization
@@ -122,8 +113,6 @@ class MlpEpochOp : public OpKernel {
                   SB = order.dim_size(1), S = SB / B;
     const Csr csr{n, F, nnz, splits.flat<int64_t>().data(),
                   cols.flat<int32_t>().data()};
-    const int64_t* s = csr.s;
-    const int32_t* c = csr.c;
     const int64_t* y = labels.flat<int64_t>().data();
     const int32_t* ord = order.flat<int32_t>().data();
     const float* wt = weight.flat<float>().data();
@@ -145,163 +134,46 @@ class MlpEpochOp : public OpKernel {
                    ctx->allocate_output(0, TensorShape({K}), &loss_t));
     float* loss_out = loss_t->flat<float>().data();
 
-    std::vector<float*> var(N), mom(N), vel(N);
-    for (int i = 0; i < N; ++i) {
-      var[i] = tensors[i].flat<float>().data();
-      mom[i] = tensors[N + i].flat<float>().data();
-      vel[i] = tensors[2 * N + i].flat<float>().data();
-    }
+    MlpShape sh;
+    sh.L = L;
+    sh.din = din;
+    sh.dout = dout;
+    sh.rates = rates_;
+    sh.beta1 = beta1_;
+    sh.beta2 = beta2_;
+    sh.epsilon = epsilon_;
     // Seeds per step: layer 0 always (as the per-step graph), then the
     // hidden layers i >= 1 with dropout.
     int64_t seeds_per_step = 1;
     for (int i = 1; i < L - 1; ++i) seeds_per_step += rates_[i] > 0.f;
-    int64_t max_width = 0, max_kernel = 0;
-    for (int i = 0; i < L; ++i) {
-      max_width = std::max(max_width, dout[i]);
-      if (i > 0) max_kernel = std::max(max_kernel, din[i] * dout[i]);
-    }
-    const std::vector<float>& rates = rates_;
-    const float beta1 = beta1_, beta2 = beta2_, epsilon = epsilon_;
-
-    // Buffers of one worker thread (allocated at its first member).
-    struct Scratch {
-      // acts[i] (B, din[i]): the input of layer i >= 1; logits (B, C).
-      std::vector<std::vector<float>> acts;
-      std::vector<float> logits, delta, dinput, gw, gb;
-      std::vector<int32_t> start, fill, rows;
-    };
     thread::ThreadPool* pool =
         ctx->device()->tensorflow_cpu_worker_threads()->workers;
-    std::vector<Scratch> scratch(pool->NumThreads() + 1);
+    std::vector<StepScratch> scratch(pool->NumThreads() + 1);
     auto work = [&](int64_t begin, int64_t end, int worker) {
-      Scratch& sc = scratch[worker];
-      if (sc.acts.empty()) {
-        sc.acts.resize(L);
-        for (int i = 1; i < L; ++i) sc.acts[i].resize(B * din[i]);
-        sc.logits.resize(B * C);
-        sc.delta.resize(B * max_width);
-        sc.dinput.resize(B * max_width);
-        sc.gw.resize(max_kernel);
-        sc.gb.resize(max_width);
-        sc.start.resize(F + 1);
-        sc.fill.resize(F);
-      }
-      std::vector<std::vector<float>>& acts = sc.acts;
-      std::vector<float>& logits = sc.logits;
-      std::vector<float>& delta = sc.delta;
-      std::vector<float>& dinput = sc.dinput;
-      std::vector<float>& gw = sc.gw;
-      std::vector<float>& gb = sc.gb;
-      std::vector<int32_t>& start = sc.start;
-      std::vector<int32_t>& fill = sc.fill;
-      std::vector<int32_t>& rows = sc.rows;
+      StepScratch& sc = scratch[worker];
+      sc.Reserve(sh, B);
+      MemberVars mv;
+      mv.var.resize(N);
+      mv.m.resize(N);
+      mv.v.resize(N);
+      std::vector<uint64_t> seeds(L, 0);
       for (int64_t k = begin; k < end; ++k) {
+        for (int i = 0; i < N; ++i) {
+          const int64_t size = tensors[i].NumElements() / K;
+          mv.var[i] = tensors[i].flat<float>().data() + k * size;
+          mv.m[i] = tensors[N + i].flat<float>().data() + k * size;
+          mv.v[i] = tensors[2 * N + i].flat<float>().data() + k * size;
+        }
         double loss_sum = 0.0;
         for (int64_t st = 0; st < S; ++st) {
-          const int32_t* ik = ord + k * SB + st * B;
-          const float* wk = wt + k * SB + st * B;
           int64_t seed = seed0 + st * seeds_per_step;
-          // Layer 0.
-          {
-            const int64_t H = dout[0];
-            const DropoutStream drop(static_cast<uint64_t>(++seed), rates[0]);
-            const float* w = var[0] + k * F * H;
-            const float* bias = var[1] + k * H;
-            float* h1 = acts[1].data();
-            for (int64_t b = 0; b < B; ++b) {
-              const int64_t r = ik[b];
-              SumRows(h1 + b * H, nullptr, 0.f, w, c + s[r], s[r + 1] - s[r],
-                      H, H);
-              BiasReluDropoutRow(h1 + b * H, bias, H,
-                                 static_cast<uint32_t>((k * B + b) * H), drop,
-                                 rates[0] > 0.f);
-            }
-          }
-          // Layers 1..L-1.
-          for (int i = 1; i < L; ++i) {
-            const int64_t Hi = din[i], Ho = dout[i];
-            ConstMatrixMap x(acts[i].data(), B, Hi);
-            ConstMatrixMap w(var[2 * i] + k * Hi * Ho, Hi, Ho);
-            const bool last = i == L - 1;
-            float* out = last ? logits.data() : acts[i + 1].data();
-            // out = bias + x @ w: the product accumulates onto the bias.
-            const float* bias = var[2 * i + 1] + k * Ho;
-            for (int64_t b = 0; b < B; ++b)
-              std::memcpy(out + b * Ho, bias, sizeof(float) * Ho);
-            MatrixMap o(out, B, Ho);
-            o.noalias() += x * w;
-            if (!last) {
-              const bool use = rates[i] > 0.f;
-              const DropoutStream drop(
-                  use ? static_cast<uint64_t>(++seed) : 0, rates[i]);
-              for (int64_t b = 0; b < B; ++b)
-                BiasReluDropoutRow(out + b * Ho, nullptr, Ho,
-                                   static_cast<uint32_t>((k * B + b) * Ho),
-                                   drop, use);
-            }
-          }
-          // Softmax cross-entropy; delta = d loss / d logits.
-          double wsum = 0.0;
-          for (int64_t b = 0; b < B; ++b) wsum += wk[b];
-          const float inv = wsum > 0.0 ? static_cast<float>(1.0 / wsum) : 0.f;
-          double step_loss = 0.0;
-          for (int64_t b = 0; b < B; ++b) {
-            const float* z = logits.data() + b * C;
-            float* d = delta.data() + b * C;
-            float mx = z[0];
-            for (int64_t j = 1; j < C; ++j) mx = std::max(mx, z[j]);
-            float sum = 0.f;
-            for (int64_t j = 0; j < C; ++j) {
-              d[j] = std::exp(z[j] - mx);
-              sum += d[j];
-            }
-            const int64_t label = y[ik[b]];
-            const float lse = std::log(sum);
-            step_loss += static_cast<double>(wk[b]) * (lse - (z[label] - mx));
-            const float coef = wk[b] * inv, norm = coef / sum;
-            for (int64_t j = 0; j < C; ++j) d[j] *= norm;
-            d[label] -= coef;
-          }
-          loss_sum += step_loss * inv;
-          // Adam coefficients of this step.
-          const float t = static_cast<float>(step0 + st + 1);
-          const float b1p = std::pow(beta1, t), b2p = std::pow(beta2, t);
-          const AdamCoefs coefs(lr, b1p, b2p, beta1, beta2, epsilon);
-          // Backward through layers L-1..1: gradients from the weights
-          // before the step, then the layer's Adam step.
-          for (int i = L - 1; i >= 1; --i) {
-            const int64_t Hi = din[i], Ho = dout[i];
-            ConstMatrixMap x(acts[i].data(), B, Hi);
-            ConstMatrixMap d(delta.data(), B, Ho);
-            float* w = var[2 * i] + k * Hi * Ho;
-            MatrixMap g(gw.data(), Hi, Ho);
-            g.noalias() = x.transpose() * d;
-            MatrixMap dx(dinput.data(), B, Hi);
-            dx.noalias() = d * ConstMatrixMap(w, Hi, Ho).transpose();
-            AdamUpdate<true>(w, mom[2 * i] + k * Hi * Ho,
-                             vel[2 * i] + k * Hi * Ho, gw.data(), decay,
-                             Hi * Ho, coefs);
-            ColumnSum(gb.data(), nullptr, 0.f, delta.data(), B, Ho);
-            AdamUpdate<true>(var[2 * i + 1] + k * Ho, mom[2 * i + 1] + k * Ho,
-                             vel[2 * i + 1] + k * Ho, gb.data(), decay, Ho,
-                             coefs);
-            // delta of layer i - 1 (pre-activation), through its relu and
-            // dropout.
-            ReluDropoutGrad(dinput.data(), acts[i].data(),
-                            1.f / (1.f - rates[i - 1]), B * Hi);
-            std::swap(delta, dinput);
-          }
-          // Layer 0: bias, then the kernel rows feature by feature.
-          {
-            const int64_t H = dout[0];
-            ColumnSum(gb.data(), var[1] + k * H, decay, delta.data(), B, H);
-            AdamUpdate<false>(var[1] + k * H, mom[1] + k * H, vel[1] + k * H,
-                              gb.data(), 0.f, H, coefs);
-            BucketBatch(csr, ik, B, &start, &fill, &rows);  // Checked above.
-            SparseLayerAdam(var[0] + k * F * H, mom[0] + k * F * H,
-                            vel[0] + k * F * H, delta.data(), rows.data(),
-                            start.data(), F, H, decay, coefs, gb.data());
-          }
+          seeds[0] = static_cast<uint64_t>(++seed);
+          for (int i = 1; i < L - 1; ++i)
+            seeds[i] = rates_[i] > 0.f ? static_cast<uint64_t>(++seed) : 0;
+          loss_sum += MemberStep(sh, csr, y, ord + k * SB + st * B,
+                                 wt + k * SB + st * B, B, k, seeds.data(), lr,
+                                 decay, static_cast<float>(step0 + st + 1),
+                                 mv, sc);
         }
         loss_out[k] = S > 0 ? static_cast<float>(loss_sum / S) : 0.f;
       }
