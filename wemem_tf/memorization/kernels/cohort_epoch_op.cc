@@ -13,47 +13,24 @@
 //   epoch, kernel = kernel * mask (what the pruning wrappers do).
 // Members not listed are left untouched. Outputs: each listed member's sum
 // of batch losses and its number of steps taken.
-#include "member_step.h"
+#include "epoch_op.h"
 
 namespace wemem {
 namespace {
 
 constexpr int64_t kSeedsPerStep = 64;
 
-class CohortEpochOp : public OpKernel {
+class CohortEpochOp : public EpochOpBase {
  public:
-  explicit CohortEpochOp(OpKernelConstruction* c) : OpKernel(c) {
-    OP_REQUIRES_OK(c, c->GetAttr("num_vars", &num_vars_));
-    OP_REQUIRES_OK(c, c->GetAttr("rates", &rates_));
-    OP_REQUIRES_OK(c, c->GetAttr("beta1", &beta1_));
-    OP_REQUIRES_OK(c, c->GetAttr("beta2", &beta2_));
-    OP_REQUIRES_OK(c, c->GetAttr("epsilon", &epsilon_));
-    OP_REQUIRES(c, num_vars_ % 2 == 0 && num_vars_ >= 4,
-                errors::InvalidArgument("num_vars: a kernel and a bias per "
-                                        "layer, two layers or more"));
-    OP_REQUIRES(c, static_cast<int>(rates_.size()) == num_vars_ / 2 - 1,
-                errors::InvalidArgument("rates: one per hidden layer"));
-    for (float r : rates_)
-      OP_REQUIRES(c, r >= 0.f && r < 1.f,
-                  errors::InvalidArgument("rates must lie in [0, 1)"));
-  }
+  explicit CohortEpochOp(OpKernelConstruction* c) : EpochOpBase(c) {}
 
   void Compute(OpKernelContext* ctx) override {
     const int N = num_vars_, L = num_vars_ / 2, H = L - 1;  // H masks.
-    std::vector<int> ids(3 * N);
-    for (int i = 0; i < 3 * N; ++i) ids[i] = i;
-    auto locks =
-        MaybeLockVariableInputMutexesInOrder<CPUDevice, float>(ctx, true,
-                                                               false, ids);
-    std::vector<Tensor> tensors(3 * N);
-    for (int i = 0; i < 3 * N; ++i) {
-      OP_REQUIRES_OK(ctx, GetInputTensorFromVariable<CPUDevice, float>(
-                              ctx, i, true, false, &tensors[i]));
-      OP_REQUIRES(ctx, tensors[i].IsInitialized(),
-                  errors::FailedPrecondition("uninitialized variable"));
-      OP_REQUIRES(ctx, tensors[i].shape() == tensors[i % N].shape(),
-                  errors::InvalidArgument("var, m and v differ in shape"));
-    }
+    auto locks = LockVariables(ctx);
+    std::vector<Tensor> tensors;
+    MlpShape sh;
+    int64_t K = 0;
+    OP_REQUIRES_OK(ctx, ReadVariables(ctx, &tensors, &sh, &K));
     int arg = 3 * N;
     std::vector<const float*> masks(H);
     for (int i = 0; i < H; ++i) {
@@ -63,9 +40,10 @@ class CohortEpochOp : public OpKernel {
                                           "kernel"));
       masks[i] = mask.flat<float>().data();
     }
-    const Tensor& labels = ctx->input(arg++);
-    const Tensor& cols = ctx->input(arg++);
-    const Tensor& splits = ctx->input(arg++);
+    Csr csr;
+    const int64_t* y = nullptr;
+    OP_REQUIRES_OK(ctx, ReadRecords(ctx, arg, sh, &csr, &y));
+    arg += 3;
     const Tensor& members = ctx->input(arg++);
     const Tensor& order = ctx->input(arg++);
     const Tensor& weight = ctx->input(arg++);
@@ -77,29 +55,6 @@ class CohortEpochOp : public OpKernel {
                 errors::InvalidArgument("lr must be a scalar"));
     const float lr = lr_t.flat<float>()(0);
 
-    const Tensor& w0 = tensors[0];
-    OP_REQUIRES(ctx, w0.dims() == 3,
-                errors::InvalidArgument("kernels must be (K, fan_in, "
-                                        "fan_out)"));
-    const int64_t K = w0.dim_size(0);
-    MlpShape sh;
-    sh.L = L;
-    sh.din.resize(L);
-    sh.dout.resize(L);
-    sh.rates = rates_;
-    sh.beta1 = beta1_;
-    sh.beta2 = beta2_;
-    sh.epsilon = epsilon_;
-    for (int i = 0; i < L; ++i) {
-      const Tensor& w = tensors[2 * i];
-      const Tensor& b = tensors[2 * i + 1];
-      OP_REQUIRES(ctx, w.dims() == 3 && w.dim_size(0) == K &&
-                       b.NumElements() == K * w.dim_size(2) &&
-                       (i == 0 || w.dim_size(1) == sh.dout[i - 1]),
-                  errors::InvalidArgument("layer shapes do not chain"));
-      sh.din[i] = w.dim_size(1);
-      sh.dout[i] = w.dim_size(2);
-    }
     const int64_t M = members.NumElements();
     OP_REQUIRES(ctx, members.dims() == 1 && order.dims() == 3 &&
                      order.dim_size(0) == M && weight.shape() == order.shape()
@@ -109,16 +64,7 @@ class CohortEpochOp : public OpKernel {
                 errors::InvalidArgument("members (M,), order and weight (M, "
                                         "S, B), decay (M, S), steps and keys "
                                         "(M,) needed"));
-    OP_REQUIRES(ctx, cols.dims() == 1 && splits.dims() == 1 &&
-                     splits.dim_size(0) >= 1 && labels.dims() == 1 &&
-                     labels.dim_size(0) == splits.dim_size(0) - 1,
-                errors::InvalidArgument("cols, splits and labels must be "
-                                        "vectors for the same records"));
     const int64_t S = order.dim_size(1), B = order.dim_size(2);
-    const int64_t n = splits.dim_size(0) - 1, nnz = cols.dim_size(0);
-    const Csr csr{n, sh.F(), nnz, splits.flat<int64_t>().data(),
-                  cols.flat<int32_t>().data()};
-    const int64_t* y = labels.flat<int64_t>().data();
     const int32_t* who = members.flat<int32_t>().data();
     const int32_t* ord = order.flat<int32_t>().data();
     const float* wt = weight.flat<float>().data();
@@ -126,22 +72,11 @@ class CohortEpochOp : public OpKernel {
     const int64_t* step0 = steps.flat<int64_t>().data();
     const int64_t* key = keys.flat<int64_t>().data();
     // Everything is checked before any variable changes.
-    for (int64_t r = 0; r < n; ++r) {
-      OP_REQUIRES(ctx, csr.ValidRow(r),
-                  errors::InvalidArgument("cohort_epoch: a column lies out "
-                                          "of range"));
-      OP_REQUIRES(ctx, y[r] >= 0 && y[r] < sh.C(),
-                  errors::InvalidArgument("cohort_epoch: a label lies out of "
-                                          "range"));
-    }
+    OP_REQUIRES_OK(ctx, CheckIndices(ord, M * S * B, csr.n));
     for (int64_t i = 0; i < M; ++i)
       OP_REQUIRES(ctx, who[i] >= 0 && who[i] < K,
                   errors::InvalidArgument("cohort_epoch: a member lies out "
                                           "of range"));
-    for (int64_t i = 0; i < M * S * B; ++i)
-      OP_REQUIRES(ctx, ord[i] >= 0 && ord[i] < n,
-                  errors::InvalidArgument("cohort_epoch: a record index lies "
-                                          "out of range"));
     Tensor* loss_t = nullptr;
     Tensor* taken_t = nullptr;
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({M}), &loss_t));
@@ -149,65 +84,41 @@ class CohortEpochOp : public OpKernel {
     float* loss_out = loss_t->flat<float>().data();
     int64_t* taken_out = taken_t->flat<int64_t>().data();
 
-    thread::ThreadPool* pool =
-        ctx->device()->tensorflow_cpu_worker_threads()->workers;
-    std::vector<StepScratch> scratch(pool->NumThreads() + 1);
-    auto work = [&](int64_t begin, int64_t end, int worker) {
-      StepScratch& sc = scratch[worker];
-      sc.Reserve(sh, B);
-      MemberVars mv;
-      mv.var.resize(N);
-      mv.m.resize(N);
-      mv.v.resize(N);
-      std::vector<uint64_t> seeds(L, 0);
-      for (int64_t i = begin; i < end; ++i) {
-        const int64_t k = who[i];
-        for (int j = 0; j < N; ++j) {
-          const int64_t size = tensors[j].NumElements() / K;
-          mv.var[j] = tensors[j].flat<float>().data() + k * size;
-          mv.m[j] = tensors[N + j].flat<float>().data() + k * size;
-          mv.v[j] = tensors[2 * N + j].flat<float>().data() + k * size;
-        }
-        auto apply_masks = [&]() {
-          for (int l = 0; l < H; ++l) {
-            const int64_t size = sh.din[l] * sh.dout[l];
-            float* w = mv.var[2 * l];
-            const float* mask = masks[l] + k * size;
-            for (int64_t e = 0; e < size; ++e) w[e] *= mask[e];
+    ForEachMember(
+        ctx, tensors, K, sh, B, M, [&](int64_t i) { return who[i]; },
+        [&](int64_t i, const MemberVars& mv, StepScratch& sc) {
+          const int64_t k = who[i];
+          auto apply_masks = [&]() {
+            for (int l = 0; l < H; ++l) {
+              const int64_t size = sh.din[l] * sh.dout[l];
+              float* w = mv.var[2 * l];
+              const float* mask = masks[l] + k * size;
+              for (int64_t e = 0; e < size; ++e) w[e] *= mask[e];
+            }
+          };
+          std::vector<uint64_t> seeds(L, 0);
+          double loss_sum = 0.0;
+          int64_t taken = 0;
+          for (int64_t st = 0; st < S; ++st) {
+            const float* wk = wt + (i * S + st) * B;
+            double wsum = 0.0;
+            for (int64_t b = 0; b < B; ++b) wsum += wk[b];
+            if (wsum <= 0.0) continue;  // No batch for this member here.
+            apply_masks();
+            for (int l = 0; l < L; ++l)
+              seeds[l] =
+                  static_cast<uint64_t>(key[i] + st * kSeedsPerStep + l);
+            loss_sum += MemberStep(
+                sh, csr, y, ord + (i * S + st) * B, wk, B, 0, seeds.data(),
+                lr, dec[i * S + st], static_cast<float>(step0[i] + taken + 1),
+                mv, sc);
+            ++taken;
           }
-        };
-        double loss_sum = 0.0;
-        int64_t taken = 0;
-        for (int64_t st = 0; st < S; ++st) {
-          const float* wk = wt + (i * S + st) * B;
-          double wsum = 0.0;
-          for (int64_t b = 0; b < B; ++b) wsum += wk[b];
-          if (wsum <= 0.0) continue;  // No batch for this member here.
           apply_masks();
-          for (int l = 0; l < L; ++l)
-            seeds[l] = static_cast<uint64_t>(key[i] + st * kSeedsPerStep + l);
-          loss_sum += MemberStep(
-              sh, csr, y, ord + (i * S + st) * B, wk, B, 0, seeds.data(), lr,
-              dec[i * S + st], static_cast<float>(step0[i] + taken + 1), mv,
-              sc);
-          ++taken;
-        }
-        apply_masks();
-        loss_out[i] = static_cast<float>(loss_sum);
-        taken_out[i] = taken;
-      }
-    };
-    pool->ParallelForWithWorkerId(
-        M, thread::ThreadPool::SchedulingParams(
-               thread::ThreadPool::SchedulingStrategy::kFixedBlockSize,
-               absl::nullopt, 1),
-        work);
+          loss_out[i] = static_cast<float>(loss_sum);
+          taken_out[i] = taken;
+        });
   }
-
- private:
-  int num_vars_;
-  std::vector<float> rates_;
-  float beta1_, beta2_, epsilon_;
 };
 
 }  // namespace
