@@ -25,6 +25,6 @@ for g in weaker stronger paper_third; do
   [ -f $A/$g/aggregate.json ] && args="$args $A/$g/aggregate.json:$g"
 done
 for d in $A/front_*; do
-  [ -f $d/aggregate.json ] && args="$args $d/aggregate.json:$(basename $d | sed 's/^front_//')"
+  [ -f $d/aggregate.json ] && args="$args $d/aggregate.json:$(basename $d | sed 's/^front_/search/')"
 done
 $PY tools/evaluated_frontier.py --output=$OUT/frontier $args > /dev/null && echo "frontier: $args"
