@@ -157,13 +157,19 @@ class MLPCohort:
     model: one member's Keras model (the architecture; its weights unused).
     initial_weights: each member's `model.get_weights()` to start from.
     seeds: each member's training seed (dropout masks).
-    config: optimizer settings (learning rate, batch size, weight decay are
-      taken from the plans; eval batch size).
+    config: optimizer settings: the learning rate and the evaluation batch
+      size (batches and their L2 coefficients come from the epoch plans).
+    native_kernels: run epochs in the native op (`WememCohortEpoch`) when
+      the kernels load and the features are sparse binary; else (or False)
+      in TensorFlow ops. Both draw the same dropout masks.
 
   Attributes:
     num_members: K.
     layer_names: the Dense layers' names, input to output.
-    pruned_layers: indices of the layers pruning masks (all but the last).
+    pruned_layers: indices of the layers that carry pruning masks (all but
+      the last).
+    mode: "native" or "tensorflow", fixed by `set_data` (call it once,
+      before training).
   """
 
   def __init__(self, model: keras.Model,
