@@ -402,11 +402,20 @@ def _chunks(items: Sequence[Any], size: int) -> List[Sequence[Any]]:
   return [items[i:i + size] for i in range(0, len(items), size)]
 
 
+def _architecture_model(dataset: datasets.Dataset,
+                        recipe: ModelRecipe) -> keras.Model:
+  """An untrained model of the recipe's architecture (global seeds left
+  alone)."""
+  return arch_lib.build_checked(recipe.resolved_architecture,
+                                dataset.input_shape, dataset.num_classes)
+
+
 def _pretrain_cohorts(dataset: datasets.Dataset,
                       pending: Sequence[Tuple[ModelJob, str]],
                       store: model_store.ModelStore) -> None:
   """Pre-trains the `(job, pre-training key)` pairs in cohorts of one
-  architecture and training config, writing them to `store`."""
+  architecture and training config, writing them to `store` (an
+  architecture a cohort cannot train is logged and left alone)."""
   groups: Dict[str, List[Tuple[ModelJob, str]]] = {}
   for job, key in pending:
     recipe = job.recipe
@@ -415,6 +424,11 @@ def _pretrain_cohorts(dataset: datasets.Dataset,
     groups.setdefault(group, []).append((job, key))
   for members in groups.values():
     recipe = members[0][0].recipe
+    reason = cohort_lib.unsupported_reason(_architecture_model(dataset,
+                                                               recipe))
+    if reason is not None:
+      logging.info("models train one at a time: %s.", reason)
+      continue
     for chunk in _chunks(members, COHORT_SIZE):
       weights, fits, seconds = cohort_lib.pretrain(
           dataset, [cohort_lib.Member(j.split, j.seed) for j, _ in chunk],
@@ -488,12 +502,6 @@ def _train_cohorts(dataset: datasets.Dataset, jobs: Sequence[ModelJob],
     todo.append((job, pre_key, stage_keys))
   if not todo:
     return
-  model, _ = cohort_lib.initial_weights(todo[0][0].recipe.architecture,
-                                        dataset, 0)
-  reason = cohort_lib.unsupported_reason(model)
-  if reason is not None:
-    logging.info("models train one at a time: %s.", reason)
-    return
   pretrain = {key: job for job, key, _ in todo
               if not store.has("pretrained", key)}
   _pretrain_cohorts(dataset, [(j, k) for k, j in pretrain.items()], store)
@@ -508,9 +516,11 @@ def _train_cohorts(dataset: datasets.Dataset, jobs: Sequence[ModelJob],
           model_store.defense_digest(recipe.defense, training_only=True))
       groups.setdefault(group, []).append((job, pre_key, stage_keys))
   for members in groups.values():
+    recipe = members[0][0].recipe
+    model = _architecture_model(dataset, recipe)
     runs = [_bound_run(dataset, job) for job, _, _ in members]
-    reason = cohort_lib.unsupported_reason(
-        model, runs[0], members[0][0].recipe.pruning_config)
+    reason = cohort_lib.unsupported_reason(model, runs[0],
+                                           recipe.pruning_config)
     if reason is not None:
       logging.info("pruning one model at a time: %s.", reason)
       continue

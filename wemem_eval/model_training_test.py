@@ -8,6 +8,7 @@ import pytest
 import wemem_tf
 from wemem_eval import model_store
 from wemem_eval import model_training
+from wemem_tf._keras import keras
 from wemem_tf.defenses import defense as defense_lib
 from wemem_tf.models import evaluate
 from wemem_tf.models import zoo
@@ -206,3 +207,26 @@ def test_cohort_leaves_unsupported_defenses_to_one_at_a_time(digits,
   for (a,), (b,) in zip(trained, again):
     for wa, wb in zip(a.model.get_weights(), b.model.get_weights()):
       np.testing.assert_array_equal(wa, wb)
+
+
+def _not_plain_mlp(shape, num_classes):
+  """An MLP with a kernel regularizer: not a plain MLP for a cohort."""
+  inputs = keras.Input(shape)
+  h = keras.layers.Dense(
+      32, activation="relu", name="fc1",
+      kernel_regularizer=keras.regularizers.l2(1e-4))(inputs)
+  h = keras.layers.Dense(16, activation="relu", name="fc2")(h)
+  outputs = keras.layers.Dense(num_classes, name="classifier")(h)
+  return keras.Model(inputs, outputs)
+
+
+def test_cohort_leaves_other_architectures_to_one_at_a_time(digits):
+  dataset, splits = digits
+  recipe = model_training.ModelRecipe(
+      architecture=_not_plain_mlp, pruning_config=TINY_PRUNING,
+      train_config=TINY_TRAINING, cohort=True)
+  job = model_training.shadow_jobs(splits, recipe, False, seed=4)[0]
+  (model,), = model_training.train_models(dataset, [job])
+  assert "cohort" not in model.facts["pretrain"]
+  assert "cohort" not in model.facts["prune"]
+  assert 0.0 <= model.test_accuracy <= 1.0
