@@ -260,12 +260,6 @@ class MLPCohort:
             for name, k, m in zip(self.layer_names, self.kernels,
                                   self.masks)}
 
-  def reset_optimizer(self) -> None:
-    """A fresh Adam for every member (each stage builds its own)."""
-    for slot in self._m + self._v:
-      slot.assign(tf.zeros_like(slot))
-    self._steps.assign(tf.zeros_like(self._steps))
-
   def prune(self, iteration: int, schedule) -> None:
     """Recomputes every member's masks for `iteration` from its current
     weights by TFMOT's magnitude rule, then applies them (as
@@ -282,10 +276,6 @@ class MLPCohort:
       threshold = values[:, k - 1:k]
       mask = tf.cast(weights >= threshold, tf.float32)
       self.masks[l].assign(tf.reshape(mask, tf.shape(self.masks[l])))
-    self._apply_masks()
-
-  def _apply_masks(self) -> None:
-    for l in self.pruned_layers:
       self.kernels[l].assign(self.kernels[l] * self.masks[l])
 
   # Compiled parts ------------------------------------------------------
@@ -483,11 +473,12 @@ class MLPCohort:
         fit.epochs_run += 1
         fit.train_loss.append(float(loss[i]))
         fit.dev_accuracy.append(float(accuracy[i]))
-        if accuracy[i] > fit.best_dev_accuracy:
+        improved[k], stop = loop_lib.early_stopping_update(
+            epoch, accuracy[i], fit.best_dev_accuracy, fit.best_epoch,
+            patience)
+        if improved[k]:
           fit.best_dev_accuracy, fit.best_epoch = float(accuracy[i]), epoch
-          improved[k] = True
-        elif epoch - fit.best_epoch >= patience:
-          live[k] = False
+        live[k] = not stop
       self._keep_best(improved)
     for best, var in zip(self._best, self._variables):
       var.assign(best)

@@ -354,6 +354,19 @@ class FitResult:
 PlanFn = Callable[[int, np.random.Generator], EpochPlan]
 
 
+def early_stopping_update(epoch: int, accuracy: float, best_accuracy: float,
+                          best_epoch: int, patience: int) -> Tuple[bool, bool]:
+  """The early-stopping rule on dev accuracy: (improved, stop).
+
+  Epoch `epoch` improves on the best so far (`best_accuracy` at
+  `best_epoch`) when strictly more accurate; otherwise training stops once
+  `patience` epochs have passed since the best one.
+  """
+  if accuracy > best_accuracy:
+    return True, False
+  return False, epoch - best_epoch >= patience
+
+
 class BestCheckpoint:
   """The best dev accuracy so far and its weights (early stopping).
 
@@ -375,11 +388,12 @@ class BestCheckpoint:
   def update(self, epoch: int, accuracy: float, model: keras.Model) -> bool:
     """Records epoch `epoch`'s dev accuracy; True when training should stop
     (no improvement for `patience` epochs)."""
-    if accuracy > self.accuracy:
+    improved, stop = early_stopping_update(epoch, accuracy, self.accuracy,
+                                           self.epoch, self.patience)
+    if improved:
       self.accuracy, self.epoch = accuracy, epoch
       self.weights = model.get_weights()
-      return False
-    return epoch - self.epoch >= self.patience
+    return stop
 
 
 def fit_with_early_stopping(loop: TrainingLoop, train: Tuple[np.ndarray, np.ndarray],
