@@ -14,11 +14,12 @@ threshold on the member-vs-non-member logit difference is chosen on it too.
 The membership score is logit_member − logit_non_member.
 """
 
-from typing import Callable, Tuple
+from typing import Callable, Optional, Tuple
 
 import numpy as np
 
 from attacks import base
+from attacks import compiled
 from attacks import inputs as inputs_lib
 from wemem_tf._keras import keras
 from wemem_tf.training import loop as loop_lib
@@ -56,7 +57,7 @@ def attack_mlp(input_shape: Tuple[int, ...]) -> keras.Model:
   h = inputs
   for i, width in enumerate(MLP_WIDTHS):
     h = keras.layers.Dense(width, activation="relu", name=f"attack_fc{i + 1}")(h)
-    h = keras.layers.Dropout(MLP_DROPOUT)(h)
+    h = compiled.GeneratorDropout(MLP_DROPOUT)(h)
   outputs = keras.layers.Dense(2, name="attack_logits")(h)
   return keras.Model(inputs, outputs, name="attack_mlp")
 
@@ -105,14 +106,24 @@ class TrainedAttackModel(base.Attack):
   """Base of attacks that train a binary classifier on shadow features.
 
   Subclasses give `features(outputs) -> float32 (n, ...)` and
-  `build_model(input_shape) -> keras.Model` (2 logits).
+  `build_model(input_shape) -> keras.Model` (2 logits; dropout as
+  `compiled.GeneratorDropout`). The model and its compiled loop come from
+  `compiled.TRAINERS`: built and traced once per process for each
+  (attack, input shape, options), reset to their freshly built state for
+  each fit.
   """
   trained = True
 
   def __init__(self, options: base.AttackOptions = base.AttackOptions()):
     super().__init__(options)
-    self.loop = None
+    self._lease = None
     self.fit_result = None
+
+  @property
+  def loop(self) -> Optional[loop_lib.TrainingLoop]:
+    """The compiled loop holding this attack's fitted model (None before
+    `fit`)."""
+    return None if self._lease is None else self._lease.activate()
 
   def features(self, outputs: inputs_lib.ModelOutputs) -> np.ndarray:
     raise NotImplementedError
@@ -129,16 +140,20 @@ class TrainedAttackModel(base.Attack):
     train, dev = stratified_split(is_member, balanced, opts.dev_fraction, rng)
     x = self.features(outputs)
     y = is_member.astype(np.int64)
-    keras.utils.set_random_seed(opts.seed)
-    model = self.build_model(tuple(x.shape[1:]))
     config = loop_lib.TrainConfig(
         learning_rate=opts.learning_rate, weight_decay=opts.weight_decay,
         batch_size=opts.batch_size, max_epochs=opts.max_epochs,
         patience=opts.patience)
-    self.loop = loop_lib.TrainingLoop(model, config)
+    shape = tuple(x.shape[1:])
+    self._lease = None
+    lease = compiled.TRAINERS.lease(
+        (type(self), self.name, shape, opts),
+        lambda: self.build_model(shape), config, opts.seed)
     self.fit_result = loop_lib.fit_with_early_stopping(
-        self.loop, (x[train], y[train]), (x[dev], y[dev]), seed=opts.seed,
+        lease.loop, (x[train], y[train]), (x[dev], y[dev]), seed=opts.seed,
         progress_desc=f"{self.name} attack model")
+    lease.keep()
+    self._lease = lease
     dev_scores = self._scores(x[dev])
     return base.Calibration(dev_scores[is_member[dev]],
                             dev_scores[~is_member[dev]])
@@ -148,7 +163,7 @@ class TrainedAttackModel(base.Attack):
     return logits[:, 1] - logits[:, 0]
 
   def score(self, query: base.TargetQuery) -> np.ndarray:
-    if self.loop is None:
+    if self._lease is None:
       raise ValueError(f"attack {self.name!r} must be fitted before scoring.")
     return self._scores(self.features(query.records))
 

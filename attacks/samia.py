@@ -28,7 +28,9 @@ Remaining deviations, each deliberate:
   be set by a few outliers (the transform is monotone per feature; `triples`
   is also what the tests and other callers rely on).
 * Keras layers stand in for PyTorch ones with matching settings: batch norm
-  momentum 0.9 (PyTorch's 0.1) and ε = 1e-5, exact GELU, Dense kernels
+  momentum 0.9 (PyTorch's 0.1) and ε = 1e-5, exact GELU, dropout (also on
+  the attention weights) as `compiled.GeneratorDropout`, whose random
+  stream each fit rewinds (`attacks.compiled`), Dense kernels
   Glorot-normal with zero biases (the original's `weight_init`: Xavier
   normal, zero bias). Keras `MultiHeadAttention` keeps its Glorot-uniform
   projections (the original: Xavier-uniform on the packed q/k/v projection
@@ -60,6 +62,7 @@ from typing import Optional, Tuple
 import numpy as np
 
 from attacks import base
+from attacks import compiled
 from attacks import inputs as inputs_lib
 from attacks import nn
 from wemem_tf._keras import keras
@@ -144,17 +147,17 @@ def samia_model(input_shape: Tuple[int, ...], width: int = WIDTH,
   if class_embedding:
     h = ClassEmbedding(name="class_embedding")(h)
   for i in range(1, num_layers + 1):
-    attended = layers.MultiHeadAttention(
+    attended = compiled.AttentionWithGeneratorDropout(
         heads, key_dim=width // heads, dropout=dropout,
         name=f"block{i}_attention")(h, h)
     h = layers.LayerNormalization(epsilon=NORM_EPSILON,
                                   name=f"block{i}_norm1")(
-        layers.Add()([h, layers.Dropout(dropout)(attended)]))
+        layers.Add()([h, compiled.GeneratorDropout(dropout)(attended)]))
     ff = _dense(ff_width, f"block{i}_ff1", "gelu")(h)
-    ff = _dense(width, f"block{i}_ff2")(layers.Dropout(dropout)(ff))
+    ff = _dense(width, f"block{i}_ff2")(compiled.GeneratorDropout(dropout)(ff))
     h = layers.LayerNormalization(epsilon=NORM_EPSILON,
                                   name=f"block{i}_norm2")(
-        layers.Add()([h, layers.Dropout(dropout)(ff)]))
+        layers.Add()([h, compiled.GeneratorDropout(dropout)(ff)]))
   h = layers.Flatten(name="flatten")(h)
   h = _dense(head_width, "head_fc", "relu")(h)
   outputs = _dense(2, "attack_logits")(h)

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from attacks import base
+from attacks import compiled
 from attacks import inputs
 from attacks import samia
 from wemem_tf._keras import keras
@@ -65,7 +66,7 @@ def test_default_model_has_the_original_structure():
       assert model.get_layer(name).epsilon == pytest.approx(1e-5)
   assert len(_layers(model, layers.LayerNormalization)) == 6
   assert len(_layers(model, layers.Dense)) == 1 + 2 * 3 + 2
-  dropouts = _layers(model, layers.Dropout)
+  dropouts = _layers(model, compiled.GeneratorDropout)
   assert len(dropouts) == 3 * 3
   assert all(l.rate == pytest.approx(0.2) for l in dropouts)
   assert not _layers(model, layers.GlobalAveragePooling1D)

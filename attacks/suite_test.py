@@ -21,7 +21,9 @@ from attacks import testing_utils
 from wemem_tf import progress
 from tensorflow_privacy.privacy.privacy_tests.membership_inference_attack import data_structures as tfp_ds
 
-FAST = base.AttackOptions(max_epochs=8, patience=3, samia_width=16,
+# Epochs enough for the one-block SAMIA to reach AUC >= 0.99 on the
+# memorizer for every attack seed tried (0-2); at 8 its seed-0 AUC was 0.988-0.990.
+FAST = base.AttackOptions(max_epochs=15, patience=4, samia_width=16,
                           samia_heads=2, samia_layers=1)
 SCORE_BASED = [n for n in registry.attack_names() if n != "gap"]
 
