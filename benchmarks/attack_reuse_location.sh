@@ -19,7 +19,7 @@ set -euo pipefail
 DATA_DIR="$(realpath "${1:-../shared/data}")"
 OUT="$(realpath -m "${2:-/tmp/wemem_attack_reuse}")"
 BEFORE="${3:-456dccd}"
-PY="$(realpath .venv/bin/python)"
+PY="$PWD/.venv/bin/python"  # not realpath: that would leave the venv
 rm -rf "$OUT"; mkdir -p "$OUT"
 git worktree add -f --detach "$OUT/before_src" "$BEFORE" >/dev/null
 run() {  # run NAME SRC: wemem run from checkout SRC into $OUT/NAME
@@ -62,8 +62,9 @@ lines = [
     "| run | wall (s) | load at the end (1/5/15 min) |", "|---|---:|---|"]
 lines += [f"| {m} | {w[0]} | {w[1]} |" for m, w in wall.items()]
 lines += ["", "Seconds per configuration (attacks = the 12 attacks with their "
-          "intervals; trained = nn + nn_top3 + nn_cls + samia), in run order "
-          "of the configurations' names:", "",
+          "intervals; trained = nn + nn_top3 + nn_cls + samia); the runs "
+          "take the configurations in the order unpruned, one_shot, base, "
+          "rsw, random:", "",
           "| configuration | attacks before | attacks after | trained before "
           "| trained after | samia before | samia after | best attack before "
           "| best attack after |", "|---|---:|---:|---:|---:|---:|---:|---|---|"]
