@@ -23,7 +23,9 @@ kernels that a reused graph cannot rewind.
 Several fitted attacks may share one trainer (e.g. the `nn` attacks of two
 configurations). Each keeps its fitted weights (`Lease.weights`), and
 `Lease.activate` loads them before it scores, so an attack always scores
-with its own model.
+with its own model. Fits share state, so one process fits and scores its
+attacks one at a time (as the suite does); parallel studies use processes
+(Ray workers), each with its own trainers.
 """
 
 import collections
