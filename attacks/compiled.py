@@ -102,6 +102,8 @@ class Lease:
 
   Attributes:
     loop: the trainer's compiled loop (its model is shared).
+    trainer: the shared trainer; its `owner` is the lease whose weights
+      the model holds now.
     weights: the fitted weights (set by `keep`), loaded by `activate`.
   """
   loop: loop_lib.TrainingLoop
